@@ -1,0 +1,26 @@
+export { OwletError, ErrorCode, isOwletError, formatShape, type OwletErrorOptions } from './errors.js';
+export {
+  initBackend,
+  getBackendInfo,
+  getWebGPUDevice,
+  BACKEND_NAMES,
+  type BackendName,
+  type BackendRequest,
+  type BackendInfo,
+  type BackendAttempt,
+  type InitBackendOptions,
+  type WebGPUDeviceInfo,
+} from './backend.js';
+export { Parameter, Init, shapesEqual, type ParameterInit, type ParameterOptions } from './parameter.js';
+export {
+  Module,
+  ModuleList,
+  StateDictError,
+  type StateDictInput,
+  type StateDictReport,
+  type LoadStateDictOptions,
+  type ShapeMismatch,
+} from './module.js';
+export { scope, memoryStats } from './scope.js';
+export * from './ops/index.js';
+export * from './nn/index.js';

@@ -1,0 +1,31 @@
+import * as tf from '@tensorflow/tfjs-core';
+
+import { ErrorCode, OwletError } from '../errors.js';
+import { checkShape, formatShape } from './check.js';
+
+/**
+ * Row lookup: weight [V, D], ids of any shape → [...ids.shape, D]. Ids given as numbers are
+ * range-checked (a typed error names the offending id); ids given as a tensor must be int32.
+ */
+export function embedding(weight: tf.Tensor, ids: tf.Tensor | readonly number[] | Int32Array): tf.Tensor {
+  checkShape(weight.rank === 2, 'embedding', `weight must be [vocab, dim], got ${formatShape(weight.shape)}`);
+  const vocab = weight.shape[0] as number;
+  if (!(ids instanceof tf.Tensor)) {
+    for (let i = 0; i < ids.length; i++) {
+      const id = ids[i] as number;
+      if (!Number.isInteger(id) || id < 0 || id >= vocab) {
+        throw new OwletError(ErrorCode.INVALID_ARGUMENT, `embedding: id ${id} at position ${i} is outside the vocabulary [0, ${vocab})`, {
+          details: { id, position: i, vocab },
+        });
+      }
+    }
+  } else {
+    checkShape(ids.dtype === 'int32', 'embedding', `ids must be int32, got ${ids.dtype}`);
+  }
+  return tf.tidy(() => {
+    const t = ids instanceof tf.Tensor ? ids : tf.tensor1d(Int32Array.from(ids), 'int32');
+    const flat = t.rank === 1 ? t : tf.reshape(t, [-1]); // [...] -> [N]
+    const rows = tf.gather(weight, flat); // [N, D]
+    return t.rank === 1 ? rows : tf.reshape(rows, [...t.shape, weight.shape[1] as number]); // [N, D] -> [..., D]
+  });
+}

@@ -1,0 +1,71 @@
+/**
+ * The backend matrix: the same tests run on cpu, wasm and webgpu (Dawn on SwiftShader in CI).
+ * `OWLET_TEST_BACKENDS=cpu,wasm` narrows the matrix for a local run. A test that cannot run on a
+ * backend is listed in BACKEND_EXCLUSIONS with the reason; there is no other way to skip.
+ */
+import { initBackend, type BackendName } from '@owlet/core';
+import { beforeAll, describe, it as vitestIt } from 'vitest';
+
+export type MatrixBackend = Extract<BackendName, 'cpu' | 'wasm' | 'webgpu'>;
+export const MATRIX_BACKENDS: readonly MatrixBackend[] = ['cpu', 'wasm', 'webgpu'];
+
+export interface BackendExclusion {
+  backend: MatrixBackend;
+  /** Matched against `<suite title> > <test name>`. */
+  test: RegExp;
+  reason: string;
+}
+
+/** The one list of gaps in the matrix, each with its reason. */
+export const BACKEND_EXCLUSIONS: readonly BackendExclusion[] = [];
+
+export function selectedBackends(): MatrixBackend[] {
+  const env = process.env.OWLET_TEST_BACKENDS;
+  if (!env) return [...MATRIX_BACKENDS];
+  const names = env.split(',').map((s) => s.trim()).filter(Boolean);
+  for (const n of names) {
+    if (!(MATRIX_BACKENDS as readonly string[]).includes(n)) {
+      throw new Error(`OWLET_TEST_BACKENDS: unknown backend ${n}; expected ${MATRIX_BACKENDS.join(', ')}`);
+    }
+  }
+  return names as MatrixBackend[];
+}
+
+export function exclusionFor(backend: MatrixBackend, fullName: string): BackendExclusion | undefined {
+  return BACKEND_EXCLUSIONS.find((e) => e.backend === backend && e.test.test(fullName));
+}
+
+export type MatrixIt = (name: string, fn: () => unknown | Promise<unknown>, timeout?: number) => void;
+
+export interface MatrixContext {
+  backend: MatrixBackend;
+  it: MatrixIt;
+}
+
+/** Sets the backend for a test process outside a matrix (e.g. in beforeAll). */
+export async function useBackend(backend: MatrixBackend): Promise<void> {
+  await initBackend(backend, { webgpu: { allowFallbackAdapter: true } });
+}
+
+/**
+ * Declares `fn`'s tests once per backend of the matrix, each group under `title [backend]` with
+ * that backend active.
+ */
+export function describeBackends(title: string, fn: (ctx: MatrixContext) => void): void {
+  for (const backend of selectedBackends()) {
+    describe(`${title} [${backend}]`, () => {
+      beforeAll(async () => {
+        await useBackend(backend);
+      });
+      const it: MatrixIt = (name, body, timeout) => {
+        const ex = exclusionFor(backend, `${title} > ${name}`);
+        if (ex) {
+          vitestIt.skip(`${name} (excluded on ${backend}: ${ex.reason})`, () => {});
+        } else {
+          vitestIt(name, body, timeout);
+        }
+      };
+      fn({ backend, it });
+    });
+  }
+}

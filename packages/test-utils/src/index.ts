@@ -1,0 +1,17 @@
+export {
+  MATRIX_BACKENDS,
+  BACKEND_EXCLUSIONS,
+  selectedBackends,
+  exclusionFor,
+  describeBackends,
+  useBackend,
+  type MatrixBackend,
+  type BackendExclusion,
+  type MatrixContext,
+  type MatrixIt,
+} from './backends.js';
+export { expectNoLeaks } from './leaks.js';
+export { expectAllClose, maxAbsDiff, type CloseOptions, type DiffReport } from './compare.js';
+export { mulberry32, randn, randUniform, toF32 } from './random.js';
+export { fixturesDir, fixturePath, REPO_ROOT } from './fixtures.js';
+export { findSwiftShaderICD, SWIFTSHADER_ICD_CANDIDATES } from './webgpu-env.js';
