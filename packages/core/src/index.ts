@@ -1,3 +1,5 @@
+import './gradients.js';
+
 export { OwletError, ErrorCode, isOwletError, formatShape, type OwletErrorOptions } from './errors.js';
 export {
   initBackend,
@@ -24,3 +26,4 @@ export {
 export { scope, memoryStats } from './scope.js';
 export * from './ops/index.js';
 export * from './nn/index.js';
+export * from './checkpoint/index.js';

@@ -1,3 +1,5 @@
+import '../gradients.js';
+
 export { linear } from './linear.js';
 export { layerNorm, rmsNorm } from './norm.js';
 export { embedding } from './embedding.js';

@@ -29,24 +29,56 @@ export interface RopeTables {
 /**
  * cos/sin tables for arbitrary position ids ([L] or [B, L], integers), half-split layout
  * `emb = [θ, θ]` (HF rotate_half). Returned as [B, 1, L, dim] to broadcast over heads.
+ *
+ * The tables are computed on the host: the angle `pos · inv_freq` is rounded to float32 as torch
+ * computes it, and cos/sin are taken in float64 then rounded. WGSL's sin/cos only promise an
+ * absolute error of 2^-11, too coarse for logit parity, so they are not computed on the device.
  */
 export function ropeTables(
-  positionIds: tf.Tensor | readonly number[] | Int32Array,
+  positionIds: tf.Tensor | readonly number[] | readonly (readonly number[])[] | Int32Array,
   dim: number,
   theta = 10000,
 ): RopeTables {
   const invFreq = ropeInvFreq(dim, theta);
-  return tf.tidy(() => {
-    let pos = positionIds instanceof tf.Tensor ? positionIds : tf.tensor1d(Int32Array.from(positionIds), 'int32');
-    checkShape(pos.rank === 1 || pos.rank === 2, 'rope', `position ids must be [L] or [B, L], got ${formatShape(pos.shape)}`);
-    if (pos.rank === 1) pos = tf.expandDims(pos, 0); // [L] -> [1, L]
-    const posF = tf.cast(pos, 'float32');
-    const freqs = tf.mul(tf.expandDims(posF, -1), tf.tensor1d(invFreq)); // [B, L, 1] * [dim/2] -> [B, L, dim/2]
-    const emb = tf.concat([freqs, freqs], -1); // [B, L, dim]
-    const cos = tf.expandDims(tf.cos(emb), 1); // [B, 1, L, dim]
-    const sin = tf.expandDims(tf.sin(emb), 1); // [B, 1, L, dim]
-    return { cos, sin };
-  });
+  let rows: number[][];
+  if (positionIds instanceof tf.Tensor) {
+    checkShape(positionIds.rank === 1 || positionIds.rank === 2, 'rope', `position ids must be [L] or [B, L], got ${formatShape(positionIds.shape)}`);
+    const a = positionIds.arraySync() as number[] | number[][];
+    rows = positionIds.rank === 1 ? [a as number[]] : (a as number[][]);
+  } else if (positionIds.length > 0 && Array.isArray(positionIds[0])) {
+    rows = (positionIds as readonly (readonly number[])[]).map((r) => [...r]);
+  } else {
+    rows = [Array.from(positionIds as ArrayLike<number>)];
+  }
+  const b = rows.length;
+  const l = rows[0]?.length ?? 0;
+  const half = dim / 2;
+  const cos = new Float32Array(b * l * dim);
+  const sin = new Float32Array(b * l * dim);
+  for (let bi = 0; bi < b; bi++) {
+    const row = rows[bi] as number[];
+    checkShape(row.length === l, 'rope', `position id rows differ in length (${row.length} vs ${l})`);
+    for (let li = 0; li < l; li++) {
+      const p = row[li] as number;
+      if (!Number.isInteger(p) || p < 0) {
+        throw new OwletError(ErrorCode.INVALID_ARGUMENT, `rope: position id ${p} is not a non-negative integer`);
+      }
+      const base = (bi * l + li) * dim;
+      for (let i = 0; i < half; i++) {
+        const angle = Math.fround(Math.fround(p) * (invFreq[i] as number));
+        const c = Math.cos(angle);
+        const s = Math.sin(angle);
+        cos[base + i] = c;
+        cos[base + half + i] = c;
+        sin[base + i] = s;
+        sin[base + half + i] = s;
+      }
+    }
+  }
+  return {
+    cos: tf.tensor4d(cos, [b, 1, l, dim]), // [B, 1, L, dim]
+    sin: tf.tensor4d(sin, [b, 1, l, dim]),
+  };
 }
 
 /** rotate_half(x) = [−x₂, x₁] over the last dimension. */
@@ -72,7 +104,7 @@ export function applyRope(x: tf.Tensor, tables: RopeTables): tf.Tensor {
 /** Rotary position embedding of x [B, H, L, dim] at the given positions (HF half-split variant). */
 export function rope(
   x: tf.Tensor,
-  positionIds: tf.Tensor | readonly number[] | Int32Array,
+  positionIds: tf.Tensor | readonly number[] | readonly (readonly number[])[] | Int32Array,
   options: { theta?: number } = {},
 ): tf.Tensor {
   return tf.tidy(() => applyRope(x, ropeTables(positionIds, lastDim(x), options.theta ?? 10000)));
