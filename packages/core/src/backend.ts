@@ -184,7 +184,9 @@ async function activateWebGPU(prep: WebGPUPrepared): Promise<void> {
   const mod = (await import('@tensorflow/tfjs-backend-webgpu')) as unknown as {
     WebGPUBackend: new (device: GPUDevice, adapterInfo?: GPUAdapterInfo) => tf.KernelBackend;
   };
-  if (tf.findBackend('webgpu') || tf.findBackendFactory('webgpu')) tf.removeBackend('webgpu');
+  // Only ask for the factory: tf.findBackend() would start initialising tfjs' own async factory,
+  // and removing it mid-flight leaves the engine waiting for it forever.
+  if (tf.findBackendFactory('webgpu')) tf.removeBackend('webgpu');
   const adapterInfo = (adapter as GPUAdapter & { info?: GPUAdapterInfo }).info;
   tf.registerBackend('webgpu', () => new mod.WebGPUBackend(device, adapterInfo), 3);
   const ok = await tf.setBackend('webgpu');

@@ -1,0 +1,85 @@
+/**
+ * Runs a test entry in real headless Chromium (Debian's /usr/bin/chromium driven by playwright-core;
+ * never a downloaded browser) with WebGPU enabled. The entry is bundled for the browser with esbuild,
+ * served from 127.0.0.1, and reports by assigning `globalThis.__owletResult` (any JSON value) or
+ * `globalThis.__owletError` (a string).
+ */
+import { existsSync } from 'node:fs';
+import { createServer } from 'node:http';
+import type { AddressInfo } from 'node:net';
+
+import { build } from 'esbuild';
+
+export const CHROMIUM_CANDIDATES = ['/usr/bin/chromium', '/usr/bin/chromium-browser', '/usr/lib/chromium/chromium'];
+
+export function findChromium(): string | undefined {
+  return process.env.OWLET_CHROMIUM ?? CHROMIUM_CANDIDATES.find((p) => existsSync(p));
+}
+
+export interface BrowserRunResult<T> {
+  result: T;
+  console: string[];
+}
+
+export async function runInBrowser<T = unknown>(entry: string, options: { timeoutMs?: number } = {}): Promise<BrowserRunResult<T>> {
+  const executablePath = findChromium();
+  if (!executablePath) throw new Error("Debian's chromium is not installed (apt-get install -y chromium); see scripts/setup.sh");
+  const bundle = await build({
+    entryPoints: [entry],
+    bundle: true,
+    format: 'esm',
+    platform: 'browser',
+    target: 'es2022',
+    write: false,
+    logLevel: 'silent',
+    define: { 'process.env.NODE_ENV': '"test"' },
+  });
+  const js = bundle.outputFiles[0]?.text ?? '';
+  const html = '<!doctype html><html><body><script type="module" src="/entry.js"></script></body></html>';
+  const server = createServer((req, res) => {
+    if (req.url === '/entry.js') {
+      res.setHeader('content-type', 'text/javascript');
+      res.end(js);
+    } else {
+      res.setHeader('content-type', 'text/html');
+      res.end(html);
+    }
+  });
+  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+  const { port } = server.address() as AddressInfo;
+  const { chromium } = await import('playwright-core');
+  const browser = await chromium.launch({
+    executablePath,
+    headless: true,
+    args: [
+      '--no-sandbox',
+      '--disable-background-networking',
+      '--disable-component-update',
+      '--disable-sync',
+      '--no-first-run',
+      '--disable-quic',
+      '--enable-unsafe-webgpu',
+    ],
+  });
+  const logs: string[] = [];
+  try {
+    const page = await browser.newPage();
+    page.on('console', (m) => logs.push(m.text()));
+    page.on('pageerror', (e) => logs.push(`pageerror: ${e.message}`));
+    await page.goto(`http://127.0.0.1:${port}/`);
+    await page.waitForFunction(
+      () => '__owletResult' in globalThis || '__owletError' in globalThis,
+      null,
+      { timeout: options.timeoutMs ?? 60_000 },
+    );
+    const out = (await page.evaluate(() => ({
+      result: (globalThis as Record<string, unknown>).__owletResult,
+      error: (globalThis as Record<string, unknown>).__owletError,
+    }))) as { result: T; error?: string };
+    if (out.error !== undefined) throw new Error(`browser entry failed: ${out.error}\n${logs.join('\n')}`);
+    return { result: out.result, console: logs };
+  } finally {
+    await browser.close();
+    server.close();
+  }
+}
