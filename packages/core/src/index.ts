@@ -13,7 +13,16 @@ export {
   type InitBackendOptions,
   type WebGPUDeviceInfo,
 } from './backend.js';
-export { Parameter, Init, shapesEqual, type ParameterInit, type ParameterOptions } from './parameter.js';
+export {
+  Parameter,
+  Init,
+  shapesEqual,
+  linearWeightLayout,
+  LINEAR_WEIGHT_LAYOUT,
+  type ParameterInit,
+  type ParameterOptions,
+  type LinearWeightLayout,
+} from './parameter.js';
 export {
   Module,
   ModuleList,

@@ -208,7 +208,9 @@ describeBackends('Module loading', ({ it: mit }) => {
       const ln = new LayerNorm(3, 1e-6).initialize({ seed: 1 });
       const x = tf.tensor2d([[1, 2, 3]]);
       const y = lin.forward(x);
-      const w = (await lin.weight.value.data()) as Float32Array;
+      const wc = lin.weight.canonical();
+      const w = (await wc.data()) as Float32Array;
+      wc.dispose();
       const expected = [0, 1].map((o) => [1, 2, 3].reduce((s, v, i) => s + v * (w[o * 3 + i] as number), 0));
       expectAllClose(await y.data(), expected, { atol: 1e-5 });
       const z = ln.forward(x);
@@ -216,6 +218,42 @@ describeBackends('Module loading', ({ it: mit }) => {
       tf.dispose([x, y, z]);
       lin.dispose();
       ln.dispose();
+    });
+  });
+});
+
+describeBackends('Linear weight layout', ({ it: mit, backend }) => {
+  mit('a Linear weight may be stored transposed; linear(), canonical() and stateDict() hide it', async () => {
+    await expectNoLeaks(async () => {
+      const w = tf.tensor2d([
+        [1, 2, 3],
+        [4, 5, 6],
+      ]); // [out 2, in 3]
+      const lin = new Linear(3, 2, { bias: false });
+      lin.loadStateDict({ weight: w });
+      expect(lin.weight.storedTransposed).toBe(backend === 'wasm' || backend === 'cpu');
+      expect(lin.weight.value.shape).toEqual(lin.weight.storedTransposed ? [3, 2] : [2, 3]);
+      const x = tf.tensor2d([[1, 0, -1]]);
+      const y = lin.forward(x);
+      expect(Array.from(await y.data())).toEqual([-2, -2]);
+      const c = lin.weight.canonical();
+      expect(Array.from(await c.data())).toEqual([1, 2, 3, 4, 5, 6]);
+      const sd = lin.stateDict();
+      expect(sd.get('weight')!.shape).toEqual([2, 3]);
+      // a round trip through stateDict keeps the values whatever the layout
+      const lin2 = new Linear(3, 2, { bias: false });
+      lin2.loadStateDict(sd);
+      const y2 = lin2.forward(x);
+      expect(Array.from(await y2.data())).toEqual([-2, -2]);
+      // a second assign keeps the stored layout of the live variable
+      const w2 = tf.mul(w, 2);
+      lin.weight.assign(w2);
+      w2.dispose();
+      const y3 = lin.forward(x);
+      expect(Array.from(await y3.data())).toEqual([-4, -4]);
+      tf.dispose([w, x, y, y2, y3, c, ...sd.values()]);
+      lin.dispose();
+      lin2.dispose();
     });
   });
 });

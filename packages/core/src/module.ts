@@ -167,10 +167,13 @@ export abstract class Module {
     return undefined;
   }
 
-  /** Materialised parameter values by key. The tensors stay owned by the module. */
+  /**
+   * Materialised parameter values by key, in the checkpoint layout. The tensors are new handles
+   * the caller owns (and disposes); they share data with the parameters where the layout allows.
+   */
   stateDict(): Map<string, tf.Tensor> {
     const out = new Map<string, tf.Tensor>();
-    for (const [k, p] of this.namedParameters()) if (p.isMaterialized) out.set(k, p.value);
+    for (const [k, p] of this.namedParameters()) if (p.isMaterialized) out.set(k, p.canonical());
     return out;
   }
 

@@ -21,13 +21,13 @@ export class Linear extends Module {
     super();
     this.inFeatures = inFeatures;
     this.outFeatures = outFeatures;
-    this.weight = this.registerParameter('weight', [outFeatures, inFeatures], { init: options.init ?? Init.normal(0.02) });
+    this.weight = this.registerParameter('weight', [outFeatures, inFeatures], { init: options.init ?? Init.normal(0.02), linearWeight: true });
     this.bias = options.bias === false ? null : this.registerParameter('bias', [outFeatures], { init: Init.zeros() });
   }
 
   /** x [..., in] → [..., out] */
   forward(x: tf.Tensor): tf.Tensor {
     this.assertNotDisposed();
-    return linear(x, this.weight.value, this.bias?.value);
+    return linear(x, this.weight, this.bias);
   }
 }
