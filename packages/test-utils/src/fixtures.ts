@@ -1,4 +1,6 @@
-import { existsSync } from 'node:fs';
+import { existsSync, readFileSync } from 'node:fs';
+
+import { readSafetensors, type SafetensorsArchive } from '@owlet/core';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 
@@ -23,4 +25,25 @@ export function fixturesDir(): string {
 /** Absolute path of a file inside the fixtures folder. */
 export function fixturePath(...parts: string[]): string {
   return join(fixturesDir(), ...parts);
+}
+
+function readFixtureFile(relPath: string): Buffer {
+  const path = fixturePath(relPath);
+  if (!existsSync(path)) {
+    throw new Error(`fixture ${relPath} not found at ${path}`);
+  }
+  return readFileSync(path);
+}
+
+/**
+ * Reads and validates a safetensors fixture, e.g. `loadFixture('owl2_tiny/model.safetensors')`
+ * (path relative to the fixtures folder). `archive.tensor(key)` makes tensors the caller owns.
+ */
+export function loadFixture(relPath: string): SafetensorsArchive {
+  return readSafetensors(readFixtureFile(relPath));
+}
+
+/** Reads a JSON fixture, e.g. `loadFixtureJson('owl2_tiny/config.json')`. */
+export function loadFixtureJson<T = unknown>(relPath: string): T {
+  return JSON.parse(readFixtureFile(relPath).toString('utf8')) as T;
 }

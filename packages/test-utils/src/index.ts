@@ -13,5 +13,6 @@ export {
 export { expectNoLeaks } from './leaks.js';
 export { expectAllClose, maxAbsDiff, type CloseOptions, type DiffReport } from './compare.js';
 export { mulberry32, randn, randUniform, toF32 } from './random.js';
-export { fixturesDir, fixturePath, REPO_ROOT } from './fixtures.js';
+export { fixturesDir, fixturePath, REPO_ROOT, loadFixture, loadFixtureJson } from './fixtures.js';
 export { findSwiftShaderICD, SWIFTSHADER_ICD_CANDIDATES } from './webgpu-env.js';
+export { runInBrowser, findChromium, CHROMIUM_CANDIDATES, type BrowserRunResult } from './browser.js';

@@ -1,0 +1,67 @@
+/**
+ * Browser-safe entry points to the Node-only functions of node.ts: each loads node.ts with a
+ * dynamic import when called, so importing @owlet/core in a browser never evaluates `node:` modules.
+ * Calling them outside Node throws CheckpointError('NODE_ONLY').
+ */
+import { loadNode, type CheckpointProgress } from './checkpoint.js';
+import type { ByteSource } from './sources.js';
+import type { SafetensorsTensorSpec, TensorToWrite } from './writer.js';
+
+export interface ConvertOptions {
+  /** Reading progress of the source shards (`initiate`, `progress`, `done`). */
+  onProgress?: (event: CheckpointProgress) => void;
+  signal?: AbortSignal;
+}
+
+export interface ConvertResult {
+  /** Written safetensors files (names inside dstDir). */
+  files: string[];
+  /** `model.safetensors.index.json` when the input was sharded. */
+  index?: string;
+  tensors: number;
+  bytes: number;
+}
+
+/** The streaming, atomic safetensors file writer (implemented by node.ts' SafetensorsFileWriter). */
+export interface SafetensorsFileWriterLike {
+  readonly path: string;
+  readonly fileSize: number;
+  /** Writes the next tensor's little-endian bytes (keys in spec order). */
+  write(key: string, bytes: Uint8Array): Promise<void>;
+  /** Verifies completeness, fsyncs and renames the temporary file onto the final name. */
+  commit(): Promise<void>;
+  /** Removes the temporary file; the final name is untouched. */
+  abort(): Promise<void>;
+}
+
+/**
+ * Converts a PyTorch `.bin` checkpoint folder (or file) to safetensors in `dstDir`, sharded like
+ * the input (`pytorch_model-k-of-n.bin` → `model-k-of-n.safetensors`, index rewritten to
+ * `model.safetensors.index.json` and written last), streamed and atomic per file. Node only.
+ */
+export async function convertBinToSafetensors(srcDir: string, dstDir: string, options: ConvertOptions = {}): Promise<ConvertResult> {
+  return (await loadNode()).convertBinToSafetensors(srcDir, dstDir, options);
+}
+
+/** Starts a streaming safetensors file (header from `specs`; then `write` each tensor in order; `commit`). Node only. */
+export async function createSafetensorsFileWriter(
+  path: string,
+  specs: readonly SafetensorsTensorSpec[],
+  metadata: Record<string, string> = {},
+): Promise<SafetensorsFileWriterLike> {
+  return (await loadNode()).SafetensorsFileWriter.create(path, specs, metadata);
+}
+
+/** Writes tensors to a safetensors file atomically (temporary file + rename). Node only. */
+export async function writeSafetensorsFile(
+  path: string,
+  tensors: Map<string, TensorToWrite> | Iterable<readonly [string, TensorToWrite]>,
+  metadata: Record<string, string> = {},
+): Promise<void> {
+  return (await loadNode()).writeSafetensorsFile(path, tensors, metadata);
+}
+
+/** Opens a file for positional reads (undefined if absent). Node only. */
+export async function openFileSource(path: string): Promise<ByteSource | undefined> {
+  return (await loadNode()).openFileSource(path);
+}

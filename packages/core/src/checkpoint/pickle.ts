@@ -1,0 +1,536 @@
+/**
+ * A restricted unpickler for the `data.pkl` that `torch.save(state_dict)` writes. It is an
+ * interpreter for a small subset of the pickle machine, not a general one: it knows the opcodes of
+ * protocol 2 that torch emits (plus the few protocol-4 framing/memo opcodes), and a closed list of
+ * globals — `collections.OrderedDict`, `torch._utils._rebuild_tensor_v2`, `_rebuild_parameter`,
+ * `_rebuild_parameter_with_state` and the typed storage classes (`torch.FloatStorage`, …) — which
+ * it interprets itself. Nothing named by the file is ever imported, looked up or executed: any other
+ * opcode or global is a PICKLE_FORBIDDEN error; a malformed stream is PICKLE_INVALID.
+ */
+import { CheckpointError, CheckpointErrorCode } from './errors.js';
+import type { SafetensorsDType } from './dtypes.js';
+import { DTYPE_SIZE } from './dtypes.js';
+
+/** torch storage class name → safetensors dtype. */
+export const TORCH_STORAGE_DTYPES: Readonly<Record<string, SafetensorsDType>> = Object.freeze(
+  Object.assign(Object.create(null) as Record<string, SafetensorsDType>, {
+    DoubleStorage: 'F64',
+    FloatStorage: 'F32',
+    HalfStorage: 'F16',
+    BFloat16Storage: 'BF16',
+    LongStorage: 'I64',
+    IntStorage: 'I32',
+    ShortStorage: 'I16',
+    CharStorage: 'I8',
+    ByteStorage: 'U8',
+    BoolStorage: 'BOOL',
+  }),
+);
+
+/** A storage referenced by a persistent id: the zip member `<archive>/data/<key>`. */
+export interface TorchStorageRef {
+  key: string;
+  dtype: SafetensorsDType;
+  /** Number of elements of the storage. */
+  numel: number;
+  location: string;
+}
+
+/** One tensor of the state dict, as a strided view of a storage. */
+export interface TorchTensorRef {
+  key: string;
+  dtype: SafetensorsDType;
+  shape: number[];
+  stride: number[];
+  /** Offset in elements into the storage. */
+  storageOffset: number;
+  storage: TorchStorageRef;
+  requiresGrad: boolean;
+  isParameter: boolean;
+}
+
+class Mark {}
+const MARK = new Mark();
+class PTuple {
+  constructor(readonly items: readonly PValue[]) {}
+}
+class PList {
+  readonly items: PValue[] = [];
+}
+class PDict {
+  readonly map = new Map<string | number | boolean | null, PValue>();
+  attrs: PDict | null = null;
+  constructor(readonly ordered: boolean) {}
+}
+type GlobalKind = 'OrderedDict' | 'rebuild_tensor_v2' | 'rebuild_parameter' | 'rebuild_parameter_with_state' | 'storage_type';
+class PGlobal {
+  constructor(
+    readonly kind: GlobalKind,
+    readonly qualified: string,
+    readonly dtype?: SafetensorsDType,
+  ) {}
+}
+class PTensor {
+  isParameter = false;
+  constructor(
+    readonly storage: TorchStorageRef,
+    readonly offset: number,
+    readonly shape: number[],
+    readonly stride: number[],
+    public requiresGrad: boolean,
+  ) {}
+}
+type PValue = null | boolean | number | string | PTuple | PList | PDict | PGlobal | TorchStorageRef | PTensor;
+
+function resolveGlobal(module: string, name: string): PGlobal | undefined {
+  const q = `${module}.${name}`;
+  if (module === 'collections' && name === 'OrderedDict') return new PGlobal('OrderedDict', q);
+  if (module === 'torch._utils') {
+    if (name === '_rebuild_tensor_v2') return new PGlobal('rebuild_tensor_v2', q);
+    if (name === '_rebuild_parameter') return new PGlobal('rebuild_parameter', q);
+    if (name === '_rebuild_parameter_with_state') return new PGlobal('rebuild_parameter_with_state', q);
+  }
+  if (module === 'torch' && Object.prototype.hasOwnProperty.call(TORCH_STORAGE_DTYPES, name)) {
+    return new PGlobal('storage_type', q, TORCH_STORAGE_DTYPES[name]);
+  }
+  return undefined;
+}
+
+const OPNAMES: Record<number, string> = {
+  0x28: 'MARK', 0x2e: 'STOP', 0x30: 'POP', 0x31: 'POP_MARK', 0x32: 'DUP', 0x46: 'FLOAT', 0x49: 'INT', 0x4a: 'BININT',
+  0x4b: 'BININT1', 0x4c: 'LONG', 0x4d: 'BININT2', 0x4e: 'NONE', 0x50: 'PERSID', 0x51: 'BINPERSID', 0x52: 'REDUCE',
+  0x53: 'STRING', 0x54: 'BINSTRING', 0x55: 'SHORT_BINSTRING', 0x56: 'UNICODE', 0x58: 'BINUNICODE', 0x61: 'APPEND',
+  0x62: 'BUILD', 0x63: 'GLOBAL', 0x64: 'DICT', 0x7d: 'EMPTY_DICT', 0x65: 'APPENDS', 0x67: 'GET', 0x68: 'BINGET',
+  0x69: 'INST', 0x6a: 'LONG_BINGET', 0x6c: 'LIST', 0x5d: 'EMPTY_LIST', 0x6f: 'OBJ', 0x70: 'PUT', 0x71: 'BINPUT',
+  0x72: 'LONG_BINPUT', 0x73: 'SETITEM', 0x74: 'TUPLE', 0x29: 'EMPTY_TUPLE', 0x75: 'SETITEMS', 0x47: 'BINFLOAT',
+  0x80: 'PROTO', 0x81: 'NEWOBJ', 0x82: 'EXT1', 0x83: 'EXT2', 0x84: 'EXT4', 0x85: 'TUPLE1', 0x86: 'TUPLE2',
+  0x87: 'TUPLE3', 0x88: 'NEWTRUE', 0x89: 'NEWFALSE', 0x8a: 'LONG1', 0x8b: 'LONG4', 0x8c: 'SHORT_BINUNICODE',
+  0x8d: 'BINUNICODE8', 0x8e: 'BINBYTES8', 0x8f: 'EMPTY_SET', 0x90: 'ADDITEMS', 0x91: 'FROZENSET', 0x92: 'NEWOBJ_EX',
+  0x93: 'STACK_GLOBAL', 0x94: 'MEMOIZE', 0x95: 'FRAME', 0x96: 'BYTEARRAY8', 0x97: 'NEXT_BUFFER', 0x98: 'READONLY_BUFFER',
+  0x42: 'BINBYTES', 0x43: 'SHORT_BINBYTES',
+};
+
+/** Largest data.pkl accepted (a 7B model's state dict pickle is ~100 KB). */
+export const MAX_PICKLE_BYTES = 64 * 1024 * 1024;
+
+const utf8 = new TextDecoder('utf-8', { fatal: true });
+
+function describe(v: PValue | Mark | undefined): string {
+  if (v === undefined) return 'nothing';
+  if (v === null) return 'None';
+  if (v instanceof Mark) return 'MARK';
+  if (v instanceof PTuple) return `tuple of ${v.items.length}`;
+  if (v instanceof PList) return 'list';
+  if (v instanceof PDict) return v.ordered ? 'OrderedDict' : 'dict';
+  if (v instanceof PGlobal) return v.qualified;
+  if (v instanceof PTensor) return 'tensor';
+  if (typeof v === 'object') return 'storage';
+  return typeof v === 'string' ? `str ${JSON.stringify(v.slice(0, 40))}` : `${typeof v} ${String(v)}`;
+}
+
+/**
+ * Interprets a torch.save `data.pkl` and returns the state dict's tensors in file order. `file`
+ * names the source in errors.
+ */
+export function unpickleStateDict(data: Uint8Array, file: string): TorchTensorRef[] {
+  const forbidden = (msg: string, at: number) =>
+    new CheckpointError(CheckpointErrorCode.PICKLE_FORBIDDEN, `${file}: ${msg} (pickle offset ${at}); only torch state dicts are read`, {
+      details: { file, offset: at },
+    });
+  const invalid = (msg: string, at: number) =>
+    new CheckpointError(CheckpointErrorCode.PICKLE_INVALID, `${file}: ${msg} (pickle offset ${at})`, { details: { file, offset: at } });
+
+  if (data.byteLength > MAX_PICKLE_BYTES) throw invalid(`pickle of ${data.byteLength} bytes exceeds ${MAX_PICKLE_BYTES}`, 0);
+  const dv = new DataView(data.buffer, data.byteOffset, data.byteLength);
+  const n = data.byteLength;
+  let i = 0;
+  const stack: (PValue | Mark)[] = [];
+  const marks: number[] = [];
+  const memo = new Map<number, PValue>();
+  const storages = new Map<string, TorchStorageRef>();
+
+  const need = (k: number, at: number) => {
+    if (i + k > n) throw invalid('truncated pickle', at);
+  };
+  const pop = (at: number): PValue => {
+    const v = stack.pop();
+    if (v === undefined) throw invalid('stack underflow', at);
+    if (v instanceof Mark) throw invalid('unexpected MARK on the stack', at);
+    return v;
+  };
+  const top = (at: number): PValue => {
+    const v = stack[stack.length - 1];
+    if (v === undefined) throw invalid('stack underflow', at);
+    if (v instanceof Mark) throw invalid('unexpected MARK on the stack', at);
+    return v;
+  };
+  const popMark = (at: number): PValue[] => {
+    const m = marks.pop();
+    if (m === undefined) throw invalid('no MARK to pop to', at);
+    const items = stack.splice(m) as (PValue | Mark)[];
+    items.shift(); // the MARK itself
+    for (const it of items) if (it instanceof Mark) throw invalid('nested MARK', at);
+    return items as PValue[];
+  };
+  const readString = (len: number, at: number): string => {
+    need(len, at);
+    const bytes = data.subarray(i, i + len);
+    i += len;
+    try {
+      return utf8.decode(bytes);
+    } catch {
+      throw invalid('string is not valid UTF-8', at);
+    }
+  };
+  const line = (at: number): string => {
+    const end = data.indexOf(0x0a, i);
+    if (end < 0 || end - i > 256) throw invalid('unterminated GLOBAL name', at);
+    const s = readString(end - i, at);
+    i = end + 1;
+    return s;
+  };
+  const pushGlobal = (module: string, name: string, at: number) => {
+    const g = resolveGlobal(module, name);
+    if (!g) throw forbidden(`global ${module}.${name} is not allowed`, at);
+    stack.push(g);
+  };
+  const memoPut = (idx: number, at: number) => {
+    const v = top(at);
+    memo.set(idx, v);
+  };
+  const memoGet = (idx: number, at: number) => {
+    if (!memo.has(idx)) throw invalid(`memo index ${idx} was never stored`, at);
+    stack.push(memo.get(idx)!);
+  };
+  const dictKey = (k: PValue, at: number): string | number | boolean | null => {
+    if (k === null || typeof k === 'string' || typeof k === 'number' || typeof k === 'boolean') return k;
+    throw forbidden(`dict key of type ${describe(k)}`, at);
+  };
+  const setItems = (d: PValue, kv: PValue[], at: number) => {
+    if (!(d instanceof PDict)) throw forbidden(`SETITEM(S) on ${describe(d)}`, at);
+    if (kv.length % 2 !== 0) throw invalid('SETITEMS with an odd number of items', at);
+    for (let k = 0; k < kv.length; k += 2) d.map.set(dictKey(kv[k]!, at), kv[k + 1]!);
+  };
+  const int = (v: PValue, what: string, at: number): number => {
+    if (typeof v !== 'number' || !Number.isSafeInteger(v)) throw forbidden(`${what} must be an integer, got ${describe(v)}`, at);
+    return v;
+  };
+  const intTuple = (v: PValue, what: string, at: number): number[] => {
+    if (!(v instanceof PTuple)) throw forbidden(`${what} must be a tuple, got ${describe(v)}`, at);
+    return v.items.map((x) => int(x, what, at));
+  };
+  const emptyHooks = (v: PValue, at: number) => {
+    if (v === null) return;
+    if (!(v instanceof PDict) || v.map.size !== 0) throw forbidden(`backward hooks must be an empty OrderedDict, got ${describe(v)}`, at);
+  };
+
+  const reduce = (fn: PValue, args: PValue, at: number): PValue => {
+    if (!(fn instanceof PGlobal)) throw forbidden(`REDUCE on ${describe(fn)}`, at);
+    if (!(args instanceof PTuple)) throw invalid(`REDUCE arguments must be a tuple, got ${describe(args)}`, at);
+    const a = args.items;
+    switch (fn.kind) {
+      case 'OrderedDict':
+        if (a.length !== 0) throw forbidden('OrderedDict called with arguments', at);
+        return new PDict(true);
+      case 'rebuild_tensor_v2': {
+        if (a.length !== 6 && a.length !== 7) throw forbidden(`_rebuild_tensor_v2 with ${a.length} arguments`, at);
+        const storage = a[0];
+        if (!storage || typeof storage !== 'object' || !('numel' in storage) || storage instanceof PTensor) {
+          throw forbidden(`_rebuild_tensor_v2 needs a storage, got ${describe(storage)}`, at);
+        }
+        const offset = int(a[1]!, 'storage offset', at);
+        const shape = intTuple(a[2]!, 'size', at);
+        const stride = intTuple(a[3]!, 'stride', at);
+        if (typeof a[4] !== 'boolean') throw forbidden(`requires_grad must be a bool, got ${describe(a[4])}`, at);
+        emptyHooks(a[5]!, at);
+        if (a.length === 7 && a[6] !== null && !(a[6] instanceof PDict)) throw forbidden(`tensor metadata ${describe(a[6])}`, at);
+        return new PTensor(storage as TorchStorageRef, offset, shape, stride, a[4]);
+      }
+      case 'rebuild_parameter':
+      case 'rebuild_parameter_with_state': {
+        const want = fn.kind === 'rebuild_parameter' ? 3 : 4;
+        if (a.length !== want) throw forbidden(`${fn.qualified} with ${a.length} arguments`, at);
+        const t = a[0];
+        if (!(t instanceof PTensor)) throw forbidden(`${fn.qualified} needs a tensor, got ${describe(t)}`, at);
+        if (typeof a[1] !== 'boolean') throw forbidden(`requires_grad must be a bool, got ${describe(a[1])}`, at);
+        emptyHooks(a[2]!, at);
+        if (want === 4 && a[3] !== null && !(a[3] instanceof PDict)) throw forbidden(`parameter state ${describe(a[3])}`, at);
+        const p = new PTensor(t.storage, t.offset, t.shape, t.stride, a[1]);
+        p.isParameter = true;
+        return p;
+      }
+      case 'storage_type':
+        throw forbidden(`calling ${fn.qualified}`, at);
+    }
+  };
+
+  const persistentLoad = (pid: PValue, at: number): TorchStorageRef => {
+    if (!(pid instanceof PTuple) || pid.items.length !== 5 || pid.items[0] !== 'storage') {
+      throw forbidden(`persistent id ${describe(pid)} is not a ('storage', type, key, location, numel) tuple`, at);
+    }
+    const [, type, key, location, numel] = pid.items;
+    if (!(type instanceof PGlobal) || type.kind !== 'storage_type' || !type.dtype) {
+      throw forbidden(`storage type ${describe(type ?? null)}`, at);
+    }
+    if (typeof key !== 'string' || !/^[0-9A-Za-z_]{1,64}$/.test(key)) throw forbidden(`storage key ${describe(key ?? null)}`, at);
+    if (typeof location !== 'string') throw forbidden(`storage location ${describe(location ?? null)}`, at);
+    const count = int(numel ?? null, 'storage numel', at);
+    if (count < 0) throw invalid(`negative storage size ${count}`, at);
+    const prev = storages.get(key);
+    if (prev) {
+      if (prev.dtype !== type.dtype || prev.numel !== count) {
+        throw invalid(`storage ${key} is referenced as ${prev.dtype}×${prev.numel} and as ${type.dtype}×${count}`, at);
+      }
+      return prev;
+    }
+    const ref: TorchStorageRef = { key, dtype: type.dtype, numel: count, location };
+    storages.set(key, ref);
+    return ref;
+  };
+
+  let result: PValue | undefined;
+  while (result === undefined) {
+    if (i >= n) throw invalid('pickle ends without STOP', i);
+    const at = i;
+    const op = data[i++]!;
+    switch (op) {
+      case 0x80: // PROTO
+        need(1, at);
+        if (data[i]! < 2 || data[i]! > 5) throw forbidden(`pickle protocol ${data[i]}`, at);
+        i += 1;
+        break;
+      case 0x95: // FRAME
+        need(8, at);
+        i += 8;
+        break;
+      case 0x2e: // STOP
+        result = pop(at);
+        break;
+      case 0x28: // MARK
+        marks.push(stack.length);
+        stack.push(MARK);
+        break;
+      case 0x7d: // EMPTY_DICT
+        stack.push(new PDict(false));
+        break;
+      case 0x5d: // EMPTY_LIST
+        stack.push(new PList());
+        break;
+      case 0x29: // EMPTY_TUPLE
+        stack.push(new PTuple([]));
+        break;
+      case 0x74: // TUPLE
+        stack.push(new PTuple(popMark(at)));
+        break;
+      case 0x85: // TUPLE1
+        stack.push(new PTuple([pop(at)]));
+        break;
+      case 0x86: {
+        const b = pop(at);
+        const a = pop(at);
+        stack.push(new PTuple([a, b]));
+        break;
+      }
+      case 0x87: {
+        const c = pop(at);
+        const b = pop(at);
+        const a = pop(at);
+        stack.push(new PTuple([a, b, c]));
+        break;
+      }
+      case 0x4e: // NONE
+        stack.push(null);
+        break;
+      case 0x88:
+        stack.push(true);
+        break;
+      case 0x89:
+        stack.push(false);
+        break;
+      case 0x4a: // BININT
+        need(4, at);
+        stack.push(dv.getInt32(i, true));
+        i += 4;
+        break;
+      case 0x4b: // BININT1
+        need(1, at);
+        stack.push(data[i]!);
+        i += 1;
+        break;
+      case 0x4d: // BININT2
+        need(2, at);
+        stack.push(dv.getUint16(i, true));
+        i += 2;
+        break;
+      case 0x8a: {
+        // LONG1: n-byte two's complement little-endian
+        need(1, at);
+        const len = data[i]!;
+        i += 1;
+        if (len > 8) throw forbidden(`LONG1 of ${len} bytes`, at);
+        need(len, at);
+        let v = 0n;
+        for (let k = len - 1; k >= 0; k--) v = (v << 8n) | BigInt(data[i + k]!);
+        if (len > 0 && data[i + len - 1]! & 0x80) v -= 1n << BigInt(8 * len);
+        i += len;
+        if (v > BigInt(Number.MAX_SAFE_INTEGER) || v < BigInt(Number.MIN_SAFE_INTEGER)) throw forbidden(`integer ${v} beyond 2^53`, at);
+        stack.push(Number(v));
+        break;
+      }
+      case 0x47: // BINFLOAT (big-endian)
+        need(8, at);
+        stack.push(dv.getFloat64(i, false));
+        i += 8;
+        break;
+      case 0x58: {
+        // BINUNICODE
+        need(4, at);
+        const len = dv.getUint32(i, true);
+        i += 4;
+        stack.push(readString(len, at));
+        break;
+      }
+      case 0x8c: {
+        // SHORT_BINUNICODE
+        need(1, at);
+        const len = data[i]!;
+        i += 1;
+        stack.push(readString(len, at));
+        break;
+      }
+      case 0x71: // BINPUT
+        need(1, at);
+        memoPut(data[i]!, at);
+        i += 1;
+        break;
+      case 0x72: // LONG_BINPUT
+        need(4, at);
+        memoPut(dv.getUint32(i, true), at);
+        i += 4;
+        break;
+      case 0x94: // MEMOIZE
+        memoPut(memo.size, at);
+        break;
+      case 0x68: // BINGET
+        need(1, at);
+        memoGet(data[i]!, at);
+        i += 1;
+        break;
+      case 0x6a: // LONG_BINGET
+        need(4, at);
+        memoGet(dv.getUint32(i, true), at);
+        i += 4;
+        break;
+      case 0x63: {
+        // GLOBAL
+        const module = line(at);
+        const name = line(at);
+        pushGlobal(module, name, at);
+        break;
+      }
+      case 0x93: {
+        // STACK_GLOBAL
+        const name = pop(at);
+        const module = pop(at);
+        if (typeof module !== 'string' || typeof name !== 'string') throw invalid('STACK_GLOBAL needs two strings', at);
+        pushGlobal(module, name, at);
+        break;
+      }
+      case 0x52: {
+        // REDUCE
+        const args = pop(at);
+        const fn = pop(at);
+        stack.push(reduce(fn, args, at));
+        break;
+      }
+      case 0x62: {
+        // BUILD
+        const state = pop(at);
+        const obj = top(at);
+        if (!(obj instanceof PDict) || !obj.ordered) throw forbidden(`BUILD on ${describe(obj)}`, at);
+        if (state !== null && !(state instanceof PDict)) throw forbidden(`BUILD state ${describe(state)}`, at);
+        obj.attrs = state; // e.g. the state dict's `_metadata` attribute; not used
+        break;
+      }
+      case 0x51: // BINPERSID
+        stack.push(persistentLoad(pop(at), at));
+        break;
+      case 0x73: {
+        // SETITEM
+        const v = pop(at);
+        const k = pop(at);
+        setItems(top(at), [k, v], at);
+        break;
+      }
+      case 0x75: {
+        // SETITEMS
+        const kv = popMark(at);
+        setItems(top(at), kv, at);
+        break;
+      }
+      case 0x61: {
+        // APPEND
+        const v = pop(at);
+        const l = top(at);
+        if (!(l instanceof PList)) throw forbidden(`APPEND on ${describe(l)}`, at);
+        l.items.push(v);
+        break;
+      }
+      case 0x65: {
+        // APPENDS
+        const vs = popMark(at);
+        const l = top(at);
+        if (!(l instanceof PList)) throw forbidden(`APPENDS on ${describe(l)}`, at);
+        l.items.push(...vs);
+        break;
+      }
+      default:
+        throw forbidden(`opcode ${OPNAMES[op] ?? `0x${op.toString(16).padStart(2, '0')}`}`, at);
+    }
+  }
+  if (stack.length !== 0) throw invalid(`${stack.length} values left on the stack after STOP`, i);
+  if (!(result instanceof PDict)) throw forbidden(`the pickle holds a ${describe(result)}, not a state dict`, 0);
+
+  const out: TorchTensorRef[] = [];
+  for (const [k, v] of result.map) {
+    if (typeof k !== 'string') throw forbidden(`state dict key ${describe(k)} is not a string`, 0);
+    if (!(v instanceof PTensor)) throw forbidden(`state dict value of ${k} is a ${describe(v)}, not a tensor`, 0);
+    validateView(file, k, v);
+    out.push({
+      key: k,
+      dtype: v.storage.dtype,
+      shape: v.shape,
+      stride: v.stride,
+      storageOffset: v.offset,
+      storage: v.storage,
+      requiresGrad: v.requiresGrad,
+      isParameter: v.isParameter,
+    });
+  }
+  return out;
+}
+
+/** Checks that a strided view stays inside its storage and its sizes are sane. */
+function validateView(file: string, key: string, t: PTensor): void {
+  const bad = (msg: string) =>
+    new CheckpointError(CheckpointErrorCode.TORCH_INVALID_TENSOR, `${file}: ${key}: ${msg}`, { details: { file, key } });
+  if (t.shape.length !== t.stride.length) throw bad(`size has ${t.shape.length} dims, stride ${t.stride.length}`);
+  if (t.shape.length > 64) throw bad(`${t.shape.length} dimensions`);
+  if (t.offset < 0) throw bad(`negative storage offset ${t.offset}`);
+  let numel = 1n;
+  let reach = BigInt(t.offset);
+  for (let d = 0; d < t.shape.length; d++) {
+    const s = t.shape[d]!;
+    const st = t.stride[d]!;
+    if (s < 0) throw bad(`negative size ${s}`);
+    if (st < 0) throw bad(`negative stride ${st}`);
+    numel *= BigInt(s);
+    if (s > 0) reach += BigInt(s - 1) * BigInt(st);
+  }
+  if (numel * BigInt(DTYPE_SIZE[t.storage.dtype]) > BigInt(Number.MAX_SAFE_INTEGER)) throw bad(`${numel} elements is beyond 2^53 bytes`);
+  if (numel > 0n && reach >= BigInt(t.storage.numel)) {
+    throw bad(
+      `view (offset ${t.offset}, size [${t.shape.join(', ')}], stride [${t.stride.join(', ')}]) reaches element ${reach} of a ${t.storage.numel}-element storage`,
+    );
+  }
+}
