@@ -1,1 +1,22 @@
-export { spliceOwl2, spliceOwl1, IMAGE_TOKEN_INDEX, IGNORE_INDEX, type SplicedSequence, type EmbedFn } from './splice.js';
+export { spliceOwl2, spliceOwl1, type SplicedSequence, type EmbedFn } from './splice.js';
+export {
+  resolveMplugOwlModelConfig,
+  detectModelType,
+  type MplugOwlModelConfig,
+  type MplugOwlModelType,
+} from './config.js';
+export {
+  MplugOwlPreTrainedModel,
+  type MplugOwlForwardInputs,
+  type MplugOwlForwardOutput,
+  type MplugOwlGenerateOptions,
+  type ChatOptions,
+  type ChatResult,
+  type ChatStream,
+  type ChatUsage,
+  type GenerationDefaults,
+} from './MplugOwlPreTrainedModel.js';
+export { MPLUGOwl2LlamaModel } from './MPLUGOwl2LlamaModel.js';
+export { MPLUGOwl2LlamaForCausalLM } from './MPLUGOwl2LlamaForCausalLM.js';
+export { MplugOwlForConditionalGeneration } from './MplugOwlForConditionalGeneration.js';
+export { fromPretrained, applyGenerationConfig, type FromPretrainedOptions, type MplugOwlModel, type LoadProgress } from './pretrained.js';

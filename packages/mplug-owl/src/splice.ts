@@ -11,9 +11,8 @@
  */
 import * as tf from '@tensorflow/tfjs-core';
 import { OwletError, formatShape } from '@owlet/core';
+import { IMAGE_TOKEN_INDEX } from '@owlet/tokenizer';
 
-export const IMAGE_TOKEN_INDEX = -200;
-export const IGNORE_INDEX = -100;
 
 export interface SplicedSequence {
   /** [1, L', D] */

@@ -403,6 +403,8 @@ describeBackends('MplugOwlVisualAbstractorModel', ({ backend, it }) => {
     const kv = tf.randomNormal([2, 25, 32], 0, 1, 'float32', 5);
     const layer = model.encoder.layers.at(1);
     const ca = layer.crossattention;
+    // The sin-cos buffers are module state created on first use; create them before measuring.
+    tf.dispose(model.forward(image));
     const cases: [string, () => tf.Tensor | tf.Tensor[]][] = [
       ['MplugOwlVisualAbstractorMultiHeadAttention', () => ca.attention.forward(q, kv)],
       ['MplugOwlVisualAbstractorMLP', () => ca.output.mlp.forward(q)],

@@ -27,7 +27,7 @@ function positionTables(config: MplugOwlVisualAbstractorConfig): { q: Float32Arr
  * Cross attention of the queries over `[norm1(queries); normk(image)]`. For mPLUG-Owl2 the fixed
  * sin-cos tables are added to the query input (`q_pos_embed`) and to the key input
  * (`[q_pos_embed; k_pos_embed]`), never to the values. The tables are buffers: computed at
- * construction in float32, owned by this module, not parameters, freed by `dispose()`.
+ * first use in float32, owned by this module, not parameters, freed by `dispose()`.
  * There is no mask (the reference's additive mask is identically zero).
  */
 export class MplugOwlVisualAbstractorMultiHeadAttention extends Module {
@@ -50,26 +50,36 @@ export class MplugOwlVisualAbstractorMultiHeadAttention extends Module {
     this.query = this.registerModule('query', new Linear(config.hidden_size, config.hidden_size));
     this.key = this.registerModule('key', new Linear(config.encoder_hidden_size, config.hidden_size));
     this.value = this.registerModule('value', new Linear(config.encoder_hidden_size, config.hidden_size));
-    if (config.use_sincos_pos_embed) {
-      const t = positionTables(config);
-      this.setPositionEmbeddings(t.q, t.k);
-    }
+    // Computed on first use, so a shape-only build of the released model allocates nothing.
+    this.tablesPending = config.use_sincos_pos_embed;
+  }
+
+  private tablesPending: boolean;
+
+  private ensureTables(): void {
+    if (!this.tablesPending) return;
+    this.tablesPending = false;
+    const t = positionTables(this.config);
+    this.setPositionEmbeddings(t.q, t.k);
   }
 
   /** Number of image tokens the key table covers (null: any, no position embeddings). */
   get numImageTokens(): number | null {
+    this.ensureTables();
     return this.qkPos ? this.qkPos.shape[0] - this.config.num_learnable_queries : null;
   }
 
   /** A copy of the `q_pos_embed` buffer [Q, D] (caller owns it), or null without position embeddings. */
   qPosEmbed(): tf.Tensor2D | null {
     this.assertNotDisposed();
+    this.ensureTables();
     return this.qPos ? tf.clone(this.qPos) : null;
   }
 
   /** A copy of the `k_pos_embed` buffer [K, D] (caller owns it), or null without position embeddings. */
   kPosEmbed(): tf.Tensor2D | null {
     this.assertNotDisposed();
+    this.ensureTables();
     if (!this.qkPos) return null;
     const q = this.config.num_learnable_queries;
     return tf.slice(this.qkPos, [q, 0], [this.qkPos.shape[0] - q, this.config.hidden_size]);
@@ -82,6 +92,7 @@ export class MplugOwlVisualAbstractorMultiHeadAttention extends Module {
    */
   setPositionEmbeddings(qPos: tf.Tensor | Float32Array, kPos: tf.Tensor | Float32Array): void {
     this.assertNotDisposed();
+    this.tablesPending = false;
     if (!this.config.use_sincos_pos_embed) {
       throw new OwletError(
         ErrorCode.INVALID_ARGUMENT,
@@ -111,8 +122,9 @@ export class MplugOwlVisualAbstractorMultiHeadAttention extends Module {
     });
     this.qPos?.dispose();
     this.qkPos?.dispose();
-    this.qPos = newQ;
-    this.qkPos = newQK;
+    // Owned by this module: keep them out of any enclosing tidy scope (forward may run inside one).
+    this.qPos = tf.keep(newQ);
+    this.qkPos = tf.keep(newQK);
   }
 
   /**
@@ -121,6 +133,7 @@ export class MplugOwlVisualAbstractorMultiHeadAttention extends Module {
    */
   forward(hiddenStates: tf.Tensor, encoderHiddenStates: tf.Tensor): tf.Tensor {
     this.assertNotDisposed();
+    this.ensureTables();
     const d = this.config.hidden_size;
     if (hiddenStates.rank !== 3 || encoderHiddenStates.rank !== 3 || hiddenStates.shape[0] !== encoderHiddenStates.shape[0]) {
       throw new OwletError(

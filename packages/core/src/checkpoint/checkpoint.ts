@@ -342,6 +342,22 @@ async function resolveSource(source: CheckpointSource, options: OpenCheckpointOp
   throw new CheckpointError(CheckpointErrorCode.CHECKPOINT_NOT_FOUND, 'openCheckpoint: unsupported source type');
 }
 
+/**
+ * The folder a checkpoint source names (a directory path, a URL prefix, a set of Files or a
+ * ByteSourceFolder), for reading the files beside the weights (config.json, tokenizer.model, …).
+ * Sources that are a single file (a Blob, bytes) have no folder: a CHECKPOINT_NOT_FOUND error.
+ */
+export async function openCheckpointFolder(source: CheckpointSource, options: OpenCheckpointOptions = {}): Promise<ByteSourceFolder> {
+  const r = await resolveSource(source, options);
+  if (!r.folder) {
+    throw new CheckpointError(
+      CheckpointErrorCode.CHECKPOINT_NOT_FOUND,
+      `${r.name} is a single file; a model needs a folder (a directory, a URL prefix or a set of files) with config.json beside the weights`,
+    );
+  }
+  return r.folder;
+}
+
 /** Loads the Node-only module (file handles, folders); never reached in browsers. */
 export async function loadNode(): Promise<typeof import('./node.js')> {
   const isNode = typeof process !== 'undefined' && typeof process.versions?.node === 'string';

@@ -65,6 +65,7 @@ export {
 export {
   Checkpoint,
   openCheckpoint,
+  openCheckpointFolder,
   loadCheckpointInto,
   checkIndexAgainstShards,
   type CheckpointSource,

@@ -1,0 +1,50 @@
+// Mirrors MPLUGOwl2LlamaForCausalLM — X-PLUG/mPLUG-Owl@0f3068f mPLUG-Owl2/mplug_owl2/model/modeling_mplug_owl2.py
+/**
+ * mPLUG-Owl2: `model` (MPLUGOwl2LlamaModel: LLaMA-2 with the modality-adaptive module, the vision
+ * tower and the abstractor) and the untied `lm_head`. Each −200 in the prompt expands into the
+ * queries + 1 visual tokens of the next image, with modality 1.
+ */
+import type * as tf from '@tensorflow/tfjs-core';
+import { Linear, type Parameter } from '@owlet/core';
+import type { LlamaModel, LlamaModelOptions } from '@owlet/modality-adaptive-decoder';
+
+import { resolveMplugOwlModelConfig, type MplugOwlModelConfig } from './config.js';
+import { MPLUGOwl2LlamaModel } from './MPLUGOwl2LlamaModel.js';
+import { MplugOwlPreTrainedModel } from './MplugOwlPreTrainedModel.js';
+import { spliceOwl2, type SplicedSequence } from './splice.js';
+
+export class MPLUGOwl2LlamaForCausalLM extends MplugOwlPreTrainedModel {
+  readonly model: MPLUGOwl2LlamaModel;
+  readonly lm_head: Linear;
+
+  /** Builds the model shape-only (no memory) from a resolved config or a parsed config.json. */
+  constructor(config: MplugOwlModelConfig | Record<string, unknown>, options: LlamaModelOptions = {}) {
+    const c = 'text_config' in config && 'image_tokens' in config ? (config as MplugOwlModelConfig) : resolveMplugOwlModelConfig(config);
+    if (c.model_type !== 'mplug_owl2') {
+      throw new TypeError(`MPLUGOwl2LlamaForCausalLM needs an mplug_owl2 config, got ${c.model_type}`);
+    }
+    super(c);
+    this.model = this.registerModule('model', new MPLUGOwl2LlamaModel(c, options));
+    this.lm_head = this.registerModule('lm_head', new Linear(c.text_config.hidden_size, c.text_config.vocab_size, { bias: false }));
+  }
+
+  get templateName(): 'mplug_owl2' {
+    return 'mplug_owl2';
+  }
+
+  protected get llm(): LlamaModel {
+    return this.model;
+  }
+
+  protected get lmHeadWeight(): Parameter {
+    return this.lm_head.weight;
+  }
+
+  encodeImages(pixelValues: tf.Tensor): tf.Tensor3D {
+    return this.model.encodeImages(pixelValues);
+  }
+
+  protected splice(ids: readonly number[], features: tf.Tensor3D | null): SplicedSequence {
+    return spliceOwl2(ids, features, (t) => this.embedText(t));
+  }
+}

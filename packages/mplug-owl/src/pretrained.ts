@@ -1,0 +1,173 @@
+/**
+ * `fromPretrained(source, options)`: a checkpoint folder (a directory, a base URL, or a set of
+ * File/Blob objects) → a ready model with its tokenizer, image processor and generation defaults.
+ *
+ * Reads `config.json` (mPLUG-Owl2 `mplug_owl2` or mPLUG-Owl `mplug-owl`), `preprocessor_config.json`,
+ * `tokenizer.model` (or `tokenizer.json`), `generation_config.json` if present, and the weights in
+ * any format checkpoint I/O reads (safetensors single or sharded, the official `.bin` shards).
+ * Loading is strict (every key and shape checked before any tensor is read), reports progress per
+ * file in the transformers.js event shape, and is cancellable with an AbortSignal.
+ */
+import * as tf from '@tensorflow/tfjs-core';
+import {
+  OwletError,
+  getBackendInfo,
+  initBackend,
+  loadCheckpointInto,
+  openCheckpointFolder,
+  type BackendInfo,
+  type BackendRequest,
+  type ByteSourceFolder,
+  type CheckpointProgress,
+  type CheckpointSource,
+} from '@owlet/core';
+import { LlamaTokenizer } from '@owlet/tokenizer';
+import { MplugOwlImageProcessor, type EntryPoint } from '@owlet/vision-encoder';
+
+import { detectModelType, resolveMplugOwlModelConfig } from './config.js';
+import { MPLUGOwl2LlamaForCausalLM } from './MPLUGOwl2LlamaForCausalLM.js';
+import { MplugOwlForConditionalGeneration } from './MplugOwlForConditionalGeneration.js';
+import { MplugOwlPreTrainedModel } from './MplugOwlPreTrainedModel.js';
+
+export type MplugOwlModel = MPLUGOwl2LlamaForCausalLM | MplugOwlForConditionalGeneration;
+
+/** Progress of a load: the checkpoint's per-file events, plus the same for the side files. */
+export type LoadProgress = CheckpointProgress;
+
+export interface FromPretrainedOptions {
+  /** Backend to initialise first (`initBackend`); default: keep the active one, else `auto`. */
+  backend?: BackendRequest;
+  /** transformers.js alias of `backend`. */
+  device?: BackendRequest;
+  onProgress?: (event: LoadProgress) => void;
+  /** transformers.js alias of `onProgress`. */
+  progress_callback?: (event: LoadProgress) => void;
+  signal?: AbortSignal;
+  /** Image entry point: `pad` (mPLUG-Owl2 CLI default), `resize` (README / eval scripts), `v1`. */
+  image_entry_point?: EntryPoint;
+  /** fetch for URL sources (default globalThis.fetch). */
+  fetch?: typeof fetch;
+  /** Accept an index whose `total_size` disagrees with its tensors (default false: strict). */
+  ignore_total_size?: boolean;
+}
+
+const MAX_SIDE_FILE = 64 * 1024 * 1024;
+
+async function readSideFile(
+  folder: ByteSourceFolder,
+  name: string,
+  emit: (e: LoadProgress) => void,
+  signal: AbortSignal | undefined,
+): Promise<Uint8Array | undefined> {
+  if (!(await folder.exists(name, signal))) return undefined;
+  emit({ status: 'initiate', name: folder.description, file: name });
+  const src = await folder.open(name, signal);
+  if (!src) return undefined;
+  try {
+    if (src.size > MAX_SIDE_FILE) {
+      throw new OwletError('CHECKPOINT_INVALID', `${name} is ${src.size} bytes; expected at most ${MAX_SIDE_FILE}`);
+    }
+    const bytes = await src.read(0, src.size, signal);
+    emit({ status: 'progress', name: folder.description, file: name, loaded: src.size, total: src.size, progress: 100 });
+    emit({ status: 'done', name: folder.description, file: name });
+    return bytes.slice();
+  } finally {
+    await src.close();
+  }
+}
+
+function parseJson(bytes: Uint8Array, file: string): unknown {
+  try {
+    return JSON.parse(new TextDecoder().decode(bytes));
+  } catch (e) {
+    throw new OwletError('INVALID_CONFIG', `${file} is not valid JSON: ${(e as Error).message}`, { cause: e });
+  }
+}
+
+/**
+ * Loads mPLUG-Owl2 or mPLUG-Owl from a checkpoint folder; the class is chosen by `config.json`.
+ * The caller owns the model (`dispose()` / `using`).
+ */
+export async function fromPretrained(source: CheckpointSource, options: FromPretrainedOptions = {}): Promise<MplugOwlModel> {
+  const emit = options.onProgress ?? options.progress_callback ?? (() => {});
+  const { signal } = options;
+  const wanted = options.backend ?? options.device;
+  let backend: BackendInfo | undefined = getBackendInfo();
+  if (wanted !== undefined || !backend) backend = await initBackend(wanted ?? 'auto');
+
+  const folder = await openCheckpointFolder(source, { ...(options.fetch ? { fetch: options.fetch } : {}) });
+  const configBytes = await readSideFile(folder, 'config.json', emit, signal);
+  if (!configBytes) {
+    throw new OwletError('CHECKPOINT_NOT_FOUND', `no config.json in ${folder.description}: is this an mPLUG-Owl checkpoint folder?`);
+  }
+  const json = parseJson(configBytes, 'config.json');
+  const type = detectModelType(json);
+  const config = resolveMplugOwlModelConfig(json);
+
+  // Side files first: a missing tokenizer fails before gigabytes of weights are read.
+  const spBytes = await readSideFile(folder, 'tokenizer.model', emit, signal);
+  let tokenizer: LlamaTokenizer;
+  if (spBytes) {
+    tokenizer = LlamaTokenizer.fromModelProto(spBytes);
+  } else {
+    const tj = await readSideFile(folder, 'tokenizer.json', emit, signal);
+    if (!tj) throw new OwletError('CHECKPOINT_NOT_FOUND', `no tokenizer.model or tokenizer.json in ${folder.description}`);
+    tokenizer = LlamaTokenizer.fromTokenizerJson(new TextDecoder().decode(tj));
+  }
+  const ppBytes = await readSideFile(folder, 'preprocessor_config.json', emit, signal);
+  const entryPoint: EntryPoint = options.image_entry_point ?? (type === 'mplug_owl2' ? 'pad' : 'v1');
+  const imageProcessor = ppBytes
+    ? new MplugOwlImageProcessor(parseJson(ppBytes, 'preprocessor_config.json') as Record<string, unknown>, { entryPoint })
+    : type === 'mplug_owl2'
+      ? MplugOwlImageProcessor.owl2({ entryPoint })
+      : MplugOwlImageProcessor.owl1({ entryPoint });
+  if (imageProcessor.config.crop_height !== config.vision_config.image_size) {
+    throw new OwletError(
+      'INVALID_CONFIG',
+      `preprocessor_config.json crops to ${imageProcessor.config.crop_height} px but the vision model takes ${config.vision_config.image_size} px images`,
+    );
+  }
+  const genBytes = await readSideFile(folder, 'generation_config.json', emit, signal);
+
+  const model: MplugOwlModel = type === 'mplug_owl2' ? new MPLUGOwl2LlamaForCausalLM(config) : new MplugOwlForConditionalGeneration(config);
+  try {
+    await loadCheckpointInto(model, folder, {
+      onProgress: emit,
+      ...(signal ? { signal } : {}),
+      ...(options.fetch ? { fetch: options.fetch } : {}),
+      checkTotalSize: !options.ignore_total_size,
+      strict: true,
+      ignore: MplugOwlPreTrainedModel.IGNORE_ON_LOAD,
+    });
+  } catch (e) {
+    model.dispose();
+    throw e;
+  }
+  model.tokenizer = tokenizer;
+  model.imageProcessor = imageProcessor;
+  if (genBytes) applyGenerationConfig(model, parseJson(genBytes, 'generation_config.json'));
+  void tf; // the model's tensors live on the backend chosen above
+  return model;
+}
+
+/** Reads the fields of a `generation_config.json` that owlet's generate understands. */
+export function applyGenerationConfig(model: MplugOwlPreTrainedModel, json: unknown): void {
+  if (typeof json !== 'object' || json === null) return;
+  const g = json as Record<string, unknown>;
+  const d = model.generationDefaults;
+  const num = (k: string, ok: (n: number) => boolean): number | undefined => {
+    const v = g[k];
+    if (v === undefined || v === null) return undefined;
+    if (typeof v !== 'number' || !ok(v)) throw new OwletError('INVALID_CONFIG', `generation_config.json ${k} must be a valid number, got ${JSON.stringify(v)}`);
+    return v;
+  };
+  const maxLen = num('max_new_tokens', (n) => Number.isSafeInteger(n) && n > 0);
+  if (maxLen !== undefined) d.max_new_tokens = maxLen;
+  if (typeof g.do_sample === 'boolean') d.do_sample = g.do_sample;
+  d.temperature = num('temperature', (n) => n > 0 && Number.isFinite(n)) ?? d.temperature;
+  d.top_k = num('top_k', (n) => Number.isSafeInteger(n) && n >= 0) ?? d.top_k;
+  d.top_p = num('top_p', (n) => n > 0 && n <= 1) ?? d.top_p;
+  d.repetition_penalty = num('repetition_penalty', (n) => n > 0 && Number.isFinite(n)) ?? d.repetition_penalty;
+  const eos = g.eos_token_id;
+  if (typeof eos === 'number' || (Array.isArray(eos) && eos.every((x) => typeof x === 'number'))) d.eos_token_id = eos as number | number[];
+}
