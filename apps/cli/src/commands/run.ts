@@ -1,0 +1,92 @@
+/** `owlet run`: one answer about one or more images, streamed to the terminal. */
+import { parseArgs } from 'node:util';
+
+import type { ContentPart } from '@owlet/tokenizer';
+
+import { SAMPLING_OPTIONS, samplingFlags } from '../args.js';
+import { EXIT, UsageError } from '../errors.js';
+import { RANDOM_WEIGHTS_NOTICE, loadModel, parseBackend, readImage } from '../model.js';
+
+export const RUN_HELP = `owlet run --image PATH_OR_URL --prompt TEXT [options]
+
+  --image PATH_OR_URL   an image (file, http(s) URL or data: URL); repeat for several images
+  --prompt TEXT         the question
+  --model DIR_OR_URL    checkpoint folder (default: the bundled random-weights model)
+  --backend NAME        auto | webgpu | wasm | cpu | tensorflow (default auto)
+  --max-new-tokens N    default from generation_config.json
+  --temperature T       0 = greedy (default), > 0 samples
+  --top-p P  --top-k K  sampling filters
+  --seed S              reproducible sampling
+  --json                print one JSON object instead of streaming text
+  --quiet               no progress or notices on stderr`;
+
+export async function runCommand(argv: string[], signal: AbortSignal): Promise<number> {
+  const { values } = parseArgs({
+    args: argv,
+    strict: true,
+    allowPositionals: false,
+    options: {
+      image: { type: 'string', multiple: true },
+      prompt: { type: 'string' },
+      model: { type: 'string' },
+      backend: { type: 'string' },
+      json: { type: 'boolean' },
+      quiet: { type: 'boolean' },
+      help: { type: 'boolean', short: 'h' },
+      ...SAMPLING_OPTIONS,
+    },
+  });
+  if (values.help) {
+    process.stdout.write(`${RUN_HELP}\n`);
+    return EXIT.OK;
+  }
+  if (values.prompt === undefined || values.prompt.trim() === '') throw new UsageError('--prompt is required', RUN_HELP.split('\n')[0]);
+  const backend = parseBackend(values.backend);
+  const sampling = samplingFlags(values);
+  const quiet = values.quiet === true;
+  // Read every image before loading the model: a missing file fails fast.
+  const images: Uint8Array[] = [];
+  for (const arg of values.image ?? []) images.push(await readImage(arg, signal));
+
+  const loaded = await loadModel(values.model, { backend, quiet, signal });
+  const { model } = loaded;
+  try {
+    if (loaded.randomWeights && !quiet) process.stderr.write(`${RANDOM_WEIGHTS_NOTICE}\n`);
+    const content: ContentPart[] = [...images.map(() => ({ type: 'image' }) as const), { type: 'text', text: values.prompt }];
+    const stream = model.chat({ messages: [{ role: 'user', content }], images, ...sampling, signal });
+    if (values.json) {
+      for await (const _ of stream) {
+        // drain: the JSON is printed once at the end
+      }
+    } else {
+      for await (const delta of stream) process.stdout.write(delta);
+      process.stdout.write('\n');
+    }
+    const r = await stream.result;
+    if (values.json) {
+      const { getBackendInfo } = await import('@owlet/core');
+      process.stdout.write(
+        `${JSON.stringify({
+          model: loaded.source,
+          model_type: model.config.model_type,
+          random_weights: loaded.randomWeights,
+          backend: getBackendInfo()?.name,
+          prompt: values.prompt,
+          images: values.image ?? [],
+          answer: r.text,
+          finish_reason: r.finish_reason,
+          load_ms: Math.round(loaded.loadMs),
+          usage: r.usage,
+        })}\n`,
+      );
+    } else if (!quiet) {
+      const u = r.usage;
+      process.stderr.write(
+        `[${u.prompt_tokens} prompt + ${u.completion_tokens} generated tokens, first token ${u.time_to_first_token_s.toFixed(2)} s, ${u.decode_tokens_per_s.toFixed(1)} tokens/s]\n`,
+      );
+    }
+    return EXIT.OK;
+  } finally {
+    model.dispose();
+  }
+}

@@ -1,0 +1,92 @@
+/** Loading the model and the images the commands need. */
+import { existsSync, readFileSync, statSync } from 'node:fs';
+import { resolve } from 'node:path';
+import { fileURLToPath } from 'node:url';
+
+import { fromPretrained, type MplugOwlModel } from '@owlet/mplug-owl';
+import type { BackendRequest } from '@owlet/core';
+
+import { UsageError } from './errors.js';
+import { progressReporter } from './progress.js';
+
+/** The model shipped with the CLI (random weights in the released folder layout). */
+export const DEFAULT_MODEL_DIR = fileURLToPath(new URL('../models/owlet-tiny-random/', import.meta.url));
+
+export const BACKENDS = ['auto', 'webgpu', 'wasm', 'cpu', 'tensorflow'] as const;
+
+export function parseBackend(v: string | undefined): BackendRequest {
+  const b = v ?? 'auto';
+  if (!(BACKENDS as readonly string[]).includes(b)) {
+    throw new UsageError(`unknown backend ${JSON.stringify(b)}`, `use one of ${BACKENDS.join(', ')}`);
+  }
+  return b as BackendRequest;
+}
+
+export interface LoadedModel {
+  model: MplugOwlModel;
+  source: string;
+  /** True when the answering model has random weights (the default model). */
+  randomWeights: boolean;
+  loadMs: number;
+}
+
+export async function loadModel(
+  modelArg: string | undefined,
+  opts: { backend: BackendRequest; quiet: boolean; signal?: AbortSignal },
+): Promise<LoadedModel> {
+  let source: string;
+  if (modelArg === undefined) {
+    source = DEFAULT_MODEL_DIR;
+  } else if (/^https?:\/\//i.test(modelArg)) {
+    source = modelArg.endsWith('/') ? modelArg : `${modelArg}/`;
+  } else {
+    source = resolve(modelArg);
+    if (!existsSync(source)) throw new UsageError(`model folder not found: ${modelArg}`, 'pass --model DIR_OR_URL of a checkpoint folder');
+    if (!statSync(source).isDirectory()) throw new UsageError(`--model must be a folder, got a file: ${modelArg}`, 'pass the folder that holds config.json');
+  }
+  const t0 = performance.now();
+  const model = await fromPretrained(source, {
+    backend: opts.backend,
+    onProgress: progressReporter({ quiet: opts.quiet, tty: Boolean(process.stderr.isTTY) }),
+    ...(opts.signal ? { signal: opts.signal } : {}),
+  });
+  const randomWeights = modelArg === undefined || typeof model.config.raw.owlet_note === 'string';
+  return { model, source, randomWeights, loadMs: performance.now() - t0 };
+}
+
+const MAX_IMAGE_BYTES = 64 * 1024 * 1024;
+
+/** An image given as a path, an http(s) URL or a data: URL → its bytes. */
+export async function readImage(arg: string, signal?: AbortSignal): Promise<Uint8Array> {
+  if (arg.startsWith('data:')) {
+    const m = /^data:([^;,]*)(;base64)?,(.*)$/s.exec(arg);
+    if (!m) throw new UsageError('malformed data: URL for --image');
+    const bytes = m[2] ? Buffer.from(m[3]!, 'base64') : Buffer.from(decodeURIComponent(m[3]!), 'latin1');
+    if (bytes.length === 0) throw new UsageError('the data: URL given to --image is empty');
+    return new Uint8Array(bytes);
+  }
+  if (/^https?:\/\//i.test(arg)) {
+    let res: Response;
+    try {
+      res = await fetch(arg, { ...(signal ? { signal } : {}), redirect: 'follow' });
+    } catch (e) {
+      throw new UsageError(`could not fetch image ${arg}: ${(e as Error).message}`);
+    }
+    if (!res.ok) throw new UsageError(`could not fetch image ${arg}: HTTP ${res.status}`);
+    const len = Number(res.headers.get('content-length') ?? 0);
+    if (len > MAX_IMAGE_BYTES) throw new UsageError(`image ${arg} is ${len} bytes; the limit is ${MAX_IMAGE_BYTES}`);
+    const buf = new Uint8Array(await res.arrayBuffer());
+    if (buf.length > MAX_IMAGE_BYTES) throw new UsageError(`image ${arg} is over ${MAX_IMAGE_BYTES} bytes`);
+    return buf;
+  }
+  const path = resolve(arg);
+  if (!existsSync(path)) throw new UsageError(`image not found: ${arg}`, 'check the path given to --image');
+  const st = statSync(path);
+  if (!st.isFile()) throw new UsageError(`--image must be a file: ${arg}`);
+  if (st.size > MAX_IMAGE_BYTES) throw new UsageError(`image ${arg} is ${st.size} bytes; the limit is ${MAX_IMAGE_BYTES}`);
+  if (st.size === 0) throw new UsageError(`image ${arg} is empty`);
+  return new Uint8Array(readFileSync(path));
+}
+
+export const RANDOM_WEIGHTS_NOTICE =
+  'note: the default model has random weights (a format and plumbing check); its answers are noise. Pass --model DIR with a real checkpoint.';
