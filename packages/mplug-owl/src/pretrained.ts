@@ -116,11 +116,12 @@ export async function fromPretrained(source: CheckpointSource, options: FromPret
   }
   const ppBytes = await readSideFile(folder, 'preprocessor_config.json', emit, signal);
   const entryPoint: EntryPoint = options.image_entry_point ?? (type === 'mplug_owl2' ? 'pad' : 'v1');
-  const imageProcessor = ppBytes
-    ? new MplugOwlImageProcessor(parseJson(ppBytes, 'preprocessor_config.json') as Record<string, unknown>, { entryPoint })
-    : type === 'mplug_owl2'
-      ? MplugOwlImageProcessor.owl2({ entryPoint })
-      : MplugOwlImageProcessor.owl1({ entryPoint });
+  // Without preprocessor_config.json: the released CLIP settings at the vision model's size.
+  const side = config.vision_config.image_size;
+  const ppJson = ppBytes
+    ? (parseJson(ppBytes, 'preprocessor_config.json') as Record<string, unknown>)
+    : { size: side, crop_size: side, ...(type === 'mplug-owl' ? { resolution: side } : {}) };
+  const imageProcessor = new MplugOwlImageProcessor(ppJson, { entryPoint });
   if (imageProcessor.config.crop_height !== config.vision_config.image_size) {
     throw new OwletError(
       'INVALID_CONFIG',

@@ -1,0 +1,85 @@
+import { copyFileSync, cpSync, mkdtempSync, readdirSync, readFileSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+
+import * as tf from '@tensorflow/tfjs-core';
+import { isOwletError } from '@owlet/core';
+import { expectNoLeaks, fixturePath, loadFixture, maxAbsDiff, REPO_ROOT } from '@owlet/test-utils';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+
+import { MPLUGOwl2LlamaForCausalLM } from './MPLUGOwl2LlamaForCausalLM.js';
+import { fromPretrained, type LoadProgress } from './pretrained.js';
+
+// A checkpoint folder in the released layout: config.json, the official .bin shards with their
+// index, tokenizer.model (the real LLaMA one; the tiny model's ids are fixture ids anyway).
+let dir: string;
+beforeAll(() => {
+  dir = mkdtempSync(join(tmpdir(), 'owlet-pretrained-'));
+  cpSync(fixturePath('torch_bin/owl2_tiny_f32'), dir, { recursive: true });
+  copyFileSync(fixturePath('owl2_tiny/config.json'), join(dir, 'config.json'));
+  copyFileSync(join(REPO_ROOT, 'apps/cli/models/owlet-tiny-random/tokenizer.model'), join(dir, 'tokenizer.model'));
+});
+afterAll(() => rmSync(dir, { recursive: true, force: true }));
+
+describe('fromPretrained', () => {
+  it('loads the official .bin shards from a folder, reports progress per file, and matches the fixture logits', async () => {
+    const events: LoadProgress[] = [];
+    const model = await fromPretrained(dir, { backend: 'cpu', onProgress: (e) => events.push(e) });
+    expect(model).toBeInstanceOf(MPLUGOwl2LlamaForCausalLM);
+    expect(model.tokenizer).not.toBeNull();
+    expect(model.imageProcessor?.entryPoint).toBe('pad');
+    const files = new Set(events.filter((e) => e.status === 'done').map((e) => (e as { file: string }).file));
+    for (const f of ['config.json', 'tokenizer.model', 'pytorch_model-1-of-3.bin', 'pytorch_model-3-of-3.bin']) expect(files).toContain(f);
+    expect(events.at(-1)?.status).toBe('ready');
+    const fx = loadFixture('owl2_tiny/case_one_image.safetensors');
+    const warmPixels = fx.tensor('pixel_values');
+    tf.dispose([warmPixels, model.encodeImages(warmPixels)]); // creates the abstractor's position tables (module state)
+    await expectNoLeaks(async () => {
+      const pixels = fx.tensor('pixel_values');
+      const out = model.forward({ input_ids: Array.from(fx.array('input_ids')), pixel_values: pixels });
+      expect(maxAbsDiff(await out.logits.data(), fx.array('logits')).maxAbs).toBeLessThanOrEqual(1e-4);
+      tf.dispose([pixels, out.logits, out.last_hidden_state]);
+    });
+    model.dispose();
+  });
+
+  it('loads from a map of Blobs (the browser path) the same weights', async () => {
+    const files = new Map<string, Blob>();
+    for (const name of readdirSync(dir)) files.set(name, new Blob([readFileSync(join(dir, name))]));
+    const model = await fromPretrained(files, { backend: 'cpu' });
+    const w = model.getParameter('model.norm.weight')!.canonical();
+    expect(Array.from(await w.data())).toEqual(Array.from(loadFixture('owl2_tiny/model.safetensors').array('model.norm.weight')));
+    w.dispose();
+    model.dispose();
+  });
+
+  it('is cancellable and leaves nothing behind', async () => {
+    const before = tf.memory().numTensors;
+    const ac = new AbortController();
+    let n = 0;
+    const err = await fromPretrained(dir, {
+      backend: 'cpu',
+      signal: ac.signal,
+      onProgress: (e) => {
+        if (e.status === 'progress' && ++n === 1) ac.abort();
+      },
+    }).catch((e: unknown) => e);
+    expect(isOwletError(err, 'ABORTED')).toBe(true);
+    expect(tf.memory().numTensors).toBe(before);
+  });
+
+  it('refuses a folder without config.json, and a config of another model, with typed errors', async () => {
+    const empty = mkdtempSync(join(tmpdir(), 'owlet-empty-'));
+    try {
+      const e1 = await fromPretrained(empty, { backend: 'cpu' }).catch((e: unknown) => e);
+      expect(isOwletError(e1, 'CHECKPOINT_NOT_FOUND')).toBe(true);
+      expect((e1 as Error).message).toMatch(/no config\.json/);
+      const { writeFileSync } = await import('node:fs');
+      writeFileSync(join(empty, 'config.json'), JSON.stringify({ model_type: 'mplug_owl2_1' }));
+      const e2 = await fromPretrained(empty, { backend: 'cpu' }).catch((e: unknown) => e);
+      expect(isOwletError(e2, 'UNSUPPORTED_MODEL')).toBe(true);
+    } finally {
+      rmSync(empty, { recursive: true, force: true });
+    }
+  });
+});
