@@ -1,6 +1,7 @@
 /** `owlet run`: one answer about one or more images, streamed to the terminal. */
 import { parseArgs } from 'node:util';
 
+import { getBackendInfo } from '@owlet/core';
 import type { ContentPart } from '@owlet/tokenizer';
 
 import { SAMPLING_OPTIONS, samplingFlags } from '../args.js';
@@ -51,7 +52,11 @@ export async function runCommand(argv: string[], signal: AbortSignal): Promise<n
   const loaded = await loadModel(values.model, { backend, quiet, signal });
   const { model } = loaded;
   try {
-    if (loaded.randomWeights && !quiet) process.stderr.write(`${RANDOM_WEIGHTS_NOTICE}\n`);
+    if (!quiet) {
+      const info = getBackendInfo();
+      if (info) process.stderr.write(`backend: ${info.name} (${info.reason})\n`);
+      if (loaded.randomWeights) process.stderr.write(`${RANDOM_WEIGHTS_NOTICE}\n`);
+    }
     const content: ContentPart[] = [...images.map(() => ({ type: 'image' }) as const), { type: 'text', text: values.prompt }];
     const stream = model.chat({ messages: [{ role: 'user', content }], images, ...sampling, signal });
     if (values.json) {
@@ -64,7 +69,6 @@ export async function runCommand(argv: string[], signal: AbortSignal): Promise<n
     }
     const r = await stream.result;
     if (values.json) {
-      const { getBackendInfo } = await import('@owlet/core');
       process.stdout.write(
         `${JSON.stringify({
           model: loaded.source,
