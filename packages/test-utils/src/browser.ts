@@ -33,6 +33,9 @@ export async function runInBrowser<T = unknown>(entry: string, options: { timeou
     write: false,
     logLevel: 'silent',
     define: { 'process.env.NODE_ENV': '"test"' },
+    // Node-only modules (checkpoint file access, Dawn) sit behind dynamic imports that browsers
+    // never reach; like Vite's browser build, leave Node built-ins out of the bundle.
+    external: ['node:*'],
   });
   const js = bundle.outputFiles[0]?.text ?? '';
   const html = '<!doctype html><html><body><script type="module" src="/entry.js"></script></body></html>';
