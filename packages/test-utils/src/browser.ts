@@ -4,9 +4,10 @@
  * served from 127.0.0.1, and reports by assigning `globalThis.__owletResult` (any JSON value) or
  * `globalThis.__owletError` (a string).
  */
-import { existsSync } from 'node:fs';
+import { existsSync, readFileSync, statSync } from 'node:fs';
 import { createServer } from 'node:http';
 import type { AddressInfo } from 'node:net';
+import { extname, join, normalize, sep } from 'node:path';
 
 import { build } from 'esbuild';
 
@@ -21,7 +22,15 @@ export interface BrowserRunResult<T> {
   console: string[];
 }
 
-export async function runInBrowser<T = unknown>(entry: string, options: { timeoutMs?: number } = {}): Promise<BrowserRunResult<T>> {
+export interface RunInBrowserOptions {
+  timeoutMs?: number;
+  /** Serve this folder's files under `/files/` (e.g. a model folder for fromPretrained by URL). */
+  staticDir?: string;
+}
+
+const CONTENT_TYPES: Record<string, string> = { '.json': 'application/json', '.png': 'image/png', '.jpg': 'image/jpeg' };
+
+export async function runInBrowser<T = unknown>(entry: string, options: RunInBrowserOptions = {}): Promise<BrowserRunResult<T>> {
   const executablePath = findChromium();
   if (!executablePath) throw new Error("Debian's chromium is not installed (apt-get install -y chromium); see scripts/setup.sh");
   const bundle = await build({
@@ -29,6 +38,10 @@ export async function runInBrowser<T = unknown>(entry: string, options: { timeou
     bundle: true,
     format: 'esm',
     platform: 'browser',
+    // Dynamic imports stay dynamic (separate chunks), so Node-only modules are never evaluated.
+    splitting: true,
+    outdir: '/bundle',
+    entryNames: 'entry',
     target: 'es2022',
     write: false,
     logLevel: 'silent',
@@ -37,12 +50,37 @@ export async function runInBrowser<T = unknown>(entry: string, options: { timeou
     // never reach; like Vite's browser build, leave Node built-ins out of the bundle.
     external: ['node:*'],
   });
-  const js = bundle.outputFiles[0]?.text ?? '';
+  const chunks = new Map(bundle.outputFiles.map((f) => [`/${f.path.split('/').pop()}`, f.text] as const));
   const html = '<!doctype html><html><body><script type="module" src="/entry.js"></script></body></html>';
   const server = createServer((req, res) => {
-    if (req.url === '/entry.js') {
+    const url = new URL(req.url ?? '/', 'http://127.0.0.1');
+    if (options.staticDir && url.pathname.startsWith('/files/')) {
+      const root = normalize(options.staticDir);
+      const path = normalize(join(root, decodeURIComponent(url.pathname.slice('/files/'.length))));
+      if (!path.startsWith(root + sep) || !existsSync(path) || !statSync(path).isFile()) {
+        res.statusCode = 404;
+        res.end('not found');
+        return;
+      }
+      const body = readFileSync(path);
+      res.setHeader('content-type', CONTENT_TYPES[extname(path)] ?? 'application/octet-stream');
+      res.setHeader('accept-ranges', 'bytes');
+      const range = /^bytes=(\d+)-(\d*)$/.exec(req.headers.range ?? '');
+      if (range) {
+        const start = Number(range[1]);
+        const end = range[2] ? Math.min(Number(range[2]), body.length - 1) : body.length - 1;
+        res.statusCode = 206;
+        res.setHeader('content-range', `bytes ${start}-${end}/${body.length}`);
+        res.end(body.subarray(start, end + 1));
+      } else {
+        res.end(body);
+      }
+      return;
+    }
+    const chunk = chunks.get(url.pathname);
+    if (chunk !== undefined) {
       res.setHeader('content-type', 'text/javascript');
-      res.end(js);
+      res.end(chunk);
     } else {
       res.setHeader('content-type', 'text/html');
       res.end(html);
@@ -70,11 +108,15 @@ export async function runInBrowser<T = unknown>(entry: string, options: { timeou
     page.on('console', (m) => logs.push(m.text()));
     page.on('pageerror', (e) => logs.push(`pageerror: ${e.message}`));
     await page.goto(`http://127.0.0.1:${port}/`);
-    await page.waitForFunction(
-      () => '__owletResult' in globalThis || '__owletError' in globalThis,
-      null,
-      { timeout: options.timeoutMs ?? 60_000 },
-    );
+    try {
+      await page.waitForFunction(
+        () => '__owletResult' in globalThis || '__owletError' in globalThis,
+        null,
+        { timeout: options.timeoutMs ?? 60_000, polling: 250 },
+      );
+    } catch (e) {
+      throw new Error(`${(e as Error).message}\nbrowser console:\n${logs.join('\n')}`);
+    }
     const out = (await page.evaluate(() => ({
       result: (globalThis as Record<string, unknown>).__owletResult,
       error: (globalThis as Record<string, unknown>).__owletError,

@@ -20,7 +20,9 @@ type SharpModule = typeof import('sharp');
 let sharpPromise: Promise<SharpModule> | null = null;
 
 async function loadSharp(): Promise<SharpModule> {
-  sharpPromise ??= import('sharp').then((m) => ((m as unknown as { default?: SharpModule }).default ?? m) as SharpModule);
+  // A variable specifier keeps browser bundlers from pulling sharp (a Node addon) into web bundles.
+  const specifier = 'sharp';
+  sharpPromise ??= import(/* @vite-ignore */ specifier).then((m) => ((m as unknown as { default?: SharpModule }).default ?? m) as SharpModule);
   try {
     return await sharpPromise;
   } catch (e) {
