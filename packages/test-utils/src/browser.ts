@@ -50,7 +50,7 @@ export async function runInBrowser<T = unknown>(entry: string, options: RunInBro
     // never reach; like Vite's browser build, leave Node built-ins out of the bundle.
     external: ['node:*'],
   });
-  const chunks = new Map(bundle.outputFiles.map((f) => [`/${f.path.split('/').pop()}`, f.text] as const));
+  const chunks = new Map<string, string>(bundle.outputFiles.map((f) => [`/${f.path.split('/').pop()}`, f.text]));
   const html = '<!doctype html><html><body><script type="module" src="/entry.js"></script></body></html>';
   const server = createServer((req, res) => {
     const url = new URL(req.url ?? '/', 'http://127.0.0.1');
