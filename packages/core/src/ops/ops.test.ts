@@ -5,6 +5,7 @@ import { expect } from 'vitest';
 import { OwletError } from '../errors.js';
 import {
   attention,
+  attentionOverSegments,
   causalMask,
   embedding,
   gelu,
@@ -169,6 +170,25 @@ describeBackends('ops', ({ it }) => {
         tf.dispose([qt, kt, vt, ...(mt ? [mt] : [])]);
       }, 'attention');
     }
+  });
+
+  it('attentionOverSegments equals attention over the concatenated keys (grouped-query, causal, mask)', async () => {
+    const c = { B: 1, H: 4, Hkv: 2, Lq: 3, Lk: 7, D: 4 };
+    const q = rnd(c.B * c.H * c.Lq * c.D, 90);
+    const k = rnd(c.B * c.Hkv * c.Lk * c.D, 91);
+    const v = rnd(c.B * c.Hkv * c.Lk * c.D, 92);
+    const mask = Float64Array.from({ length: c.Lq * c.Lk }, (_, i) => (i % 4 === 2 ? -1e9 : 0));
+    await expectNoLeaks(async () => {
+      const [qt, kt, vt, mt] = [t(q, [1, 4, 3, 4]), t(k, [1, 2, 7, 4]), t(v, [1, 2, 7, 4]), t(mask, [3, 7])];
+      const segs = [
+        [0, 4],
+        [4, 2],
+        [6, 1],
+      ].map(([s0, n]) => ({ k: tf.slice(kt, [0, 0, s0!, 0], [-1, -1, n!, -1]), v: tf.slice(vt, [0, 0, s0!, 0], [-1, -1, n!, -1]) }));
+      const y = attentionOverSegments(qt, segs, { causal: true, mask: mt });
+      expectAllClose(await read(y), refAttention(q, k, v, c, true, mask), { atol: ATOL, rtol: RTOL, label: 'segments' });
+      tf.dispose([qt, kt, vt, mt, ...segs.flatMap((s) => [s.k, s.v])]);
+    }, 'attentionOverSegments');
   });
 
   it('causalMask hides exactly the future keys', async () => {
