@@ -6,7 +6,7 @@
  * turns the modality-adaptive module on (`multiway`, two copies); plain LLaMA and mPLUG-Owl v1's
  * `text_config` (`model_type` `mplug-owl`) run without it.
  */
-import { ErrorCode, OwletError } from '@owlet/core';
+import { configFields, type ConfigJson } from '@owlet/core';
 
 export interface LlamaConfig {
   readonly vocab_size: number;
@@ -42,31 +42,18 @@ export interface ResolveLlamaConfigOptions {
   multiway?: boolean;
 }
 
-type Json = Record<string, unknown>;
+type Json = ConfigJson;
+
+const fields = configFields('llama');
+const { posInt, positiveNumber: posNumber, bool } = fields;
+function fail(field: string, value: unknown, expected: string): never {
+  return fields.fail(field, value, expected);
+}
 
 const isObject = (v: unknown): v is Json => typeof v === 'object' && v !== null && !Array.isArray(v);
 
-function fail(field: string, value: unknown, expected: string): never {
-  throw new OwletError(
-    ErrorCode.INVALID_CONFIG,
-    `llama config: ${field} must be ${expected}, got ${JSON.stringify(value) ?? String(value)}`,
-    { details: { field, value } },
-  );
-}
 
-function posInt(src: Json, field: string, fallback: number): number {
-  const v = src[field];
-  if (v === undefined || v === null) return fallback;
-  if (typeof v !== 'number' || !Number.isSafeInteger(v) || v < 1) fail(field, v, 'a positive integer');
-  return v;
-}
 
-function posNumber(src: Json, field: string, fallback: number): number {
-  const v = src[field];
-  if (v === undefined || v === null) return fallback;
-  if (typeof v !== 'number' || !Number.isFinite(v) || v <= 0) fail(field, v, 'a finite number > 0');
-  return v;
-}
 
 function tokenId(src: Json, field: string, fallback: number | null): number | null {
   const v = src[field];
@@ -76,12 +63,6 @@ function tokenId(src: Json, field: string, fallback: number | null): number | nu
   return v;
 }
 
-function bool(src: Json, field: string, fallback: boolean): boolean {
-  const v = src[field];
-  if (v === undefined || v === null) return fallback;
-  if (typeof v !== 'boolean') fail(field, v, 'a boolean');
-  return v;
-}
 
 /**
  * Reads a LLaMA text config: a plain LLaMA / mPLUG-Owl2 `config.json`, or an mPLUG-Owl v1

@@ -6,7 +6,7 @@
  * `visual_config.visual_abstractor`) and mPLUG-Owl/mplug_owl/configuration_mplug_owl.py (v1, under
  * `visual_abstractor_config`, with the query count at the top level as `num_query_tokens`).
  */
-import { ErrorCode, OwletError } from '@owlet/core';
+import { ErrorCode, OwletError, configFields, type ConfigJson } from '@owlet/core';
 
 /** `mplug_owl2`: mPLUG-Owl2 (sin-cos position embeddings, `query_embeds` inside the abstractor).
  *  `mplug_owl`: mPLUG-Owl v1 (no position embeddings, queries are the top-level `query_tokens`). */
@@ -55,40 +55,21 @@ export interface ResolveVisualAbstractorOptions {
 /** PyTorch's `nn.LayerNorm` default, used by norm1, normk and norm2. */
 export const ABSTRACTOR_TORCH_LAYER_NORM_EPS = 1e-5;
 
-type Json = Record<string, unknown>;
+type Json = ConfigJson;
+
+const fields = configFields('visual abstractor');
+const { posInt, positiveNumber, bool } = fields;
+function fail(field: string, value: unknown, expected: string): never {
+  return fields.fail(field, value, expected);
+}
 
 function isObject(v: unknown): v is Json {
   return typeof v === 'object' && v !== null && !Array.isArray(v);
 }
 
-function fail(field: string, value: unknown, expected: string): never {
-  throw new OwletError(
-    ErrorCode.INVALID_CONFIG,
-    `visual abstractor config: ${field} must be ${expected}, got ${JSON.stringify(value) ?? String(value)}`,
-    { details: { field, value } },
-  );
-}
 
-function posInt(src: Json, field: string, fallback: number, label = field): number {
-  const v = src[field];
-  if (v === undefined || v === null) return fallback;
-  if (typeof v !== 'number' || !Number.isSafeInteger(v) || v < 1) fail(label, v, 'a positive integer');
-  return v;
-}
 
-function positiveNumber(src: Json, field: string, fallback: number): number {
-  const v = src[field];
-  if (v === undefined || v === null) return fallback;
-  if (typeof v !== 'number' || !Number.isFinite(v) || v <= 0) fail(field, v, 'a finite number > 0');
-  return v;
-}
 
-function bool(src: Json, field: string, fallback: boolean): boolean {
-  const v = src[field];
-  if (v === undefined || v === null) return fallback;
-  if (typeof v !== 'boolean') fail(field, v, 'a boolean');
-  return v;
-}
 
 interface Located {
   variant: MplugOwlVisualAbstractorVariant;

@@ -3,6 +3,7 @@
  * files, pickles and zip containers, written from the format specifications so tests can craft
  * valid and hostile inputs byte by byte.
  */
+import { mulberry32 } from '@owlet/test-utils';
 
 /** A safetensors file from a header (object or raw JSON text) and a data section. */
 export function rawSafetensors(header: unknown, data: Uint8Array | number = 0, options: { n?: bigint; pad?: number } = {}): Uint8Array {
@@ -186,14 +187,5 @@ export function buildTorchFile(pickle: Uint8Array, storages: Record<string, Uint
   return buildZip(members, options.zip64 === undefined ? {} : { zip64: options.zip64 });
 }
 
-/** Deterministic pseudo-random bytes. */
-export function prng(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
+/** Deterministic pseudo-random numbers in [0, 1) (test-utils' mulberry32). */
+export const prng = mulberry32;
