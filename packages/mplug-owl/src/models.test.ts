@@ -1,5 +1,6 @@
 import * as tf from '@tensorflow/tfjs-core';
-import { describeBackends, expectAllClose, expectNoLeaks, loadFixture, loadFixtureJson, maxAbsDiff } from '@owlet/test-utils';
+import { loadCheckpointInto } from '@owlet/core';
+import { describeBackends, fixturePath, expectAllClose, expectNoLeaks, loadFixture, loadFixtureJson, maxAbsDiff } from '@owlet/test-utils';
 import { describe, expect, it } from 'vitest';
 
 import { MPLUGOwl2LlamaForCausalLM } from './MPLUGOwl2LlamaForCausalLM.js';
@@ -16,6 +17,14 @@ function build(dir: Dir): MplugOwlModel {
   const sd = new Map(weights.keys().map((k) => [k, weights.tensor(k)] as const));
   model.loadStateDict(sd, { ignore: MplugOwlPreTrainedModel.IGNORE_ON_LOAD });
   tf.dispose([...sd.values()]);
+  return model;
+}
+
+/** The same weights from the official PyTorch .bin fixture shards (f32), through checkpoint I/O. */
+async function buildFromBin(dir: Dir): Promise<MplugOwlModel> {
+  const config = loadFixtureJson<Record<string, unknown>>(`${dir}/config.json`);
+  const model = dir === 'owl2_tiny' ? new MPLUGOwl2LlamaForCausalLM(config) : new MplugOwlForConditionalGeneration(config);
+  await loadCheckpointInto(model, fixturePath('torch_bin', `${dir}_f32`), { ignore: MplugOwlPreTrainedModel.IGNORE_ON_LOAD });
   return model;
 }
 
@@ -80,6 +89,68 @@ describeBackends('assembled models vs fixtures', ({ it: mit }) => {
       model.dispose();
     });
   }
+});
+
+describeBackends('assembled models from the .bin fixture shards', ({ it: mit }) => {
+  for (const c of CASES) {
+    mit(`${c.dir}/${c.name}: logits and 16 greedy ids`, async () => {
+      const fx = loadFixture(`${c.dir}/case_${c.name}.safetensors`);
+      const meta = loadFixtureJson<{ generated_ids: number[]; max_new_tokens: number }>(`${c.dir}/case_${c.name}.json`);
+      const ids = Array.from(fx.array('input_ids'));
+      const model = await buildFromBin(c.dir);
+      const pixels = fx.has('pixel_values') ? fx.tensor('pixel_values') : null;
+      const out = model.forward({ input_ids: ids, pixel_values: pixels });
+      expect(maxAbsDiff(await out.logits.data(), fx.array('logits')).maxAbs).toBeLessThanOrEqual(1e-4);
+      tf.dispose([out.logits, out.last_hidden_state]);
+      const gen = await model.generate({ input_ids: ids, pixel_values: pixels, max_new_tokens: meta.max_new_tokens, eos_token_id: null });
+      expect(gen.generated_ids).toEqual(meta.generated_ids);
+      pixels?.dispose();
+      model.dispose();
+    });
+  }
+});
+
+describeBackends('lifecycle', ({ it: mit }) => {
+  mit('build, load, forward, generate, dispose: the tensor count returns to where it was', async () => {
+    const before = tf.memory().numTensors;
+    const fx = loadFixture('owl2_tiny/case_one_image.safetensors');
+    const model = build('owl2_tiny');
+    const pixels = fx.tensor('pixel_values');
+    const ids = Array.from(fx.array('input_ids'));
+    const out = model.forward({ input_ids: ids, pixel_values: pixels });
+    tf.dispose([out.logits, out.last_hidden_state]);
+    await model.generate({ input_ids: ids, pixel_values: pixels, max_new_tokens: 3 });
+    pixels.dispose();
+    model.dispose();
+    expect(tf.memory().numTensors).toBe(before);
+  });
+
+  mit('abort stops within one decode step and frees everything', async () => {
+    const fx = loadFixture('owl2_tiny/case_one_image.safetensors');
+    const model = build('owl2_tiny');
+    const pixels = fx.tensor('pixel_values');
+    tf.dispose(model.encodeImages(pixels)); // module state created on first use
+    const ids = Array.from(fx.array('input_ids'));
+    await expectNoLeaks(async () => {
+      const ac = new AbortController();
+      let seen = 0;
+      const gen = await model.generate({
+        input_ids: ids,
+        pixel_values: pixels,
+        max_new_tokens: 16,
+        eos_token_id: null,
+        signal: ac.signal,
+        streamer: (t: number[]) => {
+          seen += t.length;
+          if (seen === 2) ac.abort();
+        },
+      });
+      expect(gen.finish_reason).toBe('abort');
+      expect(gen.generated_ids.length).toBeLessThanOrEqual(3);
+    });
+    pixels.dispose();
+    model.dispose();
+  });
 });
 
 describe('released configurations, shape-only', () => {
