@@ -411,8 +411,8 @@ async function main(): Promise<void> {
   };
   mkdirSync(dirname(outPath), { recursive: true });
   writeFileSync(outPath, `${JSON.stringify(report, null, 2)}\n`);
-  console.log(render(decoders, vision, roof.gbPerS));
-  console.log(`\n${quick ? 'quick' : 'full'} run took ${(seconds / 60).toFixed(1)} min; JSON: ${outPath}`);
+  process.stdout.write(`${render(decoders, vision, roof.gbPerS)}\n`);
+  process.stdout.write(`\n${quick ? 'quick' : 'full'} run took ${(seconds / 60).toFixed(1)} min; JSON: ${outPath}\n`);
 }
 
 main().catch((e: unknown) => {
