@@ -5,13 +5,14 @@
  * `tf.conv2d`; the model picks per backend, `PATCH_CONV_IMPL`). Prints a table and writes JSON.
  *
  *   npx tsx bench/vision.ts                         # cpu, wasm, webgpu (hardware adapters only)
- *   npx tsx bench/vision.ts --backends wasm --runs 3 --batch 1 --config v2 --out bench/vision.json
+ *   npx tsx bench/vision.ts --backends wasm --runs 3 --batch 1 --config v2 --out bench-results/vision.json
  *   npx tsx bench/vision.ts --layers cpu=1,wasm=2   # run fewer layers there and extrapolate to 24
  *
  * A software WebGPU adapter (SwiftShader) is skipped with the reason printed: it is ~100× slower
  * than wasm on the same CPU and would take hours for the full model.
  */
-import { writeFileSync } from 'node:fs';
+import { mkdirSync, writeFileSync } from 'node:fs';
+import { dirname } from 'node:path';
 import { cpus, totalmem } from 'node:os';
 import { performance } from 'node:perf_hooks';
 
@@ -46,7 +47,7 @@ function parseArgs(argv: string[]): Args {
     warmup: null,
     batch: 1,
     config: 'v2',
-    out: 'bench/vision.json',
+    out: 'bench-results/vision.json',
     patchRuns: 5,
     skipModel: false,
     layers: {},
@@ -273,6 +274,7 @@ for (const r of results) {
     : `${(r.runs_ms ?? []).map((x) => (x / args.batch).toFixed(0)).join(', ')}${r.extrapolated ? `  [extrapolated: ${r.extrapolated}]` : ''}`;
   console.log(`${r.backend.padEnd(9)} ${r.ms_per_image === undefined ? '-'.padStart(8) : r.ms_per_image.toFixed(0).padStart(8)}   ${detail}`);
 }
+mkdirSync(dirname(args.out), { recursive: true });
 writeFileSync(
   args.out,
   `${JSON.stringify(

@@ -14,11 +14,12 @@ export type PatchConvImpl = 'matmul' | 'conv2d';
 
 /**
  * The implementation `auto` picks per backend. Measured with bench/vision.ts on the full 448-px
- * input (1024 patches, D = 1024) on this project's 2-core x86 machine: on tfjs-wasm `tf.conv2d`
- * (XNNPACK) took 73–336 ms against 0.9–3 s for the patch matmul (a 4-D weight cannot use the
- * seam's `[in, out]` storage, so the product runs with a transposed B, ~12× slower there); on
- * tfjs-cpu the patch matmul was ~25 % faster (2.9 s vs 3.9 s). WebGPU is unmeasured on hardware
- * here; conv2d is one kernel there. The patch embedding is < 1 % of the model's FLOPs either way.
+ * input (1024 patches, D = 1024) on this project's shared 2-core x86 machine (noisy): on tfjs-wasm
+ * `tf.conv2d` (XNNPACK) took 73–823 ms against 0.9–6.9 s for the patch matmul in the same runs
+ * (8–12×: a 4-D weight cannot use the seam's `[in, out]` Linear storage, so the product runs with a
+ * transposed B, which is slow on wasm); on tfjs-cpu the two are within noise of each other
+ * (matmul/conv2d 2.9/3.9 s, 11.2/13.5 s, 6.6/6.3 s). WebGPU is unmeasured on hardware here;
+ * conv2d is one kernel there. The patch embedding is < 1 % of the model's FLOPs either way.
  */
 export const PATCH_CONV_IMPL: Readonly<Record<string, PatchConvImpl>> = {
   cpu: 'matmul',
