@@ -199,12 +199,22 @@ async function benchDecoder(p: LlamaPreset, roofGbPerS: number, backends: ('wasm
     engines.push({ key: `llama.cpp-${t}`, engine: 'llama.cpp', format: t, proc, runs });
   }
   try {
-    for (const e of engines) {
+    for (const e of [...engines]) {
       const path = e.key.startsWith('owlet') ? cached.safetensors : (cached.gguf[e.format as GgmlTypeName] as string);
-      const r = await e.proc.call<{ loadMs: number; weightBytes?: number }>({ cmd: 'llama.load', config: p.config, path, contextSize: 1024 });
-      log(`${p.name}: ${e.key} loaded in ${(r.loadMs / 1000).toFixed(1)} s`);
-      // warm-up (JIT, allocator, page cache), not measured
-      await e.proc.call({ cmd: 'llama.run', prompt: tokens(16, p.config.vocab_size, 1), newTokens: 4 });
+      try {
+        const r = await e.proc.call<{ loadMs: number; weightBytes?: number }>({ cmd: 'llama.load', config: p.config, path, contextSize: 1024 });
+        log(`${p.name}: ${e.key} loaded in ${(r.loadMs / 1000).toFixed(1)} s`);
+        // warm-up (JIT, allocator, page cache), not measured
+        await e.proc.call({ cmd: 'llama.run', prompt: tokens(16, p.config.vocab_size, 1), newTokens: 4 });
+      } catch (err) {
+        // e.g. ~1B float32 weights plus XNNPACK's packed copies overflow tfjs-wasm's 4 GiB heap:
+        // report the engine as failed for this model and measure the others.
+        const why = `${e.key} could not run this model: ${(err as Error).message.split('\n')[0]}`;
+        res.notes.push(why);
+        log(`${p.name}: ${why}`);
+        await e.proc.close().catch(() => {});
+        engines.splice(engines.indexOf(e), 1);
+      }
     }
     const samples = new Map<string, number[]>();
     const add = (k: string, v: number) => samples.set(k, [...(samples.get(k) ?? []), v]);
