@@ -363,6 +363,7 @@ function render(decoders: DecoderResult[], vision: VisionResult | null, roof: nu
     }
   }
   out.push(table(rows));
+  for (const d of decoders) for (const n of d.notes.filter((x) => x.includes('could not run'))) out.push(`note (${d.label}): ${n}`);
   out.push(`ratio > 1: owlet faster (throughputs). Roofline (single-thread streaming read): ${roof.toFixed(2)} GB/s; "% roof" = weight bytes streamed per decode token × tokens/s ÷ roofline.`);
   if (vision) {
     out.push('');
