@@ -9,6 +9,7 @@ import * as tf from '@tensorflow/tfjs-core';
 import { ErrorCode, OwletError } from '@owlet/core';
 
 import { eosIds, type LlamaConfig } from '../config.js';
+import type { CausalLMOutput, LlamaForCausalLMInputs } from '../LlamaForCausalLM.js';
 import { toIdRows, type IdsInput } from '../inputs.js';
 import { KVCache, type KVCacheGrowth } from '../KVCache.js';
 import type { ModalityIndicatorsInput } from '../ModalityRouting.js';
@@ -29,15 +30,7 @@ import { StoppingCriteria, type FinishReason } from './stopping.js';
 /** What `generate` needs of a causal LM (LlamaForCausalLM, or an assembled model that wraps one). */
 export interface CausalLM {
   readonly config: LlamaConfig;
-  forward(inputs: {
-    input_ids?: IdsInput;
-    inputs_embeds?: tf.Tensor;
-    modality_indicators?: ModalityIndicatorsInput | null;
-    position_ids?: IdsInput | null;
-    attention_mask?: IdsInput | null;
-    past_key_values?: KVCache | null;
-    logits_to_keep?: number;
-  }): { logits: tf.Tensor; last_hidden_state: tf.Tensor; hidden_states?: tf.Tensor[] };
+  forward(inputs: LlamaForCausalLMInputs): CausalLMOutput;
 }
 
 /** HF-style streamer: `put` gets each new token id, `end` is called once at the end. */
