@@ -4,14 +4,21 @@ import { UsageError } from './errors.js';
 export function intFlag(name: string, v: string | undefined, min: number): number | undefined {
   if (v === undefined) return undefined;
   const n = Number(v);
-  if (!Number.isSafeInteger(n) || n < min) throw new UsageError(`--${name} must be an integer ≥ ${min}, got ${JSON.stringify(v)}`);
+  if (!Number.isSafeInteger(n) || n < min)
+    throw new UsageError(`--${name} must be an integer ≥ ${min}, got ${JSON.stringify(v)}`);
   return n;
 }
 
-export function numFlag(name: string, v: string | undefined, ok: (n: number) => boolean, expected: string): number | undefined {
+export function numFlag(
+  name: string,
+  v: string | undefined,
+  ok: (n: number) => boolean,
+  expected: string,
+): number | undefined {
   if (v === undefined) return undefined;
   const n = Number(v);
-  if (v.trim() === '' || !Number.isFinite(n) || !ok(n)) throw new UsageError(`--${name} must be ${expected}, got ${JSON.stringify(v)}`);
+  if (v.trim() === '' || !Number.isFinite(n) || !ok(n))
+    throw new UsageError(`--${name} must be ${expected}, got ${JSON.stringify(v)}`);
   return n;
 }
 

@@ -55,7 +55,17 @@ afterAll(() => rmSync(tmp, { recursive: true, force: true }));
 
 describe('owlet run', () => {
   it('answers on the bundled model, says the weights are random, exits 0', async () => {
-    const r = await owlet(['run', '--image', IMAGE, '--prompt', 'What is in the picture?', '--max-new-tokens', '6', '--backend', 'wasm']);
+    const r = await owlet([
+      'run',
+      '--image',
+      IMAGE,
+      '--prompt',
+      'What is in the picture?',
+      '--max-new-tokens',
+      '6',
+      '--backend',
+      'wasm',
+    ]);
     expect(r.code, r.stderr).toBe(0);
     expect(r.stdout.trim().length).toBeGreaterThan(0);
     expect(r.stderr).toMatch(/default model has random weights/);
@@ -63,12 +73,31 @@ describe('owlet run', () => {
   });
 
   it('--json prints one object with the answer and usage; greedy output is reproducible', async () => {
-    const args = ['run', '--image', IMAGE, '--image', fixturePath('preprocess/images/rgb_17x5.png'), '--prompt', 'Compare them.', '--max-new-tokens', '5', '--json', '--quiet', '--backend', 'wasm'];
+    const args = [
+      'run',
+      '--image',
+      IMAGE,
+      '--image',
+      fixturePath('preprocess/images/rgb_17x5.png'),
+      '--prompt',
+      'Compare them.',
+      '--max-new-tokens',
+      '5',
+      '--json',
+      '--quiet',
+      '--backend',
+      'wasm',
+    ];
     const [a, b] = [await owlet(args), await owlet(args)];
     expect(a.code, a.stderr).toBe(0);
     const ja = JSON.parse(a.stdout);
     const jb = JSON.parse(b.stdout);
-    expect(ja).toMatchObject({ model_type: 'mplug_owl2', random_weights: true, backend: 'wasm', finish_reason: 'length' });
+    expect(ja).toMatchObject({
+      model_type: 'mplug_owl2',
+      random_weights: true,
+      backend: 'wasm',
+      finish_reason: 'length',
+    });
     expect(ja.usage.completion_tokens).toBe(5);
     expect(ja.usage.prompt_tokens).toBeGreaterThan(2 * 9);
     expect(ja.answer).toBe(jb.answer);
@@ -88,7 +117,9 @@ describe('owlet chat', () => {
   });
 
   it('reports a bad /image without quitting', async () => {
-    const r = await owlet(['chat', '--max-new-tokens', '2', '--backend', 'wasm'], { stdin: '/image /nonexistent.png\nhello\n' });
+    const r = await owlet(['chat', '--max-new-tokens', '2', '--backend', 'wasm'], {
+      stdin: '/image /nonexistent.png\nhello\n',
+    });
     expect(r.code, r.stderr).toBe(0);
     expect(r.stderr).toMatch(/error: image not found: \/nonexistent\.png/);
     expect(r.stdout.trim().length).toBeGreaterThan(0);
@@ -106,13 +137,18 @@ describe('owlet convert', () => {
     const out = JSON.parse(r.stdout);
     expect(out.files).toHaveLength(3);
     expect(out.copied).toContain('config.json');
-    const index = JSON.parse(readFileSync(join(dst, 'model.safetensors.index.json'), 'utf8')) as { weight_map: Record<string, string> };
+    const index = JSON.parse(readFileSync(join(dst, 'model.safetensors.index.json'), 'utf8')) as {
+      weight_map: Record<string, string>;
+    };
     const expected = loadFixture('owl2_tiny/model.safetensors');
     const shards = new Map<string, ReturnType<typeof readSafetensors>>();
     for (const key of expected.keys()) {
       const file = index.weight_map[key]!;
       if (!shards.has(file)) shards.set(file, readSafetensors(readFileSync(join(dst, file))));
-      expect(Buffer.from(shards.get(file)!.array(key).buffer).equals(Buffer.from(expected.array(key).buffer)), key).toBe(true);
+      expect(
+        Buffer.from(shards.get(file)!.array(key).buffer).equals(Buffer.from(expected.array(key).buffer)),
+        key,
+      ).toBe(true);
     }
   });
 });
@@ -120,10 +156,30 @@ describe('owlet convert', () => {
 describe('owlet bench', () => {
   it('--json reports every figure and writes the file', async () => {
     const out = join(tmp, 'bench.json');
-    const r = await owlet(['bench', '--json', '--runs', '1', '--prompt-tokens', '8', '--new-tokens', '2', '--backend', 'wasm', '--out', out]);
+    const r = await owlet([
+      'bench',
+      '--json',
+      '--runs',
+      '1',
+      '--prompt-tokens',
+      '8',
+      '--new-tokens',
+      '2',
+      '--backend',
+      'wasm',
+      '--out',
+      out,
+    ]);
     expect(r.code, r.stderr).toBe(0);
     const j = JSON.parse(r.stdout);
-    for (const k of ['load_ms', 'preprocess_ms_per_image', 'vision_abstractor_ms_per_image', 'prefill_tokens_per_s', 'decode_tokens_per_s', 'peak_rss_mb']) {
+    for (const k of [
+      'load_ms',
+      'preprocess_ms_per_image',
+      'vision_abstractor_ms_per_image',
+      'prefill_tokens_per_s',
+      'decode_tokens_per_s',
+      'peak_rss_mb',
+    ]) {
       expect(j[k], k).toBeGreaterThan(0);
     }
     expect(JSON.parse(readFileSync(out, 'utf8'))).toEqual(j);
@@ -137,8 +193,16 @@ describe('bad input: one line with the fix, exit 2, no stack trace', () => {
     ['unknown backend', ['run', '--image', IMAGE, '--prompt', 'x', '--backend', 'cuda'], /unknown backend "cuda"/],
     ['unknown command', ['fly'], /unknown command "fly"/],
     ['unknown flag', ['run', '--imagee', IMAGE], /Unknown option '--imagee'/],
-    ['bad number', ['run', '--image', IMAGE, '--prompt', 'x', '--max-new-tokens=-3'], /--max-new-tokens must be an integer/],
-    ['missing model folder', ['run', '--image', IMAGE, '--prompt', 'x', '--model', '/no/model'], /model folder not found/],
+    [
+      'bad number',
+      ['run', '--image', IMAGE, '--prompt', 'x', '--max-new-tokens=-3'],
+      /--max-new-tokens must be an integer/,
+    ],
+    [
+      'missing model folder',
+      ['run', '--image', IMAGE, '--prompt', 'x', '--model', '/no/model'],
+      /model folder not found/,
+    ],
   ];
   for (const [name, args, message] of cases) {
     it(name, async () => {
@@ -162,16 +226,28 @@ describe('bad input: one line with the fix, exit 2, no stack trace', () => {
   it('a checkpoint with a missing key names it', async () => {
     const dir = join(tmp, 'broken-model');
     cpSync(DEFAULT_MODEL, dir, { recursive: true });
-    const index = JSON.parse(readFileSync(join(dir, 'model.safetensors.index.json'), 'utf8')) as { weight_map: Record<string, string> };
+    const index = JSON.parse(readFileSync(join(dir, 'model.safetensors.index.json'), 'utf8')) as {
+      weight_map: Record<string, string>;
+    };
     // Drop one tensor from the index and its shard: rewrite the small layer shard without it.
     const shardName = 'model-00001-of-00002.safetensors';
     const shard = readSafetensors(readFileSync(join(dir, shardName)));
     const dropped = shard.keys().find((k) => k.endsWith('mlp.up_proj.weight'))!;
     const { writeSafetensors } = await import('@owlet/core');
     const kept = shard.keys().filter((k) => k !== dropped);
-    writeFileSync(join(dir, shardName), writeSafetensors(new Map(kept.map((k) => [k, { dtype: shard.info(k).dtype, shape: shard.info(k).shape, bytes: shard.rawBytes(k) }]))));
+    writeFileSync(
+      join(dir, shardName),
+      writeSafetensors(
+        new Map(
+          kept.map((k) => [k, { dtype: shard.info(k).dtype, shape: shard.info(k).shape, bytes: shard.rawBytes(k) }]),
+        ),
+      ),
+    );
     delete index.weight_map[dropped];
-    writeFileSync(join(dir, 'model.safetensors.index.json'), JSON.stringify({ metadata: {}, weight_map: index.weight_map }));
+    writeFileSync(
+      join(dir, 'model.safetensors.index.json'),
+      JSON.stringify({ metadata: {}, weight_map: index.weight_map }),
+    );
     const r = await owlet(['run', '--image', IMAGE, '--prompt', 'x', '--model', dir, '--backend', 'wasm', '--quiet']);
     expect(r.code).toBe(2);
     expect(r.stderr).toContain(dropped);

@@ -44,13 +44,21 @@ export function classify(e: unknown): Classified {
   const err = e as { code?: unknown; message?: unknown; name?: unknown };
   const code = typeof err?.code === 'string' ? err.code : '';
   const message = typeof err?.message === 'string' ? err.message.split('\n')[0]! : String(e);
-  if (code.startsWith('ERR_PARSE_ARGS')) return { exitCode: EXIT.BAD_INPUT, code: 'USAGE', message: `${message} (see owlet --help)` };
+  if (code.startsWith('ERR_PARSE_ARGS'))
+    return { exitCode: EXIT.BAD_INPUT, code: 'USAGE', message: `${message} (see owlet --help)` };
   if (code === 'ABORTED' || code === 'ABORT_ERR') return { exitCode: EXIT.INTERRUPTED, code, message: 'interrupted' };
   if (code && /^[A-Z][A-Z0-9_]+$/.test(code) && !INTERNAL_CODES.has(code)) {
     const hint = HINTS[code];
     const full = (e as { message: string }).message;
     // A state-dict report lists several keys: keep its first lines, still one logical message.
-    const text = code === 'STATE_DICT_MISMATCH' ? full.split('\n').slice(0, 3).map((l) => l.trim()).join(' ') : message;
+    const text =
+      code === 'STATE_DICT_MISMATCH'
+        ? full
+            .split('\n')
+            .slice(0, 3)
+            .map((l) => l.trim())
+            .join(' ')
+        : message;
     return { exitCode: EXIT.BAD_INPUT, code, message: hint ? `${text} (${hint})` : text };
   }
   return { exitCode: EXIT.INTERNAL, code: code || 'INTERNAL', message: `internal error: ${message}` };

@@ -59,7 +59,8 @@ export async function main(argv: string[]): Promise<number> {
   // chat handles Ctrl-C itself (it stops the current answer); the others stop.
   if (cmd !== 'chat') process.on('SIGINT', onSigint);
   try {
-    if (!command) throw new UsageError(`unknown command ${JSON.stringify(cmd)}`, 'use run, chat, convert or bench (owlet --help)');
+    if (!command)
+      throw new UsageError(`unknown command ${JSON.stringify(cmd)}`, 'use run, chat, convert or bench (owlet --help)');
     return await command(rest, controller.signal);
   } catch (e) {
     const c = classify(e);

@@ -41,8 +41,13 @@ export async function loadModel(
     source = modelArg.endsWith('/') ? modelArg : `${modelArg}/`;
   } else {
     source = resolve(modelArg);
-    if (!existsSync(source)) throw new UsageError(`model folder not found: ${modelArg}`, 'pass --model DIR_OR_URL of a checkpoint folder');
-    if (!statSync(source).isDirectory()) throw new UsageError(`--model must be a folder, got a file: ${modelArg}`, 'pass the folder that holds config.json');
+    if (!existsSync(source))
+      throw new UsageError(`model folder not found: ${modelArg}`, 'pass --model DIR_OR_URL of a checkpoint folder');
+    if (!statSync(source).isDirectory())
+      throw new UsageError(
+        `--model must be a folder, got a file: ${modelArg}`,
+        'pass the folder that holds config.json',
+      );
   }
   const t0 = performance.now();
   const model = await fromPretrained(source, {
@@ -83,7 +88,8 @@ export async function readImage(arg: string, signal?: AbortSignal): Promise<Uint
   if (!existsSync(path)) throw new UsageError(`image not found: ${arg}`, 'check the path given to --image');
   const st = statSync(path);
   if (!st.isFile()) throw new UsageError(`--image must be a file: ${arg}`);
-  if (st.size > MAX_IMAGE_BYTES) throw new UsageError(`image ${arg} is ${st.size} bytes; the limit is ${MAX_IMAGE_BYTES}`);
+  if (st.size > MAX_IMAGE_BYTES)
+    throw new UsageError(`image ${arg} is ${st.size} bytes; the limit is ${MAX_IMAGE_BYTES}`);
   if (st.size === 0) throw new UsageError(`image ${arg} is empty`);
   return new Uint8Array(readFileSync(path));
 }

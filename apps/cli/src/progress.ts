@@ -8,7 +8,11 @@ function mb(n: number): string {
   return `${(n / 1e6).toFixed(1)} MB`;
 }
 
-export function progressReporter(opts: { quiet: boolean; tty: boolean; write?: (s: string) => void }): (e: LoadProgress) => void {
+export function progressReporter(opts: {
+  quiet: boolean;
+  tty: boolean;
+  write?: (s: string) => void;
+}): (e: LoadProgress) => void {
   const write = opts.write ?? ((s: string) => process.stderr.write(s));
   if (opts.quiet) return () => {};
   const started = new Map<string, number>();
@@ -34,7 +38,9 @@ export function progressReporter(opts: { quiet: boolean; tty: boolean; write?: (
       const eta = rate > 0 ? (e.total - e.loaded) / rate / 1000 : 0;
       const width = 24;
       const filled = Math.round((width * e.loaded) / Math.max(1, e.total));
-      write(`\r\x1b[2K${file} [${'#'.repeat(filled)}${'.'.repeat(width - filled)}] ${mb(e.loaded)}/${mb(e.total)} ETA ${eta.toFixed(0)}s`);
+      write(
+        `\r\x1b[2K${file} [${'#'.repeat(filled)}${'.'.repeat(width - filled)}] ${mb(e.loaded)}/${mb(e.total)} ETA ${eta.toFixed(0)}s`,
+      );
       return;
     }
     if (e.status === 'done') {

@@ -55,14 +55,17 @@ describe('GGUF block quantisation (float64 reference written here)', () => {
       expect(Math.abs(d - amax / 127)).toBeLessThanOrEqual((amax / 127) * 2 ** -11 + 1e-12);
       const dq32 = Math.fround(amax / 127);
       for (let j = 0; j < 32; j++) {
-        const expected = dq32 === 0 ? 0 : Math.sign(blk[j]!) * Math.round(Math.abs(Math.fround(blk[j]! * Math.fround(1 / dq32))));
+        const expected =
+          dq32 === 0 ? 0 : Math.sign(blk[j]!) * Math.round(Math.abs(Math.fround(blk[j]! * Math.fround(1 / dq32))));
         expect(view.getInt8(b * 34 + 2 + j)).toBe(expected + 0); // + 0: −0 → 0
       }
     }
     const back = dequantizeQ8_0(q, x.length);
     for (let i = 0; i < x.length; i++) {
       const amax = Math.max(...Array.from(x.subarray(i - (i % 32), i - (i % 32) + 32)).map(Math.abs));
-      expect(Math.abs(back[i]! - x[i]!)).toBeLessThanOrEqual((amax / 127) * 0.5 * (1 + 2 ** -10) + amax * 2 ** -11 + 1e-7);
+      expect(Math.abs(back[i]! - x[i]!)).toBeLessThanOrEqual(
+        (amax / 127) * 0.5 * (1 + 2 ** -10) + amax * 2 ** -11 + 1e-7,
+      );
     }
   });
 
@@ -96,32 +99,50 @@ describe('GGUF block quantisation (float64 reference written here)', () => {
   });
 
   it('rejects rows that are not whole blocks, naming the shape', () => {
-    expect(() => ggufLayout([], [{ name: 'w', shape: [4, 40], type: 'Q8_0' }])).toThrow(/multiple of 32 values, got shape \[4, 40\]/);
+    expect(() => ggufLayout([], [{ name: 'w', shape: [4, 40], type: 'Q8_0' }])).toThrow(
+      /multiple of 32 values, got shape \[4, 40\]/,
+    );
     expect(() => quantizeQ4_0(new Float32Array(33))).toThrow(OwletError);
   });
 });
 
 describe('GGUF layout', () => {
   it('permuteQK is the reshape [H, 2, hd/2, in] → swap axes 1, 2 → reshape', () => {
-    const h = 3, hd = 8, cols = 5;
+    const h = 3,
+      hd = 8,
+      cols = 5;
     const w = randomTensor('w', h * hd * cols, 1, 1);
     const p = permuteQK(w, h * hd, cols, h);
     // index form of the numpy expression: out[h][j][i][c] = w[h][i][j][c]
     for (let a = 0; a < h; a++)
       for (let i = 0; i < 2; i++)
         for (let j = 0; j < hd / 2; j++)
-          for (let c = 0; c < cols; c++) expect(p[((a * (hd / 2) + j) * 2 + i) * cols + c]).toBe(w[((a * 2 + i) * (hd / 2) + j) * cols + c]);
+          for (let c = 0; c < cols; c++)
+            expect(p[((a * (hd / 2) + j) * 2 + i) * cols + c]).toBe(w[((a * 2 + i) * (hd / 2) + j) * cols + c]);
   });
 
   it('header, metadata and tensor infos read back by node-llama-cpp and by parseGguf', async () => {
-    const config = resolveLlamaConfig({ model_type: 'llama', vocab_size: 300, hidden_size: 64, intermediate_size: 96, num_hidden_layers: 2, num_attention_heads: 4, num_key_value_heads: 2, max_position_embeddings: 128 });
+    const config = resolveLlamaConfig({
+      model_type: 'llama',
+      vocab_size: 300,
+      hidden_size: 64,
+      intermediate_size: 96,
+      num_hidden_layers: 2,
+      num_attention_heads: 4,
+      num_key_value_heads: 2,
+      max_position_embeddings: 128,
+    });
     const path = join(tmp, 'header.gguf');
-    const layout = await writeLlamaGguf(path, config, (key, shape) => randomLlamaTensor(config, key, shape, 1), { weightType: 'Q8_0' });
+    const layout = await writeLlamaGguf(path, config, (key, shape) => randomLlamaTensor(config, key, shape, 1), {
+      weightType: 'Q8_0',
+    });
     const info = await readGgufFileInfo(path, { logWarnings: false });
     expect(info.version).toBe(3);
     expect(info.metadata.general.architecture).toBe('llama');
     const arch = info.architectureMetadata;
-    expect([arch.context_length, arch.embedding_length, arch.block_count, arch.feed_forward_length]).toEqual([128, 64, 2, 96]);
+    expect([arch.context_length, arch.embedding_length, arch.block_count, arch.feed_forward_length]).toEqual([
+      128, 64, 2, 96,
+    ]);
     expect([arch.attention?.head_count, arch.attention?.head_count_kv, arch.rope?.dimension_count]).toEqual([4, 2, 16]);
     expect(arch.attention?.layer_norm_rms_epsilon).toBeCloseTo(1e-6, 12);
     const tok = info.metadata.tokenizer.ggml;
@@ -137,7 +158,9 @@ describe('GGUF layout', () => {
       expect(Number(t.offset)).toBe(layout.offsets[i]);
       expect(Number(t.offset) % 32).toBe(0);
     }
-    const bytes = await encodeLlamaGguf(config, (key, shape) => randomLlamaTensor(config, key, shape, 1), { weightType: 'Q8_0' });
+    const bytes = await encodeLlamaGguf(config, (key, shape) => randomLlamaTensor(config, key, shape, 1), {
+      weightType: 'Q8_0',
+    });
     const parsed = parseGguf(bytes);
     expect(parsed.dataStart).toBe(layout.dataStart);
     expect(parsed.metadata.get('llama.attention.head_count_kv')).toBe(2);
@@ -145,8 +168,24 @@ describe('GGUF layout', () => {
   });
 
   it('rejects duplicate keys/names and a vocabulary too small for the byte tokens', () => {
-    expect(() => ggufLayout([['a', gguf.u32(1)], ['a', gguf.u32(2)]], [])).toThrow(/appears twice/);
-    expect(() => ggufLayout([], [{ name: 'x', shape: [2], type: 'F32' }, { name: 'x', shape: [2], type: 'F32' }])).toThrow(/appears twice/);
+    expect(() =>
+      ggufLayout(
+        [
+          ['a', gguf.u32(1)],
+          ['a', gguf.u32(2)],
+        ],
+        [],
+      ),
+    ).toThrow(/appears twice/);
+    expect(() =>
+      ggufLayout(
+        [],
+        [
+          { name: 'x', shape: [2], type: 'F32' },
+          { name: 'x', shape: [2], type: 'F32' },
+        ],
+      ),
+    ).toThrow(/appears twice/);
     expect(() => ggufLayout([['k', gguf.u32(-1)]], [])).toThrow(/expected a u32, got -1/);
     expect(() => minimalLlamaVocab(100)).toThrow(/at least 259/);
   });
@@ -174,7 +213,12 @@ function weight(config: LlamaConfig, key: string, shape: readonly number[], seed
   return v;
 }
 
-async function owletLogits(config: LlamaConfig, seed: number, tokens: number[], weightType: GgmlTypeName): Promise<Float32Array> {
+async function owletLogits(
+  config: LlamaConfig,
+  seed: number,
+  tokens: number[],
+  weightType: GgmlTypeName,
+): Promise<Float32Array> {
   return expectNoLeaks(async () => {
     const model = owletModel(config, seed, weightType);
     try {
@@ -188,7 +232,13 @@ async function owletLogits(config: LlamaConfig, seed: number, tokens: number[], 
   }, 'owlet LlamaForCausalLM');
 }
 
-async function llamaCppRun(config: LlamaConfig, seed: number, tokens: number[], weightType: GgmlTypeName, name: string): Promise<Float32Array> {
+async function llamaCppRun(
+  config: LlamaConfig,
+  seed: number,
+  tokens: number[],
+  weightType: GgmlTypeName,
+  name: string,
+): Promise<Float32Array> {
   const path = join(tmp, `${name}.gguf`);
   await writeLlamaGguf(path, config, (key, shape) => weight(config, key, shape, seed), { weightType, fsync: false });
   const session = await openLlamaCpp(path, { threads: 2, contextSize: 64 });
@@ -211,7 +261,8 @@ function argmaxAgreement(a: Float32Array, b: Float32Array, vocab: number): numbe
   const rows = a.length / vocab;
   let same = 0;
   for (let r = 0; r < rows; r++) {
-    let ia = 0, ib = 0;
+    let ia = 0,
+      ib = 0;
     for (let j = 1; j < vocab; j++) {
       if (a[r * vocab + j]! > a[r * vocab + ia]!) ia = j;
       if (b[r * vocab + j]! > b[r * vocab + ib]!) ib = j;
@@ -226,8 +277,15 @@ function argmaxAgreement(a: Float32Array, b: Float32Array, vocab: number): numbe
 // covered by the backend matrix below and in core).
 describe('llama.cpp runs the GGUF owlet writes: ~100M LLaMA, F32, same logits as owlet (wasm)', () => {
   const config = resolveLlamaConfig({
-    model_type: 'llama', vocab_size: 32000, hidden_size: 768, intermediate_size: 2048, num_hidden_layers: 12,
-    num_attention_heads: 12, num_key_value_heads: 4, rms_norm_eps: 1e-6, max_position_embeddings: 512,
+    model_type: 'llama',
+    vocab_size: 32000,
+    hidden_size: 768,
+    intermediate_size: 2048,
+    num_hidden_layers: 12,
+    num_attention_heads: 12,
+    num_key_value_heads: 4,
+    rms_norm_eps: 1e-6,
+    max_position_embeddings: 512,
   });
   beforeAll(async () => {
     await useBackend('wasm');
@@ -239,7 +297,9 @@ describe('llama.cpp runs the GGUF owlet writes: ~100M LLaMA, F32, same logits as
     const ours = await owletLogits(config, 5, tokens, 'F32');
     const d = maxAbsDiff(ours, ref);
     const s = scale(ref);
-    console.info(`[gguf] ~100M F32: max |owlet − llama.cpp| = ${d.maxAbs.toExponential(3)} (max |logit| ${s.toFixed(3)}, ${(d.maxAbs / s).toExponential(2)} relative)`);
+    console.info(
+      `[gguf] ~100M F32: max |owlet − llama.cpp| = ${d.maxAbs.toExponential(3)} (max |logit| ${s.toFixed(3)}, ${(d.maxAbs / s).toExponential(2)} relative)`,
+    );
     expect(d.maxAbs).toBeLessThanOrEqual(1e-4 * Math.max(1, s));
     expect(argmaxAgreement(ours, ref, config.vocab_size)).toBe(1);
     memo.clear();
@@ -248,8 +308,16 @@ describe('llama.cpp runs the GGUF owlet writes: ~100M LLaMA, F32, same logits as
 
 describeBackends('llama.cpp vs owlet, tiny LLaMA GGUF', ({ backend, it }) => {
   const config = resolveLlamaConfig({
-    model_type: 'llama', vocab_size: 320, hidden_size: 64, intermediate_size: 96, num_hidden_layers: 2,
-    num_attention_heads: 4, num_key_value_heads: 2, rms_norm_eps: 1e-5, rope_theta: 500000, max_position_embeddings: 64,
+    model_type: 'llama',
+    vocab_size: 320,
+    hidden_size: 64,
+    intermediate_size: 96,
+    num_hidden_layers: 2,
+    num_attention_heads: 4,
+    num_key_value_heads: 2,
+    rms_norm_eps: 1e-5,
+    rope_theta: 500000,
+    max_position_embeddings: 64,
   });
   const tokens = tokensFor(12, config.vocab_size, 3);
 
@@ -257,7 +325,9 @@ describeBackends('llama.cpp vs owlet, tiny LLaMA GGUF', ({ backend, it }) => {
     const ref = await llamaCppRun(config, 9, tokens, 'F32', `tiny-f32-${backend}`);
     const ours = await owletLogits(config, 9, tokens, 'F32');
     const d = maxAbsDiff(ours, ref);
-    console.info(`[gguf] tiny F32 [${backend}]: max abs diff ${d.maxAbs.toExponential(3)} (max |logit| ${scale(ref).toFixed(3)})`);
+    console.info(
+      `[gguf] tiny F32 [${backend}]: max abs diff ${d.maxAbs.toExponential(3)} (max |logit| ${scale(ref).toFixed(3)})`,
+    );
     expect(d.maxAbs).toBeLessThanOrEqual(1e-4 * Math.max(1, scale(ref)));
   });
 
@@ -271,7 +341,9 @@ describeBackends('llama.cpp vs owlet, tiny LLaMA GGUF', ({ backend, it }) => {
       const plain = await owletLogits(config, 9, tokens, 'F32');
       const d = maxAbsDiff(ours, ref);
       const dPlain = maxAbsDiff(plain, ref);
-      console.info(`[gguf] tiny ${type} [${backend}]: max abs diff ${d.maxAbs.toExponential(3)} vs dequantised weights, ${dPlain.maxAbs.toExponential(3)} vs the f32 weights (max |logit| ${scale(ref).toFixed(3)})`);
+      console.info(
+        `[gguf] tiny ${type} [${backend}]: max abs diff ${d.maxAbs.toExponential(3)} vs dequantised weights, ${dPlain.maxAbs.toExponential(3)} vs the f32 weights (max |logit| ${scale(ref).toFixed(3)})`,
+      );
       expect(d.maxAbs).toBeLessThanOrEqual(0.03 * scale(ref));
     });
   }

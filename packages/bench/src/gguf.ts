@@ -108,7 +108,10 @@ export function ggmlTensorBytes(type: GgmlTypeName, shape: readonly number[]): n
     case 'Q4_0': {
       const qk = type === 'Q8_0' ? QK8_0 : QK4_0;
       if (row % qk !== 0) {
-        fail(`${type} needs rows that are a multiple of ${qk} values, got shape ${formatShape(shape)}`, { shape, type });
+        fail(`${type} needs rows that are a multiple of ${qk} values, got shape ${formatShape(shape)}`, {
+          shape,
+          type,
+        });
       }
       return (n / qk) * (type === 'Q8_0' ? BLOCK_Q8_0_BYTES : BLOCK_Q4_0_BYTES);
     }
@@ -236,18 +239,26 @@ function writeScalar(w: ByteWriter, type: ScalarType, v: GgufScalar, key: string
       if (typeof v !== 'string') fail(`gguf metadata ${key}: expected a string, got ${typeof v}`, { key });
       return w.str(v);
     case GgufValueType.UINT64:
-      if (typeof v === 'bigint' ? v < 0n : checkInt(v, 0, Number.MAX_SAFE_INTEGER, key, 'a u64') < 0) fail(`gguf metadata ${key}: negative u64`);
+      if (typeof v === 'bigint' ? v < 0n : checkInt(v, 0, Number.MAX_SAFE_INTEGER, key, 'a u64') < 0)
+        fail(`gguf metadata ${key}: negative u64`);
       return w.u64(v as number | bigint);
     case GgufValueType.INT64:
-      return w.i64(typeof v === 'bigint' ? v : checkInt(v, Number.MIN_SAFE_INTEGER, Number.MAX_SAFE_INTEGER, key, 'an i64'));
+      return w.i64(
+        typeof v === 'bigint' ? v : checkInt(v, Number.MIN_SAFE_INTEGER, Number.MAX_SAFE_INTEGER, key, 'an i64'),
+      );
     default:
       fail(`gguf metadata ${key}: unknown value type ${String(type)}`, { key, type });
   }
 }
 
 /** Computes the header bytes and the data layout. Names must be unique and at most 64 bytes (GGUF). */
-export function ggufLayout(metadata: GgufMetadata, tensors: readonly GgufTensorSpec[], alignment = GGUF_DEFAULT_ALIGNMENT): GgufLayout {
-  if (!Number.isInteger(alignment) || alignment < 8 || alignment % 8 !== 0) fail(`gguf alignment must be a multiple of 8, got ${alignment}`);
+export function ggufLayout(
+  metadata: GgufMetadata,
+  tensors: readonly GgufTensorSpec[],
+  alignment = GGUF_DEFAULT_ALIGNMENT,
+): GgufLayout {
+  if (!Number.isInteger(alignment) || alignment < 8 || alignment % 8 !== 0)
+    fail(`gguf alignment must be a multiple of 8, got ${alignment}`);
   const keys = new Set<string>();
   for (const [k] of metadata) {
     if (keys.has(k)) fail(`gguf metadata key ${k} appears twice`, { key: k });
@@ -282,7 +293,10 @@ export function ggufLayout(metadata: GgufMetadata, tensors: readonly GgufTensorS
     names.add(t.name);
     if (utf8.encode(t.name).length > 64) fail(`gguf tensor name ${t.name} is longer than 64 bytes`, { name: t.name });
     if (t.shape.length < 1 || t.shape.length > 4 || t.shape.some((d) => !Number.isSafeInteger(d) || d < 1)) {
-      fail(`gguf tensor ${t.name}: shape must have 1 to 4 positive dimensions, got ${formatShape(t.shape)}`, { name: t.name, shape: t.shape });
+      fail(`gguf tensor ${t.name}: shape must have 1 to 4 positive dimensions, got ${formatShape(t.shape)}`, {
+        name: t.name,
+        shape: t.shape,
+      });
     }
     const size = ggmlTensorBytes(t.type, t.shape);
     w.str(t.name);
@@ -459,7 +473,11 @@ function checkValues(t: GgufTensorSpec, values: Float32Array): void {
 }
 
 /** Encodes a whole GGUF file in memory (small models and tests). */
-export async function encodeGguf(metadata: GgufMetadata, tensors: readonly GgufTensorSource[], alignment = GGUF_DEFAULT_ALIGNMENT): Promise<Uint8Array> {
+export async function encodeGguf(
+  metadata: GgufMetadata,
+  tensors: readonly GgufTensorSource[],
+  alignment = GGUF_DEFAULT_ALIGNMENT,
+): Promise<Uint8Array> {
   const layout = ggufLayout(metadata, tensors, alignment);
   const out = new Uint8Array(layout.fileSize);
   out.set(layout.header, 0);
@@ -534,19 +552,32 @@ export function parseGguf(bytes: Uint8Array): ParsedGguf {
   };
   const scalar = (type: number): GgufScalar => {
     switch (type) {
-      case 0: return (need(1), (p += 1), view.getUint8(p - 1));
-      case 1: return (need(1), (p += 1), view.getInt8(p - 1));
-      case 2: return (need(2), (p += 2), view.getUint16(p - 2, true));
-      case 3: return (need(2), (p += 2), view.getInt16(p - 2, true));
-      case 4: return u32();
-      case 5: return (need(4), (p += 4), view.getInt32(p - 4, true));
-      case 6: return (need(4), (p += 4), view.getFloat32(p - 4, true));
-      case 7: return (need(1), (p += 1), view.getUint8(p - 1) !== 0);
-      case 8: return str();
-      case 10: return (need(8), (p += 8), view.getBigUint64(p - 8, true));
-      case 11: return (need(8), (p += 8), view.getBigInt64(p - 8, true));
-      case 12: return (need(8), (p += 8), view.getFloat64(p - 8, true));
-      default: return fail(`gguf: unknown value type ${type} at byte ${p}`);
+      case 0:
+        return (need(1), (p += 1), view.getUint8(p - 1));
+      case 1:
+        return (need(1), (p += 1), view.getInt8(p - 1));
+      case 2:
+        return (need(2), (p += 2), view.getUint16(p - 2, true));
+      case 3:
+        return (need(2), (p += 2), view.getInt16(p - 2, true));
+      case 4:
+        return u32();
+      case 5:
+        return (need(4), (p += 4), view.getInt32(p - 4, true));
+      case 6:
+        return (need(4), (p += 4), view.getFloat32(p - 4, true));
+      case 7:
+        return (need(1), (p += 1), view.getUint8(p - 1) !== 0);
+      case 8:
+        return str();
+      case 10:
+        return (need(8), (p += 8), view.getBigUint64(p - 8, true));
+      case 11:
+        return (need(8), (p += 8), view.getBigInt64(p - 8, true));
+      case 12:
+        return (need(8), (p += 8), view.getFloat64(p - 8, true));
+      default:
+        return fail(`gguf: unknown value type ${type} at byte ${p}`);
     }
   };
   if (u32() !== GGUF_MAGIC) fail('gguf: bad magic (not a GGUF file)');

@@ -95,8 +95,20 @@ export function llamaGgufTensorPlan(config: LlamaGgufConfig, weightType: GgmlTyp
     const b = `blk.${i}`;
     plan.push(
       { gguf: `${b}.attn_norm.weight`, hf: `${p}.input_layernorm.weight`, shape: [d], type: 'F32' },
-      { gguf: `${b}.attn_q.weight`, hf: `${p}.self_attn.q_proj.weight`, shape: [d, d], type: weightType, permuteHeads: config.num_attention_heads },
-      { gguf: `${b}.attn_k.weight`, hf: `${p}.self_attn.k_proj.weight`, shape: [kv, d], type: weightType, permuteHeads: config.num_key_value_heads },
+      {
+        gguf: `${b}.attn_q.weight`,
+        hf: `${p}.self_attn.q_proj.weight`,
+        shape: [d, d],
+        type: weightType,
+        permuteHeads: config.num_attention_heads,
+      },
+      {
+        gguf: `${b}.attn_k.weight`,
+        hf: `${p}.self_attn.k_proj.weight`,
+        shape: [kv, d],
+        type: weightType,
+        permuteHeads: config.num_key_value_heads,
+      },
       { gguf: `${b}.attn_v.weight`, hf: `${p}.self_attn.v_proj.weight`, shape: [kv, d], type: weightType },
       { gguf: `${b}.attn_output.weight`, hf: `${p}.self_attn.o_proj.weight`, shape: [d, d], type: weightType },
       { gguf: `${b}.ffn_norm.weight`, hf: `${p}.post_attention_layernorm.weight`, shape: [d], type: 'F32' },
@@ -127,7 +139,10 @@ export interface LlamaVocab {
 export function minimalLlamaVocab(vocabSize: number): LlamaVocab {
   const specials = 3;
   if (!Number.isSafeInteger(vocabSize) || vocabSize < specials + 256) {
-    throw new OwletError(ErrorCode.INVALID_CONFIG, `minimal llama vocab: vocab_size must be at least ${specials + 256} (3 specials + 256 byte tokens), got ${vocabSize}`);
+    throw new OwletError(
+      ErrorCode.INVALID_CONFIG,
+      `minimal llama vocab: vocab_size must be at least ${specials + 256} (3 specials + 256 byte tokens), got ${vocabSize}`,
+    );
   }
   const tokens: string[] = ['<unk>', '<s>', '</s>'];
   const tokenTypes = new Int32Array(vocabSize);
@@ -210,11 +225,22 @@ function tensorSources(config: LlamaGgufConfig, get: HfTensorGetter, options: Ll
 }
 
 /** Streams a LLaMA GGUF to `path` from HF-named tensors. */
-export function writeLlamaGguf(path: string, config: LlamaGgufConfig, get: HfTensorGetter, options: LlamaGgufOptions = {}): Promise<GgufLayout> {
-  return writeGgufFile(path, llamaGgufMetadata(config, options), tensorSources(config, get, options), { fsync: options.fsync ?? true });
+export function writeLlamaGguf(
+  path: string,
+  config: LlamaGgufConfig,
+  get: HfTensorGetter,
+  options: LlamaGgufOptions = {},
+): Promise<GgufLayout> {
+  return writeGgufFile(path, llamaGgufMetadata(config, options), tensorSources(config, get, options), {
+    fsync: options.fsync ?? true,
+  });
 }
 
 /** The same file in memory. */
-export function encodeLlamaGguf(config: LlamaGgufConfig, get: HfTensorGetter, options: LlamaGgufOptions = {}): Promise<Uint8Array> {
+export function encodeLlamaGguf(
+  config: LlamaGgufConfig,
+  get: HfTensorGetter,
+  options: LlamaGgufOptions = {},
+): Promise<Uint8Array> {
   return encodeGguf(llamaGgufMetadata(config, options), tensorSources(config, get, options));
 }

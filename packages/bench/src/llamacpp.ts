@@ -65,7 +65,11 @@ export async function openLlamaCpp(path: string, options: LlamaCppSessionOptions
 }
 
 /** Logits [tokens.length, vocab] of a fresh sequence over `tokens` (every position). */
-export async function llamaCppLogits(session: LlamaCppSession, tokens: readonly number[], vocabSize: number): Promise<Float32Array> {
+export async function llamaCppLogits(
+  session: LlamaCppSession,
+  tokens: readonly number[],
+  vocabSize: number,
+): Promise<Float32Array> {
   const seq = session.context.getSequence();
   try {
     const out = await seq.controlledEvaluate(tokens.map((t) => [t as Token, { generateNext: { logits: true } }]));
@@ -93,7 +97,11 @@ export interface LlamaCppTiming {
  * Prefill `prompt` (one batch), then greedily decode `newTokens` tokens one at a time. Times the
  * two phases separately (prefill includes sampling the first new token, as owlet's does).
  */
-export async function timeLlamaCpp(session: LlamaCppSession, prompt: readonly number[], newTokens: number): Promise<LlamaCppTiming> {
+export async function timeLlamaCpp(
+  session: LlamaCppSession,
+  prompt: readonly number[],
+  newTokens: number,
+): Promise<LlamaCppTiming> {
   const seq = session.context.getSequence();
   try {
     const t0 = performance.now();

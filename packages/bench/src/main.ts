@@ -88,7 +88,8 @@ class EngineProcess {
       this.pending.delete(r.id);
     });
     this.child.on('exit', (code, signal) => {
-      for (const p of this.pending.values()) p.resolve({ id: -1, ok: false, error: `${this.name} exited (code ${code}, signal ${signal})` });
+      for (const p of this.pending.values())
+        p.resolve({ id: -1, ok: false, error: `${this.name} exited (code ${code}, signal ${signal})` });
       this.pending.clear();
     });
   }
@@ -158,7 +159,10 @@ interface DecoderResult {
   figures: Record<string, Figure[]>;
   ratios: Record<string, number | null>;
   roofline: Record<string, { bytesPerToken: number; gbPerS: number; percent: number }>;
-  memory: Record<string, { weightBytes: number; peakRssBytes: number; rssPerWeight: number; tfPeakBytes?: number; tfPerWeight?: number }>;
+  memory: Record<
+    string,
+    { weightBytes: number; peakRssBytes: number; rssPerWeight: number; tfPeakBytes?: number; tfPerWeight?: number }
+  >;
 }
 
 function pkgVersion(name: string): string {
@@ -175,7 +179,16 @@ function pkgVersion(name: string): string {
 async function benchDecoder(p: LlamaPreset, roofGbPerS: number, backends: ('wasm' | 'cpu')[]): Promise<DecoderResult> {
   const params = numLlamaParameters(p.config);
   const f32Bytes = params * 4;
-  const res: DecoderResult = { model: p.name, label: p.label, params, notes: [], figures: {}, ratios: {}, roofline: {}, memory: {} };
+  const res: DecoderResult = {
+    model: p.name,
+    label: p.label,
+    params,
+    notes: [],
+    figures: {},
+    ratios: {},
+    roofline: {},
+    memory: {},
+  };
   if (f32Bytes > WASM_HEAP_MAX) {
     res.skipped =
       `float32 weights are ${(f32Bytes / 2 ** 30).toFixed(1)} GiB: over the wasm backend's 4 GiB heap and ${f32Bytes > totalmem() * 0.7 ? `this machine's ${(totalmem() / 2 ** 30).toFixed(0)} GiB RAM (with llama.cpp's copy)` : 'the cpu backend is impractically slow'}; ` +
@@ -202,7 +215,12 @@ async function benchDecoder(p: LlamaPreset, roofGbPerS: number, backends: ('wasm
     for (const e of [...engines]) {
       const path = e.key.startsWith('owlet') ? cached.safetensors : (cached.gguf[e.format as GgmlTypeName] as string);
       try {
-        const r = await e.proc.call<{ loadMs: number; weightBytes?: number }>({ cmd: 'llama.load', config: p.config, path, contextSize: 1024 });
+        const r = await e.proc.call<{ loadMs: number; weightBytes?: number }>({
+          cmd: 'llama.load',
+          config: p.config,
+          path,
+          contextSize: 1024,
+        });
         log(`${p.name}: ${e.key} loaded in ${(r.loadMs / 1000).toFixed(1)} s`);
         // warm-up (JIT, allocator, page cache), not measured
         await e.proc.call({ cmd: 'llama.run', prompt: tokens(16, p.config.vocab_size, 1), newTokens: 4 });
@@ -223,10 +241,16 @@ async function benchDecoder(p: LlamaPreset, roofGbPerS: number, backends: ('wasm
         const prompt = tokens(len, p.config.vocab_size, 100 + r * 7 + len);
         for (const e of engines) {
           if (r >= e.runs) continue;
-          const t = await e.proc.call<{ prefillMs: number; decodeMs: number; decodeTokens: number }>({ cmd: 'llama.run', prompt, newTokens: NEW_TOKENS });
+          const t = await e.proc.call<{ prefillMs: number; decodeMs: number; decodeTokens: number }>({
+            cmd: 'llama.run',
+            prompt,
+            newTokens: NEW_TOKENS,
+          });
           add(`${e.key}|prefill${len}`, (len / t.prefillMs) * 1000);
           add(`${e.key}|decode@${len}`, (t.decodeTokens / t.decodeMs) * 1000);
-          log(`${p.name} run ${r + 1}/${runs} prompt ${len}: ${e.key} prefill ${((len / t.prefillMs) * 1000).toFixed(1)} tok/s, decode ${((t.decodeTokens / t.decodeMs) * 1000).toFixed(2)} tok/s`);
+          log(
+            `${p.name} run ${r + 1}/${runs} prompt ${len}: ${e.key} prefill ${((len / t.prefillMs) * 1000).toFixed(1)} tok/s, decode ${((t.decodeTokens / t.decodeMs) * 1000).toFixed(2)} tok/s`,
+          );
         }
       }
     }
@@ -234,7 +258,12 @@ async function benchDecoder(p: LlamaPreset, roofGbPerS: number, backends: ('wasm
     for (const e of engines) {
       let tfPeak: number | undefined;
       if (e.key.startsWith('owlet')) {
-        const prof = await e.proc.call<{ tfPeakBytes: number }>({ cmd: 'llama.run', prompt: tokens(512, p.config.vocab_size, 3), newTokens: 8, profile: true });
+        const prof = await e.proc.call<{ tfPeakBytes: number }>({
+          cmd: 'llama.run',
+          prompt: tokens(512, p.config.vocab_size, 3),
+          newTokens: 8,
+          profile: true,
+        });
         tfPeak = prof.tfPeakBytes;
       }
       const weightBytes = e.key.startsWith('owlet') ? f32Bytes : fileBytes(p, e.format as GgmlTypeName);
@@ -258,9 +287,15 @@ async function benchDecoder(p: LlamaPreset, roofGbPerS: number, backends: ('wasm
       res.ratios[fig] = owl && ref ? owl.median / ref.median : null;
       if (fig.startsWith('decode')) {
         for (const f of res.figures[fig]!) {
-          const bytes = f.engine.startsWith('owlet') ? decodeBytesPerToken(p, 'F32') : decodeBytesPerToken(p, f.format as GgmlTypeName);
+          const bytes = f.engine.startsWith('owlet')
+            ? decodeBytesPerToken(p, 'F32')
+            : decodeBytesPerToken(p, f.format as GgmlTypeName);
           const gbs = (bytes * f.median) / GB;
-          res.roofline[`${f.engine} ${f.format} ${fig}`] = { bytesPerToken: bytes, gbPerS: gbs, percent: (100 * gbs) / roofGbPerS };
+          res.roofline[`${f.engine} ${f.format} ${fig}`] = {
+            bytesPerToken: bytes,
+            gbPerS: gbs,
+            percent: (100 * gbs) / roofGbPerS,
+          };
         }
       }
     }
@@ -278,7 +313,10 @@ interface VisionResult {
   note: string;
   figures: Figure[];
   ratio: number;
-  memory: Record<string, { weightBytes: number; peakRssBytes: number; rssPerWeight: number; tfPeakBytes?: number; tfPerWeight?: number }>;
+  memory: Record<
+    string,
+    { weightBytes: number; peakRssBytes: number; rssPerWeight: number; tfPeakBytes?: number; tfPerWeight?: number }
+  >;
 }
 
 async function benchVision(): Promise<VisionResult> {
@@ -291,9 +329,23 @@ async function benchVision(): Promise<VisionResult> {
   try {
     await owl.call({ cmd: 'init', engine: 'owlet', backend: 'wasm' });
     await rt.call({ cmd: 'init', engine: 'ort', threads });
-    const lo = await owl.call<{ loadMs: number; weightBytes: number }>({ cmd: 'vision.load', layers: VISION_LAYERS, seed: SEED, weights, onnx });
-    log(`vision (${VISION_LAYERS} ViT layers): owlet ready in ${(lo.loadMs / 1000).toFixed(1)} s, ${(lo.weightBytes / 2 ** 20).toFixed(0)} MiB`);
-    const lr = await rt.call<{ loadMs: number }>({ cmd: 'vision.load', layers: VISION_LAYERS, seed: SEED, weights, onnx });
+    const lo = await owl.call<{ loadMs: number; weightBytes: number }>({
+      cmd: 'vision.load',
+      layers: VISION_LAYERS,
+      seed: SEED,
+      weights,
+      onnx,
+    });
+    log(
+      `vision (${VISION_LAYERS} ViT layers): owlet ready in ${(lo.loadMs / 1000).toFixed(1)} s, ${(lo.weightBytes / 2 ** 20).toFixed(0)} MiB`,
+    );
+    const lr = await rt.call<{ loadMs: number }>({
+      cmd: 'vision.load',
+      layers: VISION_LAYERS,
+      seed: SEED,
+      weights,
+      onnx,
+    });
     log(`vision: onnxruntime session ready in ${(lr.loadMs / 1000).toFixed(1)} s`);
     await owl.call({ cmd: 'vision.run' });
     await rt.call({ cmd: 'vision.run' });
@@ -308,15 +360,28 @@ async function benchVision(): Promise<VisionResult> {
     const wb = lo.weightBytes;
     return {
       layers: VISION_LAYERS,
-      note: VISION_LAYERS === 24 ? 'full ViT-L/14-448 (24 layers) + 6-layer abstractor' : `ViT-L/14-448 cut to ${VISION_LAYERS} layers (--quick) + full 6-layer abstractor`,
+      note:
+        VISION_LAYERS === 24
+          ? 'full ViT-L/14-448 (24 layers) + 6-layer abstractor'
+          : `ViT-L/14-448 cut to ${VISION_LAYERS} layers (--quick) + full 6-layer abstractor`,
       figures: [
         { engine: 'owlet (wasm)', format: 'f32', values: o, median: median(o), unit: 'ms/image' },
         { engine: 'onnxruntime', format: 'f32', values: x, median: median(x), unit: 'ms/image' },
       ],
       ratio: median(o) / median(x),
       memory: {
-        'owlet-wasm': { weightBytes: wb, peakRssBytes: owl.lastMem!.maxRssBytes, rssPerWeight: owl.lastMem!.maxRssBytes / wb, tfPeakBytes: prof.tfPeakBytes, tfPerWeight: prof.tfPeakBytes / wb },
-        onnxruntime: { weightBytes: wb, peakRssBytes: rt.lastMem!.maxRssBytes, rssPerWeight: rt.lastMem!.maxRssBytes / wb },
+        'owlet-wasm': {
+          weightBytes: wb,
+          peakRssBytes: owl.lastMem!.maxRssBytes,
+          rssPerWeight: owl.lastMem!.maxRssBytes / wb,
+          tfPeakBytes: prof.tfPeakBytes,
+          tfPerWeight: prof.tfPeakBytes / wb,
+        },
+        onnxruntime: {
+          weightBytes: wb,
+          peakRssBytes: rt.lastMem!.maxRssBytes,
+          rssPerWeight: rt.lastMem!.maxRssBytes / wb,
+        },
       },
     };
   } finally {
@@ -334,56 +399,109 @@ function fmt(n: number, digits = 1): string {
 
 function table(rows: string[][]): string {
   const w = rows[0]!.map((_, i) => Math.max(...rows.map((r) => (r[i] ?? '').length)));
-  return rows.map((r, j) => {
-    const line = `| ${r.map((c, i) => c.padEnd(w[i]!)).join(' | ')} |`;
-    return j === 0 ? `${line}\n|${w.map((x) => '-'.repeat(x + 2)).join('|')}|` : line;
-  }).join('\n');
+  return rows
+    .map((r, j) => {
+      const line = `| ${r.map((c, i) => c.padEnd(w[i]!)).join(' | ')} |`;
+      return j === 0 ? `${line}\n|${w.map((x) => '-'.repeat(x + 2)).join('|')}|` : line;
+    })
+    .join('\n');
 }
 
 function render(decoders: DecoderResult[], vision: VisionResult | null, roof: number): string {
   const out: string[] = [];
-  const rows: string[][] = [['model', 'figure', 'owlet wasm f32', 'llama.cpp F32', 'owlet / llama.cpp', 'llama.cpp Q8_0', 'llama.cpp Q4_0', 'owlet cpu f32']];
+  const rows: string[][] = [
+    [
+      'model',
+      'figure',
+      'owlet wasm f32',
+      'llama.cpp F32',
+      'owlet / llama.cpp',
+      'llama.cpp Q8_0',
+      'llama.cpp Q4_0',
+      'owlet cpu f32',
+    ],
+  ];
   for (const d of decoders) {
     if (d.skipped) {
       rows.push([d.label, 'skipped', d.skipped, '', '', '', '', '']);
       continue;
     }
-    for (const [fig, title] of [['prefill128', 'prefill tok/s (128)'], ['prefill512', 'prefill tok/s (512)'], ['decode@128', 'decode tok/s (64 new)']] as const) {
+    for (const [fig, title] of [
+      ['prefill128', 'prefill tok/s (128)'],
+      ['prefill512', 'prefill tok/s (512)'],
+      ['decode@128', 'decode tok/s (64 new)'],
+    ] as const) {
       const f = d.figures[fig] ?? [];
       const get = (engine: string, format: string) => f.find((x) => x.engine === engine && x.format === format);
       const cell = (x: Figure | undefined) => (x ? fmt(x.median, 2) : '—');
       const ratio = d.ratios[fig];
-      const pct = (x: Figure | undefined) => (x && fig.startsWith('decode') ? ` (${fmt(d.roofline[`${x.engine} ${x.format} ${fig}`]!.percent, 0)}% roof)` : '');
+      const pct = (x: Figure | undefined) =>
+        x && fig.startsWith('decode')
+          ? ` (${fmt(d.roofline[`${x.engine} ${x.format} ${fig}`]!.percent, 0)}% roof)`
+          : '';
       const o = get('owlet (wasm)', 'f32');
       const l = get('llama.cpp', 'F32');
       const q8 = get('llama.cpp', 'Q8_0');
       const q4 = get('llama.cpp', 'Q4_0');
       const c = get('owlet (cpu)', 'f32');
-      rows.push([d.label, title, cell(o) + pct(o), cell(l) + pct(l), ratio === null || ratio === undefined ? '—' : `${ratio.toFixed(2)}×`, cell(q8) + pct(q8), cell(q4) + pct(q4), cell(c) + pct(c)]);
+      rows.push([
+        d.label,
+        title,
+        cell(o) + pct(o),
+        cell(l) + pct(l),
+        ratio === null || ratio === undefined ? '—' : `${ratio.toFixed(2)}×`,
+        cell(q8) + pct(q8),
+        cell(q4) + pct(q4),
+        cell(c) + pct(c),
+      ]);
     }
   }
   out.push(table(rows));
-  for (const d of decoders) for (const n of d.notes.filter((x) => x.includes('could not run'))) out.push(`note (${d.label}): ${n}`);
-  out.push(`ratio > 1: owlet faster (throughputs). Roofline (single-thread streaming read): ${roof.toFixed(2)} GB/s; "% roof" = weight bytes streamed per decode token × tokens/s ÷ roofline.`);
+  for (const d of decoders)
+    for (const n of d.notes.filter((x) => x.includes('could not run'))) out.push(`note (${d.label}): ${n}`);
+  out.push(
+    `ratio > 1: owlet faster (throughputs). Roofline (single-thread streaming read): ${roof.toFixed(2)} GB/s; "% roof" = weight bytes streamed per decode token × tokens/s ÷ roofline.`,
+  );
   if (vision) {
     out.push('');
     out.push(
       table([
         ['vision (1 image, 448×448)', 'owlet wasm f32', 'onnxruntime f32', 'owlet / onnxruntime (time)'],
-        [vision.note, `${fmt(vision.figures[0]!.median)} ms`, `${fmt(vision.figures[1]!.median)} ms`, `${vision.ratio.toFixed(2)}× (> 1: owlet slower)`],
+        [
+          vision.note,
+          `${fmt(vision.figures[0]!.median)} ms`,
+          `${fmt(vision.figures[1]!.median)} ms`,
+          `${vision.ratio.toFixed(2)}× (> 1: owlet slower)`,
+        ],
       ]),
     );
   }
   out.push('');
-  const mrows: string[][] = [['memory', 'engine', 'weight bytes', 'peak RSS', 'RSS / weights', 'tfjs peak bytes / weights']];
+  const mrows: string[][] = [
+    ['memory', 'engine', 'weight bytes', 'peak RSS', 'RSS / weights', 'tfjs peak bytes / weights'],
+  ];
   for (const d of decoders) {
     for (const [k, m] of Object.entries(d.memory)) {
-      mrows.push([d.label, k, `${(m.weightBytes / 2 ** 20).toFixed(0)} MiB`, `${(m.peakRssBytes / 2 ** 20).toFixed(0)} MiB`, m.rssPerWeight.toFixed(2), m.tfPerWeight ? m.tfPerWeight.toFixed(2) : '—']);
+      mrows.push([
+        d.label,
+        k,
+        `${(m.weightBytes / 2 ** 20).toFixed(0)} MiB`,
+        `${(m.peakRssBytes / 2 ** 20).toFixed(0)} MiB`,
+        m.rssPerWeight.toFixed(2),
+        m.tfPerWeight ? m.tfPerWeight.toFixed(2) : '—',
+      ]);
     }
   }
   if (vision) {
     for (const [k, m] of Object.entries(vision.memory)) {
-      mrows.push(['vision', k, `${(m.weightBytes / 2 ** 20).toFixed(0)} MiB`, `${(m.peakRssBytes / 2 ** 20).toFixed(0)} MiB`, m.rssPerWeight.toFixed(2), m.tfPerWeight ? m.tfPerWeight.toFixed(2) : '—']);
+      mrows.push([
+        'vision',
+        k,
+        `${(m.weightBytes / 2 ** 20).toFixed(0)} MiB`,
+        `${(m.peakRssBytes / 2 ** 20).toFixed(0)} MiB`,
+        m.rssPerWeight.toFixed(2),
+        m.tfPerWeight ? m.tfPerWeight.toFixed(2) : '—',
+      ]);
     }
   }
   out.push(table(mrows));
@@ -394,7 +512,9 @@ async function main(): Promise<void> {
   const t0 = performance.now();
   log(`${quick ? 'quick' : 'full'} run, ${runs} runs, ${threads} thread(s), cache ${cacheDir}`);
   const roof = measureStreamingRead();
-  log(`roofline: ${roof.gbPerS.toFixed(2)} GB/s (JS loop ${roof.jsLoopGbPerS.toFixed(2)}, native scan ${roof.nativeScanGbPerS.toFixed(2)})`);
+  log(
+    `roofline: ${roof.gbPerS.toFixed(2)} GB/s (JS loop ${roof.jsLoopGbPerS.toFixed(2)}, native scan ${roof.nativeScanGbPerS.toFixed(2)})`,
+  );
   const presets = quick ? LLAMA_PRESETS.slice(0, 1) : LLAMA_PRESETS;
   const decoders: DecoderResult[] = [];
   for (const p of presets) {
@@ -407,8 +527,24 @@ async function main(): Promise<void> {
     date: new Date().toISOString(),
     mode: quick ? 'quick' : 'full',
     seconds,
-    machine: { cpu: cpus()[0]?.model, cores: cpus().length, memoryBytes: totalmem(), platform: platform(), arch: arch(), kernel: release() },
-    settings: { threads, runs, promptLengths: PROMPTS, newTokens: NEW_TOKENS, seed: SEED, cacheDir, llamaCppKvCache: 'F32', flashAttention: false },
+    machine: {
+      cpu: cpus()[0]?.model,
+      cores: cpus().length,
+      memoryBytes: totalmem(),
+      platform: platform(),
+      arch: arch(),
+      kernel: release(),
+    },
+    settings: {
+      threads,
+      runs,
+      promptLengths: PROMPTS,
+      newTokens: NEW_TOKENS,
+      seed: SEED,
+      cacheDir,
+      llamaCppKvCache: 'F32',
+      flashAttention: false,
+    },
     backend: { owlet: 'wasm (tfjs-backend-wasm, SIMD, single-threaded in Node); cpu where listed' },
     versions: {
       node: process.version,

@@ -24,7 +24,14 @@ export function measureStreamingRead(bytes = 512 * 1024 * 1024, passes = 7): Roo
   let sink = 0;
   for (let p = 0; p < passes + 1; p++) {
     const t0 = performance.now();
-    let s0 = 0, s1 = 0, s2 = 0, s3 = 0, s4 = 0, s5 = 0, s6 = 0, s7 = 0;
+    let s0 = 0,
+      s1 = 0,
+      s2 = 0,
+      s3 = 0,
+      s4 = 0,
+      s5 = 0,
+      s6 = 0,
+      s7 = 0;
     for (let i = 0; i < n; i += 8) {
       s0 += a[i]!;
       s1 += a[i + 1]!;

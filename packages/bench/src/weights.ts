@@ -64,9 +64,20 @@ export function llamaParameterShapes(config: LlamaConfig): [string, number[]][] 
 }
 
 /** A random LLaMA's tensor by key (deterministic for the seed). */
-export function randomLlamaTensor(config: LlamaConfig, key: string, shape: readonly number[], seed: number): Float32Array {
+export function randomLlamaTensor(
+  config: LlamaConfig,
+  key: string,
+  shape: readonly number[],
+  seed: number,
+): Float32Array {
   const { std, mean } = llamaInitFor(key, config.hidden_size);
-  return randomTensor(key, shape.reduce((a, b) => a * b, 1), seed, std, mean);
+  return randomTensor(
+    key,
+    shape.reduce((a, b) => a * b, 1),
+    seed,
+    std,
+    mean,
+  );
 }
 
 /** Loads the random weights straight into a module (no disk). */
@@ -94,15 +105,39 @@ function preset(name: string, label: string, fields: Record<string, number | boo
   return {
     name,
     label,
-    config: resolveLlamaConfig({ model_type: 'llama', rms_norm_eps: 1e-6, max_position_embeddings: 2048, tie_word_embeddings: false, ...fields }),
+    config: resolveLlamaConfig({
+      model_type: 'llama',
+      rms_norm_eps: 1e-6,
+      max_position_embeddings: 2048,
+      tie_word_embeddings: false,
+      ...fields,
+    }),
   };
 }
 
 /** ~100M, ~1B (sized to fit the wasm backend's 4 GiB heap in float32) and the LLaMA-2-7B shape. */
 export const LLAMA_PRESETS: readonly LlamaPreset[] = [
-  preset('llama-134m', '~100M (134M)', { vocab_size: 32000, hidden_size: 768, intermediate_size: 2048, num_hidden_layers: 12, num_attention_heads: 12 }),
-  preset('llama-953m', '~1B (953M)', { vocab_size: 32000, hidden_size: 2048, intermediate_size: 5632, num_hidden_layers: 16, num_attention_heads: 16 }),
-  preset('llama2-7b', 'LLaMA-2-7B shape (6.7B)', { vocab_size: 32000, hidden_size: 4096, intermediate_size: 11008, num_hidden_layers: 32, num_attention_heads: 32 }),
+  preset('llama-134m', '~100M (134M)', {
+    vocab_size: 32000,
+    hidden_size: 768,
+    intermediate_size: 2048,
+    num_hidden_layers: 12,
+    num_attention_heads: 12,
+  }),
+  preset('llama-953m', '~1B (953M)', {
+    vocab_size: 32000,
+    hidden_size: 2048,
+    intermediate_size: 5632,
+    num_hidden_layers: 16,
+    num_attention_heads: 16,
+  }),
+  preset('llama2-7b', 'LLaMA-2-7B shape (6.7B)', {
+    vocab_size: 32000,
+    hidden_size: 4096,
+    intermediate_size: 11008,
+    num_hidden_layers: 32,
+    num_attention_heads: 32,
+  }),
 ];
 
 export function numLlamaParameters(config: LlamaConfig): number {
@@ -120,7 +155,10 @@ export interface CachedLlama {
 }
 
 function configDigest(config: LlamaConfig, seed: number): string {
-  return createHash('sha256').update(JSON.stringify({ config, seed, v: 1 })).digest('hex').slice(0, 12);
+  return createHash('sha256')
+    .update(JSON.stringify({ config, seed, v: 1 }))
+    .digest('hex')
+    .slice(0, 12);
 }
 
 /**
@@ -167,7 +205,10 @@ export async function ensureCachedLlama(
       log(`writing ${path}`);
       const ckpt = await openCheckpoint(st);
       try {
-        await writeLlamaGguf(path, p.config, async (key) => (await ckpt.array(key)) as Float32Array, { weightType: type, name: p.name });
+        await writeLlamaGguf(path, p.config, async (key) => (await ckpt.array(key)) as Float32Array, {
+          weightType: type,
+          name: p.name,
+        });
       } finally {
         await ckpt.close();
       }

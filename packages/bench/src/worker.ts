@@ -9,7 +9,11 @@ import * as tf from '@tensorflow/tfjs-core';
 import { createSafetensorsFileWriter, initBackend, loadCheckpointInto, type Module } from '@owlet/core';
 import { LlamaForCausalLM, type LlamaConfig } from '@owlet/modality-adaptive-decoder';
 import { MplugOwlVisionModel, resolveMplugOwlVisionConfig } from '@owlet/vision-encoder';
-import { MplugOwlVisualAbstractorModel, resolveMplugOwlVisualAbstractorConfig, ABSTRACTOR_POSITION_BUFFER_KEYS } from '@owlet/visual-abstractor';
+import {
+  MplugOwlVisualAbstractorModel,
+  resolveMplugOwlVisualAbstractorConfig,
+  ABSTRACTOR_POSITION_BUFFER_KEYS,
+} from '@owlet/visual-abstractor';
 import type * as Ort from 'onnxruntime-node';
 
 import { openLlamaCpp, timeLlamaCpp, type LlamaCppSession } from './llamacpp.js';
@@ -32,7 +36,9 @@ export interface Memory {
   tfPeakBytes?: number;
 }
 
-export type Reply = { id: number; ok: true; result: Record<string, unknown>; mem: Memory } | { id: number; ok: false; error: string };
+export type Reply =
+  | { id: number; ok: true; result: Record<string, unknown>; mem: Memory }
+  | { id: number; ok: false; error: string };
 
 let engine: 'owlet' | 'llamacpp' | 'ort' | null = null;
 let llama: LlamaForCausalLM | null = null;
@@ -44,7 +50,11 @@ let ortFeeds: Record<string, Ort.Tensor> = {};
 let threads = 1;
 
 function memory(extra: Partial<Memory> = {}): Memory {
-  const m: Memory = { rssBytes: process.memoryUsage().rss, maxRssBytes: process.resourceUsage().maxRSS * 1024, ...extra };
+  const m: Memory = {
+    rssBytes: process.memoryUsage().rss,
+    maxRssBytes: process.resourceUsage().maxRSS * 1024,
+    ...extra,
+  };
   if (engine === 'owlet') m.tfBytes = tf.memory().numBytes;
   return m;
 }
@@ -63,7 +73,11 @@ function pixelData(size: number): Float32Array {
 async function saveModuleWeights(path: string, m: Module): Promise<void> {
   const entries: [string, tf.Tensor][] = [];
   for (const [k, p] of m.namedParameters()) entries.push([k, p.canonical()]);
-  const w = await createSafetensorsFileWriter(path, entries.map(([key, t]) => ({ key, dtype: 'F32' as const, shape: t.shape })), { format: 'pt' });
+  const w = await createSafetensorsFileWriter(
+    path,
+    entries.map(([key, t]) => ({ key, dtype: 'F32' as const, shape: t.shape })),
+    { format: 'pt' },
+  );
   try {
     for (const [key, t] of entries) {
       const v = (await t.data()) as Float32Array;
@@ -115,7 +129,11 @@ async function handle(req: Request): Promise<Record<string, unknown>> {
           return { tfPeakBytes: info.peakBytes, tfBytesBefore: before };
         }
         const out = await run();
-        return { prefillMs: out.usage.prefill_ms, decodeMs: out.usage.decode_ms, decodeTokens: out.generated_ids.length - 1 };
+        return {
+          prefillMs: out.usage.prefill_ms,
+          decodeMs: out.usage.decode_ms,
+          decodeTokens: out.generated_ids.length - 1,
+        };
       }
       const t = await timeLlamaCpp(llamaCpp!, req.prompt, req.newTokens);
       return { prefillMs: t.prefillMs, decodeMs: t.decodeMs, decodeTokens: t.decodeTokens };
@@ -200,6 +218,11 @@ async function handle(req: Request): Promise<Record<string, unknown>> {
 process.on('message', (req: Request) => {
   handle(req).then(
     (result) => process.send!({ id: req.id, ok: true, result, mem: memory() } satisfies Reply),
-    (e: unknown) => process.send!({ id: req.id, ok: false, error: e instanceof Error ? `${e.message}\n${e.stack}` : String(e) } satisfies Reply),
+    (e: unknown) =>
+      process.send!({
+        id: req.id,
+        ok: false,
+        error: e instanceof Error ? `${e.message}\n${e.stack}` : String(e),
+      } satisfies Reply),
   );
 });

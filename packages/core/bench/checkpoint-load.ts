@@ -44,7 +44,7 @@ async function main() {
     const perShard = Math.max(1, Math.floor((shardMb * MB) / tensorBytes));
     const nShards = Math.ceil(nTensors / perShard);
     const payload = new Uint16Array(rows * cols);
-    for (let i = 0; i < payload.length; i++) payload[i] = 0x3c00 ^ (i * 2654435761) % 0x3ff; // finite halves near 1
+    for (let i = 0; i < payload.length; i++) payload[i] = 0x3c00 ^ ((i * 2654435761) % 0x3ff); // finite halves near 1
     const bytes = new Uint8Array(payload.buffer);
     const weightMap: Record<string, string> = {};
     const tg = performance.now();
@@ -59,7 +59,10 @@ async function main() {
       for (const sp of specs) await w.write(sp.key, bytes);
       await w.commit();
     }
-    writeFileSync(join(dir, 'model.safetensors.index.json'), JSON.stringify({ metadata: { total_size: nTensors * tensorBytes }, weight_map: weightMap }));
+    writeFileSync(
+      join(dir, 'model.safetensors.index.json'),
+      JSON.stringify({ metadata: { total_size: nTensors * tensorBytes }, weight_map: weightMap }),
+    );
     const genS = (performance.now() - tg) / 1000;
     const totalMb = (nTensors * tensorBytes) / MB;
 
@@ -92,13 +95,24 @@ async function main() {
     const tensS = (performance.now() - t0) / 1000;
     const tensPeak = peakRss;
     clearInterval(timer);
-    if (n !== m || tf.memory().numTensors !== 0) throw new Error(`bench self-check failed: ${n} vs ${m} bytes, ${tf.memory().numTensors} tensors left`);
+    if (n !== m || tf.memory().numTensors !== 0)
+      throw new Error(`bench self-check failed: ${n} vs ${m} bytes, ${tf.memory().numTensors} tensors left`);
 
     const result = {
-      checkpoint: { totalMB: +totalMb.toFixed(1), shards: nShards, tensors: nTensors, tensorMB: +(tensorBytes / MB).toFixed(1), dtype: 'F16' },
+      checkpoint: {
+        totalMB: +totalMb.toFixed(1),
+        shards: nShards,
+        tensors: nTensors,
+        tensorMB: +(tensorBytes / MB).toFixed(1),
+        dtype: 'F16',
+      },
       generateSeconds: +genS.toFixed(2),
       raw: { seconds: +rawS.toFixed(2), MBps: +(totalMb / rawS).toFixed(1), peakRssMB: +(rawPeak / MB).toFixed(1) },
-      tensorsF32: { seconds: +tensS.toFixed(2), MBps: +(totalMb / tensS).toFixed(1), peakRssMB: +(tensPeak / MB).toFixed(1) },
+      tensorsF32: {
+        seconds: +tensS.toFixed(2),
+        MBps: +(totalMb / tensS).toFixed(1),
+        peakRssMB: +(tensPeak / MB).toFixed(1),
+      },
       rssBeforeLoadMB: +(baseRss / MB).toFixed(1),
       node: process.version,
       backend: tf.getBackend(),

@@ -15,7 +15,8 @@ const info = await initBackend(requested);
 console.log(`owlet core demo`);
 console.log(`backend: ${info.name} (${info.reason})`);
 for (const a of info.attempts) console.log(`  ${a.available ? '✓' : '✗'} ${a.name}: ${a.reason}`);
-if (info.device) console.log(`  device: ${info.device.description || info.device.architecture} (${info.device.vendor})`);
+if (info.device)
+  console.log(`  device: ${info.device.description || info.device.architecture} (${info.device.vendor})`);
 
 const [L, D, H] = [64, 256, 8];
 const Dh = D / H;
@@ -27,7 +28,10 @@ const w = tf.tidy(() => ({
   norm: tf.ones([D]),
   x: tf.randomNormal([1, L, D], 0, 1, 'float32', 5),
 }));
-const tables = ropeTables(Array.from({ length: L }, (_, i) => i), Dh);
+const tables = ropeTables(
+  Array.from({ length: L }, (_, i) => i),
+  Dh,
+);
 
 const block = () =>
   tf.tidy(() => {
@@ -55,6 +59,8 @@ const data = await out!.data();
 const ms = (performance.now() - t0) / runs;
 let sum = 0;
 for (const v of data) sum += v;
-console.log(`attention block [1, ${L}, ${D}] x ${H} heads: checksum ${sum.toFixed(4)}, ${ms.toFixed(2)} ms per run (${runs} runs)`);
+console.log(
+  `attention block [1, ${L}, ${D}] x ${H} heads: checksum ${sum.toFixed(4)}, ${ms.toFixed(2)} ms per run (${runs} runs)`,
+);
 out!.dispose();
 tf.dispose([...Object.values(w), tables.cos, tables.sin]);

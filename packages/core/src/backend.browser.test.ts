@@ -6,7 +6,10 @@ import { describe, expect, it } from 'vitest';
 // The browser half of the WebGPU path: the same initBackend and ops, bundled for headless Chromium.
 describe.runIf(selectedBackends().includes('webgpu'))('initBackend in the browser', () => {
   it('creates the WebGPU device in headless Chromium and the ops match float64 references', async () => {
-    expect(findChromium(), "Debian's chromium is required for browser tests (scripts/setup.sh installs it)").toBeDefined();
+    expect(
+      findChromium(),
+      "Debian's chromium is required for browser tests (scripts/setup.sh installs it)",
+    ).toBeDefined();
     const entry = fileURLToPath(new URL('../test/browser/webgpu-entry.ts', import.meta.url));
     const { result } = await runInBrowser<{
       backend: string;

@@ -37,13 +37,16 @@ describe('initBackend', () => {
     expect(getBackendInfo()).toBe(info);
   });
 
-  it.runIf(selectedBackends().includes('webgpu'))('webgpu creates its own device with the adapter maximum buffer limits', async () => {
-    const info = await initBackend('webgpu');
-    expect(info.name).toBe('webgpu');
-    expect(info.device).toBeDefined();
-    expect(info.device!.maxStorageBufferBindingSize).toBeGreaterThan(128 * 1024 * 1024);
-    const y = tf.matMul(tf.tensor2d([[1, 2]]), tf.tensor2d([[3], [4]]));
-    expect(await y.data()).toEqual(new Float32Array([11]));
-    y.dispose();
-  });
+  it.runIf(selectedBackends().includes('webgpu'))(
+    'webgpu creates its own device with the adapter maximum buffer limits',
+    async () => {
+      const info = await initBackend('webgpu');
+      expect(info.name).toBe('webgpu');
+      expect(info.device).toBeDefined();
+      expect(info.device!.maxStorageBufferBindingSize).toBeGreaterThan(128 * 1024 * 1024);
+      const y = tf.matMul(tf.tensor2d([[1, 2]]), tf.tensor2d([[3], [4]]));
+      expect(await y.data()).toEqual(new Float32Array([11]));
+      y.dispose();
+    },
+  );
 });

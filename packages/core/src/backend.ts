@@ -66,8 +66,7 @@ export interface InitBackendOptions {
   };
 }
 
-const isNode =
-  typeof process !== 'undefined' && typeof process.versions === 'object' && !!process.versions?.node;
+const isNode = typeof process !== 'undefined' && typeof process.versions === 'object' && !!process.versions?.node;
 
 let current: BackendInfo | undefined;
 let webgpuDevice: GPUDevice | undefined;
@@ -297,9 +296,7 @@ export async function initBackend(
   const detail = attempts.map((a) => `${a.name}: ${a.reason}`).join('; ');
   throw new OwletError(
     ErrorCode.BACKEND_UNAVAILABLE,
-    explicit
-      ? `backend ${request} is not available here: ${detail}`
-      : `no backend could be initialised: ${detail}`,
+    explicit ? `backend ${request} is not available here: ${detail}` : `no backend could be initialised: ${detail}`,
     { details: { requested: request, attempts } },
   );
 }

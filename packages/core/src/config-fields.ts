@@ -26,11 +26,22 @@ export interface ConfigFieldReaders {
 /** Field readers whose errors name `scope` ("vision", "llama", "visual abstractor", …). */
 export function configFields(scope: string): ConfigFieldReaders {
   const fail = (field: string, value: unknown, expected: string): never => {
-    throw new OwletError(ErrorCode.INVALID_CONFIG, `${scope} config: ${field} must be ${expected}, got ${showConfigValue(value)}`, {
-      details: { field, value },
-    });
+    throw new OwletError(
+      ErrorCode.INVALID_CONFIG,
+      `${scope} config: ${field} must be ${expected}, got ${showConfigValue(value)}`,
+      {
+        details: { field, value },
+      },
+    );
   };
-  function read<T>(src: ConfigJson, field: string, fallback: T, ok: (v: unknown) => v is T, expected: string, label: string): T {
+  function read<T>(
+    src: ConfigJson,
+    field: string,
+    fallback: T,
+    ok: (v: unknown) => v is T,
+    expected: string,
+    label: string,
+  ): T {
     const v = src[field];
     if (v === undefined || v === null) return fallback;
     if (!ok(v)) return fail(label, v, expected);
@@ -41,8 +52,10 @@ export function configFields(scope: string): ConfigFieldReaders {
   const isBool = (v: unknown): v is boolean => typeof v === 'boolean';
   return {
     fail,
-    posInt: (src, field, fallback, label = field) => read<number>(src, field, fallback, isPosInt, 'a positive integer', label),
-    positiveNumber: (src, field, fallback, label = field) => read<number>(src, field, fallback, isPosNumber, 'a finite number > 0', label),
+    posInt: (src, field, fallback, label = field) =>
+      read<number>(src, field, fallback, isPosInt, 'a positive integer', label),
+    positiveNumber: (src, field, fallback, label = field) =>
+      read<number>(src, field, fallback, isPosNumber, 'a finite number > 0', label),
     bool: (src, field, fallback, label = field) => read<boolean>(src, field, fallback, isBool, 'a boolean', label),
   };
 }

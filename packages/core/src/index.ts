@@ -36,4 +36,10 @@ export { scope, memoryStats } from './scope.js';
 export * from './ops/index.js';
 export * from './nn/index.js';
 export * from './checkpoint/index.js';
-export { configFields, isConfigObject, showConfigValue, type ConfigJson, type ConfigFieldReaders } from './config-fields.js';
+export {
+  configFields,
+  isConfigObject,
+  showConfigValue,
+  type ConfigJson,
+  type ConfigFieldReaders,
+} from './config-fields.js';

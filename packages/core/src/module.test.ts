@@ -62,9 +62,15 @@ function fullStateDict(): Map<string, tf.Tensor> {
   const m = new Map<string, tf.Tensor>();
   const keep = (f: () => tf.Tensor) => tf.keep(tf.tidy(f));
   m.set('model.vit_eos', tf.fill([1, 1, 4], 0.5));
-  m.set('model.embed_tokens.weight', keep(() => tf.range(0, 40).reshape([10, 4])));
+  m.set(
+    'model.embed_tokens.weight',
+    keep(() => tf.range(0, 40).reshape([10, 4])),
+  );
   for (const i of [0, 1]) {
-    m.set(`model.layers.${i}.q_proj.weight`, keep(() => tf.eye(4).mul(i + 1)));
+    m.set(
+      `model.layers.${i}.q_proj.weight`,
+      keep(() => tf.eye(4).mul(i + 1)),
+    );
     m.set(`model.layers.${i}.norm.weight`, tf.ones([4]));
   }
   return m;
@@ -125,45 +131,48 @@ describeBackends('Module loading', ({ it: mit }) => {
     });
   });
 
-  mit('strict loading reports every missing, unexpected and mis-shaped key in one error and changes nothing', async () => {
-    const root = new Root();
-    const good = fullStateDict();
-    root.loadStateDict(good);
-    const before = await root.model.layers.at(0).q_proj.weight.value.data();
-    const bad = fullStateDict();
-    bad.get('model.layers.1.norm.weight')!.dispose();
-    bad.delete('model.layers.1.norm.weight');
-    bad.set('model.extra.weight', tf.zeros([2]));
-    bad.get('model.layers.0.q_proj.weight')!.dispose();
-    bad.set('model.layers.0.q_proj.weight', tf.zeros([4, 5]));
-    let err: unknown;
-    try {
-      root.loadStateDict(bad);
-    } catch (e) {
-      err = e;
-    }
-    expect(err).toBeInstanceOf(StateDictError);
-    const e = err as StateDictError;
-    expect(e.code).toBe('STATE_DICT_MISMATCH');
-    expect(e.report.missing).toEqual(['model.layers.1.norm.weight']);
-    expect(e.report.unexpected).toEqual(['model.extra.weight']);
-    expect(e.report.mismatched).toEqual([{ key: 'model.layers.0.q_proj.weight', expected: [4, 4], actual: [4, 5] }]);
-    expect(e.message).toContain('expected [4, 4], checkpoint has [4, 5] for model.layers.0.q_proj.weight');
-    // nothing was assigned, even the keys that matched
-    expectAllClose(await root.model.layers.at(0).q_proj.weight.value.data(), before, { atol: 0 });
-    // non-strict still refuses shape mismatches but tolerates missing/unexpected
-    bad.get('model.layers.0.q_proj.weight')!.dispose();
-    bad.set('model.layers.0.q_proj.weight', tf.zeros([4, 4]));
-    const rep = root.loadStateDict(bad, { strict: false });
-    expect(rep.missing).toEqual(['model.layers.1.norm.weight']);
-    expect(rep.unexpected).toEqual(['model.extra.weight']);
-    // ignore patterns make known extra keys legal in strict mode
-    bad.set('model.layers.1.norm.weight', tf.ones([4]));
-    const rep2 = root.loadStateDict(bad, { ignore: [/^model\.extra\./] });
-    expect(rep2.ignored).toEqual(['model.extra.weight']);
-    tf.dispose([...good.values(), ...bad.values()]);
-    root.dispose();
-  });
+  mit(
+    'strict loading reports every missing, unexpected and mis-shaped key in one error and changes nothing',
+    async () => {
+      const root = new Root();
+      const good = fullStateDict();
+      root.loadStateDict(good);
+      const before = await root.model.layers.at(0).q_proj.weight.value.data();
+      const bad = fullStateDict();
+      bad.get('model.layers.1.norm.weight')!.dispose();
+      bad.delete('model.layers.1.norm.weight');
+      bad.set('model.extra.weight', tf.zeros([2]));
+      bad.get('model.layers.0.q_proj.weight')!.dispose();
+      bad.set('model.layers.0.q_proj.weight', tf.zeros([4, 5]));
+      let err: unknown;
+      try {
+        root.loadStateDict(bad);
+      } catch (e) {
+        err = e;
+      }
+      expect(err).toBeInstanceOf(StateDictError);
+      const e = err as StateDictError;
+      expect(e.code).toBe('STATE_DICT_MISMATCH');
+      expect(e.report.missing).toEqual(['model.layers.1.norm.weight']);
+      expect(e.report.unexpected).toEqual(['model.extra.weight']);
+      expect(e.report.mismatched).toEqual([{ key: 'model.layers.0.q_proj.weight', expected: [4, 4], actual: [4, 5] }]);
+      expect(e.message).toContain('expected [4, 4], checkpoint has [4, 5] for model.layers.0.q_proj.weight');
+      // nothing was assigned, even the keys that matched
+      expectAllClose(await root.model.layers.at(0).q_proj.weight.value.data(), before, { atol: 0 });
+      // non-strict still refuses shape mismatches but tolerates missing/unexpected
+      bad.get('model.layers.0.q_proj.weight')!.dispose();
+      bad.set('model.layers.0.q_proj.weight', tf.zeros([4, 4]));
+      const rep = root.loadStateDict(bad, { strict: false });
+      expect(rep.missing).toEqual(['model.layers.1.norm.weight']);
+      expect(rep.unexpected).toEqual(['model.extra.weight']);
+      // ignore patterns make known extra keys legal in strict mode
+      bad.set('model.layers.1.norm.weight', tf.ones([4]));
+      const rep2 = root.loadStateDict(bad, { ignore: [/^model\.extra\./] });
+      expect(rep2.ignored).toEqual(['model.extra.weight']);
+      tf.dispose([...good.values(), ...bad.values()]);
+      root.dispose();
+    },
+  );
 
   mit('trainable flags freeze by key pattern and reach the variables', () => {
     const root = new Root().initialize({ seed: 1 });
@@ -188,19 +197,22 @@ describeBackends('Module loading', ({ it: mit }) => {
     for (const m of [a, b, c]) m.dispose();
   });
 
-  mit('a forward in a named scope leaks nothing; dispose frees every parameter; use after dispose is typed', async () => {
-    await expectNoLeaks(async () => {
-      const root = new Root().initialize({ seed: 3 });
-      const x = tf.ones([2, 4]);
-      const y = root.model.layers.at(0).forward(x);
-      expect(y.shape).toEqual([2, 4]);
-      tf.dispose([x, y]);
-      root.dispose();
-      const x1 = tf.ones([1, 4]);
-      expect(() => root.model.layers.at(0).forward(x1)).toThrow(/after dispose/);
-      x1.dispose();
-    });
-  });
+  mit(
+    'a forward in a named scope leaks nothing; dispose frees every parameter; use after dispose is typed',
+    async () => {
+      await expectNoLeaks(async () => {
+        const root = new Root().initialize({ seed: 3 });
+        const x = tf.ones([2, 4]);
+        const y = root.model.layers.at(0).forward(x);
+        expect(y.shape).toEqual([2, 4]);
+        tf.dispose([x, y]);
+        root.dispose();
+        const x1 = tf.ones([1, 4]);
+        expect(() => root.model.layers.at(0).forward(x1)).toThrow(/after dispose/);
+        x1.dispose();
+      });
+    },
+  );
 
   mit('nn layers compute what their ops compute', async () => {
     await expectNoLeaks(async () => {

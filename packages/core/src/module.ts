@@ -42,7 +42,8 @@ export class StateDictError extends OwletError {
   constructor(report: StateDictReport) {
     const lines: string[] = [];
     const list = (xs: string[]) => (xs.length > 20 ? [...xs.slice(0, 20), `… ${xs.length - 20} more`] : xs);
-    if (report.missing.length) lines.push(`missing keys (${report.missing.length}): ${list(report.missing).join(', ')}`);
+    if (report.missing.length)
+      lines.push(`missing keys (${report.missing.length}): ${list(report.missing).join(', ')}`);
     if (report.unexpected.length) {
       lines.push(`unexpected keys (${report.unexpected.length}): ${list(report.unexpected).join(', ')}`);
     }
@@ -118,7 +119,10 @@ export abstract class Module {
 
   private checkSegment(name: string): void {
     if (!KEY_SEGMENT.test(name)) {
-      throw new OwletError(ErrorCode.INVALID_ARGUMENT, `invalid key segment ${JSON.stringify(name)} in ${this.path || '<root>'}`);
+      throw new OwletError(
+        ErrorCode.INVALID_ARGUMENT,
+        `invalid key segment ${JSON.stringify(name)} in ${this.path || '<root>'}`,
+      );
     }
     if (this._children.has(name) || this._params.has(name)) {
       throw new OwletError(ErrorCode.DUPLICATE_KEY, `${this.join(name)} is registered twice`);
@@ -268,7 +272,11 @@ export abstract class Module {
     for (const [k, p] of this.namedParameters()) {
       const hit =
         pattern === undefined ||
-        (typeof pattern === 'string' ? k === pattern || k.startsWith(`${pattern}.`) : typeof pattern === 'function' ? pattern(k) : pattern.test(k));
+        (typeof pattern === 'string'
+          ? k === pattern || k.startsWith(`${pattern}.`)
+          : typeof pattern === 'function'
+            ? pattern(k)
+            : pattern.test(k));
       if (hit) {
         p.trainable = trainable;
         n++;
@@ -295,7 +303,10 @@ export abstract class Module {
 
   protected assertNotDisposed(): void {
     if (this._disposed) {
-      throw new OwletError(ErrorCode.DISPOSED, `${this.constructor.name} ${this.path || ''} was used after dispose()`.replace('  ', ' '));
+      throw new OwletError(
+        ErrorCode.DISPOSED,
+        `${this.constructor.name} ${this.path || ''} was used after dispose()`.replace('  ', ' '),
+      );
     }
   }
 
@@ -337,7 +348,8 @@ export class ModuleList<M extends Module = Module> extends Module {
 
   at(i: number): M {
     const m = this.items[i];
-    if (!m) throw new OwletError(ErrorCode.INVALID_ARGUMENT, `index ${i} out of range for a list of ${this.items.length}`);
+    if (!m)
+      throw new OwletError(ErrorCode.INVALID_ARGUMENT, `index ${i} out of range for a list of ${this.items.length}`);
     return m;
   }
 

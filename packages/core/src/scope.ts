@@ -12,5 +12,9 @@ export function scope<T extends tf.TensorContainer>(name: string, fn: () => T): 
 /** Live tensor count and bytes, as tf.memory() reports them for the active backend. */
 export function memoryStats(): { numTensors: number; numBytes: number; numBytesInGPU?: number } {
   const m = tf.memory() as tf.MemoryInfo & { numBytesInGPU?: number };
-  return { numTensors: m.numTensors, numBytes: m.numBytes, ...(m.numBytesInGPU !== undefined ? { numBytesInGPU: m.numBytesInGPU } : {}) };
+  return {
+    numTensors: m.numTensors,
+    numBytes: m.numBytes,
+    ...(m.numBytesInGPU !== undefined ? { numBytesInGPU: m.numBytesInGPU } : {}),
+  };
 }

@@ -74,21 +74,54 @@ function parseArgs(argv: string[]): Args {
       return n;
     };
     switch (k) {
-      case '--backends': a.backends = v.split(',').filter(Boolean) as BackendName[]; i++; break;
-      case '--layers': a.layers = num(); break;
-      case '--hidden': a.hidden = num(); break;
-      case '--intermediate': a.intermediate = num(); break;
-      case '--heads': a.heads = num(); break;
-      case '--vocab': a.vocab = num(); break;
-      case '--prompt': a.prompt = num(); break;
-      case '--steps': a.steps = num(); break;
-      case '--no-multiway': a.multiway = false; break;
-      case '--growth': a.growth = v as KVCacheGrowth; i++; break;
-      case '--cache-context': a.cacheContext = v.split(',').map(Number); i++; break;
-      case '--skip-model': a.skipModel = true; break;
-      case '--skip-micro': a.skipMicro = true; break;
-      case '--out': a.out = v; i++; break;
-      default: throw new Error(`unknown argument ${k}`);
+      case '--backends':
+        a.backends = v.split(',').filter(Boolean) as BackendName[];
+        i++;
+        break;
+      case '--layers':
+        a.layers = num();
+        break;
+      case '--hidden':
+        a.hidden = num();
+        break;
+      case '--intermediate':
+        a.intermediate = num();
+        break;
+      case '--heads':
+        a.heads = num();
+        break;
+      case '--vocab':
+        a.vocab = num();
+        break;
+      case '--prompt':
+        a.prompt = num();
+        break;
+      case '--steps':
+        a.steps = num();
+        break;
+      case '--no-multiway':
+        a.multiway = false;
+        break;
+      case '--growth':
+        a.growth = v as KVCacheGrowth;
+        i++;
+        break;
+      case '--cache-context':
+        a.cacheContext = v.split(',').map(Number);
+        i++;
+        break;
+      case '--skip-model':
+        a.skipModel = true;
+        break;
+      case '--skip-micro':
+        a.skipMicro = true;
+        break;
+      case '--out':
+        a.out = v;
+        i++;
+        break;
+      default:
+        throw new Error(`unknown argument ${k}`);
     }
   }
   return a;
@@ -113,7 +146,9 @@ function llamaConfig(a: Args): LlamaConfig {
 function randomWeights(model: LlamaForCausalLM): void {
   let i = 0;
   for (const [key, p] of model.namedParameters()) {
-    const t = /norm/.test(key) ? tf.ones([...p.shape]) : tf.randomUniform([...p.shape], -0.03, 0.03, 'float32', 1000 + i++);
+    const t = /norm/.test(key)
+      ? tf.ones([...p.shape])
+      : tf.randomUniform([...p.shape], -0.03, 0.03, 'float32', 1000 + i++);
     p.assign(t);
     t.dispose();
   }
@@ -146,12 +181,20 @@ async function benchModel(backend: string, a: Args): Promise<ModelResult> {
   const modality = [ids[0]!.map((_, i) => (a.multiway && i >= a.prompt / 4 && i < (3 * a.prompt) / 4 ? 1 : 0))];
   // Warm-up (kernel compilation, allocator): a short prompt and two steps.
   await model.generate({ input_ids: [ids[0]!.slice(0, 4)], max_new_tokens: 2, eos_token_id: null });
-  const res = await model.generate({ input_ids: ids, modality_indicators: modality, max_new_tokens: a.steps + 1, eos_token_id: null, cache_growth: a.growth });
+  const res = await model.generate({
+    input_ids: ids,
+    modality_indicators: modality,
+    max_new_tokens: a.steps + 1,
+    eos_token_id: null,
+    cache_growth: a.growth,
+  });
   model.dispose();
   const decodeSteps = res.generated_ids.length - 1;
   return {
     backend,
-    ...(getBackendInfo()?.device ? { device: getBackendInfo()!.device!.description || getBackendInfo()!.device!.architecture } : {}),
+    ...(getBackendInfo()?.device
+      ? { device: getBackendInfo()!.device!.description || getBackendInfo()!.device!.architecture }
+      : {}),
     config: { ...config, kv_cache_growth: a.growth },
     parameters: model.numParameters(),
     prompt_tokens: a.prompt,
@@ -198,7 +241,14 @@ async function benchCache(backend: string, context: number, growth: KVCacheGrowt
   }
   const segs = cache.numSegments(0);
   cache.dispose();
-  return { backend, shape: `[1, ${H}, n, ${D}]`, context, growth, ms_per_step: median(times.slice(4)), segments_at_end: segs };
+  return {
+    backend,
+    shape: `[1, ${H}, n, ${D}]`,
+    context,
+    growth,
+    ms_per_step: median(times.slice(4)),
+    segments_at_end: segs,
+  };
 }
 
 interface MultiwayResult {
@@ -210,7 +260,10 @@ interface MultiwayResult {
 
 /** One decoder layer of the benchmark config on a spliced sequence (65 image tokens inside text). */
 async function benchMultiway(backend: string, a: Args): Promise<MultiwayResult[]> {
-  const config = resolveLlamaConfig({ ...llamaConfig(a), model_type: 'mplug_owl2', num_hidden_layers: 1 } as unknown as Record<string, unknown>, { multiway: true });
+  const config = resolveLlamaConfig(
+    { ...llamaConfig(a), model_type: 'mplug_owl2', num_hidden_layers: 1 } as unknown as Record<string, unknown>,
+    { multiway: true },
+  );
   const layer = new LlamaDecoderLayer(config);
   for (const [key, p] of layer.namedParameters()) {
     const t = /norm/.test(key) ? tf.ones([...p.shape]) : tf.randomUniform([...p.shape], -0.03, 0.03);
@@ -233,21 +286,35 @@ async function benchMultiway(backend: string, a: Args): Promise<MultiwayResult[]
       const t = performance.now();
       const y = tf.tidy(() => {
         const routing = ModalityRouting.create([ind], 1, L, 2, strategy === 'uniform' ? 'gather' : strategy);
-        const rope = ropeTables(Array.from({ length: L }, (_, i) => i), config.head_dim, config.rope_theta);
+        const rope = ropeTables(
+          Array.from({ length: L }, (_, i) => i),
+          config.head_dim,
+          config.rope_theta,
+        );
         return layer.forward(x, { routing, rope, mask: null, layerIdx: 0 });
       });
       await y.data();
       y.dispose();
       times.push(performance.now() - t);
     }
-    out.push({ backend, strategy, tokens: strategy === 'uniform' ? `${L} text` : `${L} (65 image)`, ms_per_layer: median(times.slice(1)) });
+    out.push({
+      backend,
+      strategy,
+      tokens: strategy === 'uniform' ? `${L} text` : `${L} (65 image)`,
+      ms_per_layer: median(times.slice(1)),
+    });
   }
   x.dispose();
   layer.dispose();
   return out;
 }
 
-const results: { model: ModelResult[]; cache: CacheResult[]; multiway: MultiwayResult[]; skipped: { backend: string; reason: string }[] } = {
+const results: {
+  model: ModelResult[];
+  cache: CacheResult[];
+  multiway: MultiwayResult[];
+  skipped: { backend: string; reason: string }[];
+} = {
   model: [],
   cache: [],
   multiway: [],
@@ -270,7 +337,9 @@ for (const backend of args.backends) {
     continue;
   }
   if (!args.skipModel) {
-    console.log(`[${backend}] model: ${args.layers} layers, hidden ${args.hidden}, MLP ${args.intermediate}, vocab ${args.vocab}, prompt ${args.prompt}, ${args.steps} decode steps …`);
+    console.log(
+      `[${backend}] model: ${args.layers} layers, hidden ${args.hidden}, MLP ${args.intermediate}, vocab ${args.vocab}, prompt ${args.prompt}, ${args.steps} decode steps …`,
+    );
     const r = await benchModel(backend, args);
     results.model.push(r);
     console.log(
@@ -282,19 +351,28 @@ for (const backend of args.backends) {
       for (const growth of ['contiguous', 'segmented'] as KVCacheGrowth[]) {
         const r = await benchCache(backend, ctx, growth);
         results.cache.push(r);
-        console.log(`[${backend}] cache ${growth.padEnd(10)} context ${ctx}: ${r.ms_per_step.toFixed(2)} ms/step (append + attention, one 7B-shaped layer; ${r.segments_at_end} segments)`);
+        console.log(
+          `[${backend}] cache ${growth.padEnd(10)} context ${ctx}: ${r.ms_per_step.toFixed(2)} ms/step (append + attention, one 7B-shaped layer; ${r.segments_at_end} segments)`,
+        );
       }
     }
     for (const r of await benchMultiway(backend, args)) {
       results.multiway.push(r);
-      console.log(`[${backend}] multiway ${r.strategy.padEnd(8)} ${r.tokens}: ${r.ms_per_layer.toFixed(1)} ms per decoder layer`);
+      console.log(
+        `[${backend}] multiway ${r.strategy.padEnd(8)} ${r.tokens}: ${r.ms_per_layer.toFixed(1)} ms per decoder layer`,
+      );
     }
   }
 }
 
 const report = {
   date: new Date().toISOString(),
-  host: { cpus: cpus().length, cpu: cpus()[0]?.model, memory_gb: Math.round(totalmem() / 2 ** 30), node: process.version },
+  host: {
+    cpus: cpus().length,
+    cpu: cpus()[0]?.model,
+    memory_gb: Math.round(totalmem() / 2 ** 30),
+    node: process.version,
+  },
   args,
   ...results,
 };

@@ -27,7 +27,13 @@ async function fullLogits(model: LlamaForCausalLM, x: tf.Tensor): Promise<Float3
 }
 
 /** Runs positions [a, b) of x through the model with the cache. */
-async function step(model: LlamaForCausalLM, x: tf.Tensor, a: number, b: number, cache: KVCache): Promise<Float32Array> {
+async function step(
+  model: LlamaForCausalLM,
+  x: tf.Tensor,
+  a: number,
+  b: number,
+  cache: KVCache,
+): Promise<Float32Array> {
   const part = tf.slice(x, [0, a, 0], [-1, b - a, -1]);
   const o = model.forward({ inputs_embeds: part, modality_indicators: [MODALITY.slice(a, b)], past_key_values: cache });
   part.dispose();
@@ -36,7 +42,18 @@ async function step(model: LlamaForCausalLM, x: tf.Tensor, a: number, b: number,
 }
 
 /** Float64 attention reference: q [B,H,Lq,D], k/v [B,Hkv,Lk,D], causal with the queries at the end, additive mask [B][Lk]. */
-function refAttention(q: Float32Array, k: Float32Array, v: Float32Array, B: number, H: number, Hkv: number, Lq: number, Lk: number, D: number, keyMask?: number[][]) {
+function refAttention(
+  q: Float32Array,
+  k: Float32Array,
+  v: Float32Array,
+  B: number,
+  H: number,
+  Hkv: number,
+  Lq: number,
+  Lk: number,
+  D: number,
+  keyMask?: number[][],
+) {
   const out = new Float64Array(B * H * Lq * D);
   const rep = H / Hkv;
   for (let b = 0; b < B; b++)
@@ -47,7 +64,8 @@ function refAttention(q: Float32Array, k: Float32Array, v: Float32Array, B: numb
         let m = -Infinity;
         for (let j = 0; j < Lk; j++) {
           let acc = 0;
-          for (let d = 0; d < D; d++) acc += (q[((b * H + h) * Lq + i) * D + d] as number) * (k[((b * Hkv + hk) * Lk + j) * D + d] as number);
+          for (let d = 0; d < D; d++)
+            acc += (q[((b * H + h) * Lq + i) * D + d] as number) * (k[((b * Hkv + hk) * Lk + j) * D + d] as number);
           acc /= Math.sqrt(D);
           if (j > Lk - Lq + i || keyMask?.[b]?.[j] === 0) acc = -Infinity;
           s[j] = acc;
@@ -77,9 +95,23 @@ describeBackends('KVCache', ({ it: matrixIt }) => {
       const ks = tf.split(k, lens, 2);
       const vs = tf.split(v, lens, 2);
       const keyMask = [Array.from({ length: Lk }, (_, j) => (j === 1 ? 0 : 1)), Array.from({ length: Lk }, () => 1)];
-      const mask = tf.tensor4d(keyMask.flat().map((m) => (m ? 0 : -1e9)), [B, 1, 1, Lk]);
+      const mask = tf.tensor4d(
+        keyMask.flat().map((m) => (m ? 0 : -1e9)),
+        [B, 1, 1, Lk],
+      );
       const segs = ks.map((kk, i) => ({ k: kk, v: vs[i]! }));
-      const expected = refAttention(await q.data() as Float32Array, await k.data() as Float32Array, await v.data() as Float32Array, B, H, Hkv, Lq, Lk, D, keyMask);
+      const expected = refAttention(
+        (await q.data()) as Float32Array,
+        (await k.data()) as Float32Array,
+        (await v.data()) as Float32Array,
+        B,
+        H,
+        Hkv,
+        Lq,
+        Lk,
+        D,
+        keyMask,
+      );
       const got = await take(segmentedAttention(q, segs, { causal: true, mask }));
       expect(maxDiff(got, expected)).toBeLessThan(2e-5);
       const one = await take(segmentedAttention(q, [{ k, v }], { causal: true, mask }));
@@ -96,7 +128,16 @@ describeBackends('KVCache', ({ it: matrixIt }) => {
         const full = await fullLogits(model, x);
         const V = 50;
         using cache = new KVCache(2, { growth });
-        const chunks: [number, number][] = [[0, 5], [5, 8], [8, 9], [9, 10], [10, 11], [11, 12], [12, 13], [13, 14]];
+        const chunks: [number, number][] = [
+          [0, 5],
+          [5, 8],
+          [8, 9],
+          [9, 10],
+          [10, 11],
+          [11, 12],
+          [12, 13],
+          [13, 14],
+        ];
         let maxSegs = 0;
         for (const [a, b] of chunks) {
           const got = await step(model, x, a, b, cache);
@@ -146,7 +187,8 @@ describeBackends('KVCache', ({ it: matrixIt }) => {
       expect(maxDiff(await step(model, x, 6, 10, cache), full.subarray(6 * V, 10 * V))).toBeLessThan(2e-5);
       cache.rollback(3);
       expect(cache.length).toBe(7);
-      for (let t = 7; t < N; t++) expect(maxDiff(await step(model, x, t, t + 1, cache), full.subarray(t * V, (t + 1) * V))).toBeLessThan(2e-5);
+      for (let t = 7; t < N; t++)
+        expect(maxDiff(await step(model, x, t, t + 1, cache), full.subarray(t * V, (t + 1) * V))).toBeLessThan(2e-5);
       expect(() => cache.rollback(N + 1)).toThrow(OwletError);
       expect(() => cache.truncate(-1)).toThrow(OwletError);
       cache.truncate(N + 5); // longer than held: no-op
@@ -172,8 +214,12 @@ describeBackends('KVCache', ({ it: matrixIt }) => {
       const layer = model.model.layers.at(0);
       const expectKeys = (m: number) =>
         tf.tidy(() => {
-          const ln = layer.input_layernorm as unknown as { multiway: { at(i: number): { forward(t: tf.Tensor): tf.Tensor } } };
-          const kp = layer.self_attn.k_proj as unknown as { multiway: { at(i: number): { forward(t: tf.Tensor): tf.Tensor } } };
+          const ln = layer.input_layernorm as unknown as {
+            multiway: { at(i: number): { forward(t: tf.Tensor): tf.Tensor } };
+          };
+          const kp = layer.self_attn.k_proj as unknown as {
+            multiway: { at(i: number): { forward(t: tf.Tensor): tf.Tensor } };
+          };
           const k = kp.multiway.at(m).forward(ln.multiway.at(m).forward(x)); // [1, 3, Hkv·Dh]
           const heads = tf.transpose(tf.reshape(k, [1, 3, config.num_key_value_heads, config.head_dim]), [0, 2, 1, 3]);
           const tables = ropeTables([0, 1, 2], config.head_dim, config.rope_theta);
@@ -186,7 +232,9 @@ describeBackends('KVCache', ({ it: matrixIt }) => {
       const k0 = await take(expectKeys(0));
       const Dh = config.head_dim;
       const pick = (a: Float32Array, pos: number) =>
-        Array.from({ length: config.num_key_value_heads }, (_, h) => Array.from(a.subarray((h * 3 + pos) * Dh, (h * 3 + pos + 1) * Dh))).flat();
+        Array.from({ length: config.num_key_value_heads }, (_, h) =>
+          Array.from(a.subarray((h * 3 + pos) * Dh, (h * 3 + pos + 1) * Dh)),
+        ).flat();
       for (const pos of [0, 1]) {
         expect(maxDiff(pick(cached, pos), pick(k1, pos))).toBeLessThan(1e-5);
         expect(maxDiff(pick(cached, pos), pick(k0, pos))).toBeGreaterThan(1e-2);
@@ -205,13 +253,19 @@ describeBackends('KVCache', ({ it: matrixIt }) => {
     const o = model.forward({ inputs_embeds: x, past_key_values: cache });
     tf.dispose([o.logits, o.last_hidden_state]);
     const tensors = tf.memory().numTensors;
-    expect(() => model.forward({ inputs_embeds: x, modality_indicators: [[0, 2, 0, 0]], past_key_values: cache })).toThrow(OwletError);
-    expect(() => model.forward({ inputs_embeds: x, attention_mask: [[1, 1, 1, 1]], past_key_values: cache })).toThrow(/expected \[1, 8\]/);
+    expect(() =>
+      model.forward({ inputs_embeds: x, modality_indicators: [[0, 2, 0, 0]], past_key_values: cache }),
+    ).toThrow(OwletError);
+    expect(() => model.forward({ inputs_embeds: x, attention_mask: [[1, 1, 1, 1]], past_key_values: cache })).toThrow(
+      /expected \[1, 8\]/,
+    );
     const x2 = randTensor([2, 4, 16], 15);
     expect(() => model.forward({ inputs_embeds: x2, past_key_values: cache })).toThrow(/cache holds batch 1/);
     expect(() => model.forward({ input_ids: [[1, 99]], past_key_values: cache })).toThrow(/id 99 at \[0, 1\]/);
     expect(() => model.forward({ input_ids: [[1, -200]] })).toThrow(/inputs_embeds/);
-    expect(() => new LlamaForCausalLM(tinyConfig({ num_hidden_layers: 3 })).forward({ inputs_embeds: x, past_key_values: cache })).toThrow(/3/);
+    expect(() =>
+      new LlamaForCausalLM(tinyConfig({ num_hidden_layers: 3 })).forward({ inputs_embeds: x, past_key_values: cache }),
+    ).toThrow(/3/);
     expect(cache.length).toBe(4);
     expect(tf.memory().numTensors - tensors).toBe(1); // only x2
     tf.dispose([x, x2]);
@@ -224,9 +278,16 @@ describeBackends('KVCache', ({ it: matrixIt }) => {
     await expectNoLeaks(async () => {
       const x = randTensor([1, 5, 16], 16);
       // Mask key 1; compare the last position with a sequence without token 1 at the same positions.
-      const o = model.forward({ inputs_embeds: x, attention_mask: [[1, 0, 1, 1, 1]], position_ids: [[0, 1, 2, 3, 4]], logits_to_keep: 1 });
+      const o = model.forward({
+        inputs_embeds: x,
+        attention_mask: [[1, 0, 1, 1, 1]],
+        position_ids: [[0, 1, 2, 3, 4]],
+        logits_to_keep: 1,
+      });
       o.last_hidden_state.dispose();
-      const kept = tf.tidy(() => tf.concat([tf.slice(x, [0, 0, 0], [1, 1, -1]), tf.slice(x, [0, 2, 0], [1, 3, -1])], 1));
+      const kept = tf.tidy(() =>
+        tf.concat([tf.slice(x, [0, 0, 0], [1, 1, -1]), tf.slice(x, [0, 2, 0], [1, 3, -1])], 1),
+      );
       const r = model.forward({ inputs_embeds: kept, position_ids: [[0, 2, 3, 4]], logits_to_keep: 1 });
       r.last_hidden_state.dispose();
       expect(maxDiff(await take(o.logits), await take(r.logits))).toBeLessThan(2e-5);

@@ -37,11 +37,17 @@ export class KVCache {
 
   constructor(numLayers: number, options: KVCacheOptions = {}) {
     if (!Number.isSafeInteger(numLayers) || numLayers < 1) {
-      throw new OwletError(ErrorCode.INVALID_ARGUMENT, `KVCache: numLayers must be a positive integer, got ${numLayers}`);
+      throw new OwletError(
+        ErrorCode.INVALID_ARGUMENT,
+        `KVCache: numLayers must be a positive integer, got ${numLayers}`,
+      );
     }
     const growth = options.growth ?? 'segmented';
     if (growth !== 'segmented' && growth !== 'contiguous') {
-      throw new OwletError(ErrorCode.INVALID_ARGUMENT, `KVCache: growth must be 'segmented' or 'contiguous', got ${String(growth)}`);
+      throw new OwletError(
+        ErrorCode.INVALID_ARGUMENT,
+        `KVCache: growth must be 'segmented' or 'contiguous', got ${String(growth)}`,
+      );
     }
     this.numLayers = numLayers;
     this.growth = growth;
@@ -109,7 +115,14 @@ export class KVCache {
     if (segs.length === 0) {
       throw new OwletError(ErrorCode.INVALID_ARGUMENT, `KVCache: layer ${layer} is empty`);
     }
-    return tf.tidy(() => (segs.length === 1 ? tf.clone(segs[0]![which]) : tf.concat(segs.map((s) => s[which]), 2)));
+    return tf.tidy(() =>
+      segs.length === 1
+        ? tf.clone(segs[0]![which])
+        : tf.concat(
+            segs.map((s) => s[which]),
+            2,
+          ),
+    );
   }
 
   /**
@@ -148,7 +161,10 @@ export class KVCache {
       const last = segs[segs.length - 1]!;
       const prev = segs[segs.length - 2]!;
       if (this.growth === 'segmented' && len(last) < len(prev)) break;
-      const merged: KVSegment = tf.tidy(() => ({ k: tf.keep(tf.concat([prev.k, last.k], 2)), v: tf.keep(tf.concat([prev.v, last.v], 2)) }));
+      const merged: KVSegment = tf.tidy(() => ({
+        k: tf.keep(tf.concat([prev.k, last.k], 2)),
+        v: tf.keep(tf.concat([prev.v, last.v], 2)),
+      }));
       tf.dispose([prev.k, prev.v, last.k, last.v]);
       segs.splice(segs.length - 2, 2, merged);
     }
@@ -158,7 +174,10 @@ export class KVCache {
   truncate(length: number): void {
     this.assertUsable();
     if (!Number.isSafeInteger(length) || length < 0) {
-      throw new OwletError(ErrorCode.INVALID_ARGUMENT, `KVCache.truncate: length must be a non-negative integer, got ${length}`);
+      throw new OwletError(
+        ErrorCode.INVALID_ARGUMENT,
+        `KVCache.truncate: length must be a non-negative integer, got ${length}`,
+      );
     }
     for (let l = 0; l < this.numLayers; l++) {
       if ((this.lengths[l] as number) <= length) continue;
@@ -192,7 +211,10 @@ export class KVCache {
   rollback(count: number): void {
     this.assertUsable();
     if (!Number.isSafeInteger(count) || count < 0 || count > this.length) {
-      throw new OwletError(ErrorCode.INVALID_ARGUMENT, `KVCache.rollback: count must be an integer in [0, ${this.length}], got ${count}`);
+      throw new OwletError(
+        ErrorCode.INVALID_ARGUMENT,
+        `KVCache.rollback: count must be an integer in [0, ${this.length}], got ${count}`,
+      );
     }
     this.truncate(this.length - count);
   }

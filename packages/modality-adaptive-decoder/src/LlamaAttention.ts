@@ -44,8 +44,14 @@ export class LlamaAttention extends Module {
     const kvOut = this.numKeyValueHeads * this.headDim;
     const proj = () => new Linear(d, kvOut, { bias: false });
     this.q_proj = this.registerModule('q_proj', new Linear(d, this.numHeads * this.headDim, { bias: false }));
-    this.k_proj = this.registerModule('k_proj', config.multiway ? new MultiwayNetwork(proj, config.num_multiway) : proj());
-    this.v_proj = this.registerModule('v_proj', config.multiway ? new MultiwayNetwork(proj, config.num_multiway) : proj());
+    this.k_proj = this.registerModule(
+      'k_proj',
+      config.multiway ? new MultiwayNetwork(proj, config.num_multiway) : proj(),
+    );
+    this.v_proj = this.registerModule(
+      'v_proj',
+      config.multiway ? new MultiwayNetwork(proj, config.num_multiway) : proj(),
+    );
     this.o_proj = this.registerModule('o_proj', new Linear(this.numHeads * this.headDim, d, { bias: false }));
   }
 
@@ -53,14 +59,18 @@ export class LlamaAttention extends Module {
   forward(hidden: tf.Tensor, ctx: LlamaLayerContext): tf.Tensor {
     return this.scope(() => {
       const [b, l] = hidden.shape as [number, number, number];
-      const run = (m: Linear | MultiwayNetwork<Linear>) => (m instanceof MultiwayNetwork ? m.forward(hidden, ctx.routing) : m.forward(hidden));
+      const run = (m: Linear | MultiwayNetwork<Linear>) =>
+        m instanceof MultiwayNetwork ? m.forward(hidden, ctx.routing) : m.forward(hidden);
       const heads = (x: tf.Tensor, n: number) => tf.transpose(tf.reshape(x, [b, l, n, this.headDim]), [0, 2, 1, 3]); // [B, L, n·Dh] -> [B, n, L, Dh]
       const q = applyRope(heads(this.q_proj.forward(hidden), this.numHeads), ctx.rope);
       const k = applyRope(heads(run(this.k_proj), this.numKeyValueHeads), ctx.rope);
       const v = heads(run(this.v_proj), this.numKeyValueHeads);
       // Without a cache (or MHA with a single segment) this is the core `attention` op.
       if (ctx.cache) ctx.cache.append(ctx.layerIdx, k, v);
-      const a = attentionOverSegments(q, ctx.cache ? ctx.cache.segments(ctx.layerIdx) : [{ k, v }], { causal: true, mask: ctx.mask });
+      const a = attentionOverSegments(q, ctx.cache ? ctx.cache.segments(ctx.layerIdx) : [{ k, v }], {
+        causal: true,
+        mask: ctx.mask,
+      });
       const merged = tf.reshape(tf.transpose(a, [0, 2, 1, 3]), [b, l, this.numHeads * this.headDim]); // [B, H, L, Dh] -> [B, L, H·Dh]
       return this.o_proj.forward(merged);
     });

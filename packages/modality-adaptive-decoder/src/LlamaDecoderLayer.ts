@@ -22,7 +22,10 @@ export class LlamaDecoderLayer extends Module {
     // Registration order follows the reference module (self_attn, mlp, then the norms).
     this.self_attn = this.registerModule('self_attn', new LlamaAttention(config));
     this.mlp = this.registerModule('mlp', new LlamaMLP(config));
-    this.input_layernorm = this.registerModule('input_layernorm', config.multiway ? new MultiwayNetwork(norm, config.num_multiway) : norm());
+    this.input_layernorm = this.registerModule(
+      'input_layernorm',
+      config.multiway ? new MultiwayNetwork(norm, config.num_multiway) : norm(),
+    );
     this.post_attention_layernorm = this.registerModule(
       'post_attention_layernorm',
       config.multiway ? new MultiwayNetwork(norm, config.num_multiway) : norm(),
@@ -32,7 +35,8 @@ export class LlamaDecoderLayer extends Module {
   /** x [B, L, D] → [B, L, D] */
   forward(x: tf.Tensor, ctx: LlamaLayerContext): tf.Tensor {
     return this.scope(() => {
-      const normed = (n: Norm, h: tf.Tensor) => (n instanceof MultiwayNetwork ? n.forward(h, ctx.routing) : n.forward(h));
+      const normed = (n: Norm, h: tf.Tensor) =>
+        n instanceof MultiwayNetwork ? n.forward(h, ctx.routing) : n.forward(h);
       const h = tf.add(x, this.self_attn.forward(normed(this.input_layernorm, x), ctx));
       return tf.add(h, this.mlp.forward(normed(this.post_attention_layernorm, h)));
     });

@@ -3,7 +3,17 @@ import { describeBackends, expectNoLeaks } from '@owlet/test-utils';
 import { afterAll, beforeAll, expect } from 'vitest';
 
 import { LlamaForCausalLM } from './LlamaForCausalLM.js';
-import { type LoadedLlm, intRows, loadCase, loadTinyLlm, logParity, maxDiff, parityLog, slow, take } from './test-helpers.js';
+import {
+  type LoadedLlm,
+  intRows,
+  loadCase,
+  loadTinyLlm,
+  logParity,
+  maxDiff,
+  parityLog,
+  slow,
+  take,
+} from './test-helpers.js';
 
 const TOL = 1e-4;
 
@@ -12,7 +22,13 @@ afterAll(() => {
 });
 
 /** Greedy generation from a case's prompt; checks ids, sequences and every step's logits. */
-async function checkGreedy(llm: LoadedLlm, which: 'owl2_tiny' | 'owl1_tiny', name: string, fromEmbeds: boolean, label: string) {
+async function checkGreedy(
+  llm: LoadedLlm,
+  which: 'owl2_tiny' | 'owl1_tiny',
+  name: string,
+  fromEmbeds: boolean,
+  label: string,
+) {
   const c = loadCase(which, name);
   const expectedIds = Array.from(c.archive.array('generated_ids'));
   const stepLogits = c.archive.array('generation_step_logits');
@@ -20,7 +36,11 @@ async function checkGreedy(llm: LoadedLlm, which: 'owl2_tiny' | 'owl1_tiny', nam
   const embeds = fromEmbeds ? c.archive.tensor('inputs_embeds') : null;
   const res = await llm.model.generate({
     ...(fromEmbeds
-      ? { inputs_embeds: embeds!, modality_indicators: c.archive.has('modality_indicators') ? intRows(c.archive, 'modality_indicators') : null } : { input_ids: intRows(c.archive, 'input_ids') }),
+      ? {
+          inputs_embeds: embeds!,
+          modality_indicators: c.archive.has('modality_indicators') ? intRows(c.archive, 'modality_indicators') : null,
+        }
+      : { input_ids: intRows(c.archive, 'input_ids') }),
     max_new_tokens: expectedIds.length,
     eos_token_id: null,
     output_logits: true,
@@ -82,7 +102,10 @@ describeBackends('LlamaForCausalLM parity (owl2_tiny, MAM)', ({ backend, it: mat
     try {
       await expectNoLeaks(async () => {
         const x = c.archive.tensor('inputs_embeds');
-        const o = llm.model.forward({ inputs_embeds: x, modality_indicators: intRows(c.archive, 'modality_indicators') });
+        const o = llm.model.forward({
+          inputs_embeds: x,
+          modality_indicators: intRows(c.archive, 'modality_indicators'),
+        });
         x.dispose();
         o.last_hidden_state.dispose();
         const d = maxDiff(await take(o.logits), c.archive.array('logits'));
@@ -118,7 +141,11 @@ describeBackends('LlamaForCausalLM parity (owl2_tiny, MAM)', ({ backend, it: mat
       const c = loadCase('owl2_tiny', name);
       await expectNoLeaks(async () => {
         const x = c.archive.tensor('inputs_embeds');
-        const out = llm.model.forward({ inputs_embeds: x, modality_indicators: intRows(c.archive, 'modality_indicators'), output_hidden_states: true });
+        const out = llm.model.forward({
+          inputs_embeds: x,
+          modality_indicators: intRows(c.archive, 'modality_indicators'),
+          output_hidden_states: true,
+        });
         x.dispose();
         const hs = tf.concat(out.hidden_states!, 0);
         tf.dispose(out.hidden_states!);
@@ -172,7 +199,10 @@ describeBackends('LlamaForCausalLM parity (owl2_tiny, MAM)', ({ backend, it: mat
     try {
       const c = loadCase('owl2_tiny', 'one_image');
       const x = c.archive.tensor('inputs_embeds');
-      const o = wrong.model.forward({ inputs_embeds: x, modality_indicators: intRows(c.archive, 'modality_indicators') });
+      const o = wrong.model.forward({
+        inputs_embeds: x,
+        modality_indicators: intRows(c.archive, 'modality_indicators'),
+      });
       x.dispose();
       o.last_hidden_state.dispose();
       const d = maxDiff(await take(o.logits), c.archive.array('logits'));
@@ -225,7 +255,9 @@ describeBackends('LlamaForCausalLM parity (owl1_tiny, plain LLaMA)', ({ backend,
   it('rejects image modality indicators (no modality-adaptive module)', () => {
     const x = tf.zeros([1, 2, llm.config.hidden_size]);
     try {
-      expect(() => llm.model.forward({ inputs_embeds: x, modality_indicators: [[0, 1]] })).toThrow(/value 1 at position 1.*no modality-adaptive module/);
+      expect(() => llm.model.forward({ inputs_embeds: x, modality_indicators: [[0, 1]] })).toThrow(
+        /value 1 at position 1.*no modality-adaptive module/,
+      );
     } finally {
       x.dispose();
     }

@@ -53,7 +53,9 @@ export class LlamaForCausalLM extends Module {
       }
       // Pass the Parameter: the ops seam may store Linear weights transposed on some backends.
       const logits = linear(h, this.lm_head ? this.lm_head.weight : this.model.embed_tokens.weight.value);
-      return out.hidden_states ? { logits, last_hidden_state: out.last_hidden_state, hidden_states: out.hidden_states } : { logits, last_hidden_state: out.last_hidden_state };
+      return out.hidden_states
+        ? { logits, last_hidden_state: out.last_hidden_state, hidden_states: out.hidden_states }
+        : { logits, last_hidden_state: out.last_hidden_state };
     });
   }
 

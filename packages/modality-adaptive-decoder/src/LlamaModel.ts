@@ -2,7 +2,17 @@
 // X-PLUG/mPLUG-Owl@0f3068f mPLUG-Owl2/mplug_owl2/model/modeling_llama2.py (`model_forward`:
 // per-token modality indicators routed to every layer)
 import * as tf from '@tensorflow/tfjs-core';
-import { Embedding, ErrorCode, MASK_VALUE, Module, ModuleList, OwletError, RMSNorm, formatShape, ropeTables } from '@owlet/core';
+import {
+  Embedding,
+  ErrorCode,
+  MASK_VALUE,
+  Module,
+  ModuleList,
+  OwletError,
+  RMSNorm,
+  formatShape,
+  ropeTables,
+} from '@owlet/core';
 
 import type { LlamaConfig } from './config.js';
 import { toIdRows, toPaddingMask, toPositionRows, type IdsInput } from './inputs.js';
@@ -92,13 +102,20 @@ export class LlamaModel extends Module {
     if (hasEmbeds) {
       embeds = inputs.inputs_embeds as tf.Tensor;
       if (embeds.rank !== 3 || embeds.shape[2] !== c.hidden_size) {
-        throw new OwletError(ErrorCode.SHAPE_MISMATCH, `inputs_embeds: expected [B, L, ${c.hidden_size}], got ${formatShape(embeds.shape)}`);
+        throw new OwletError(
+          ErrorCode.SHAPE_MISMATCH,
+          `inputs_embeds: expected [B, L, ${c.hidden_size}], got ${formatShape(embeds.shape)}`,
+        );
       }
       if (embeds.dtype !== 'float32') {
         throw new OwletError(ErrorCode.SHAPE_MISMATCH, `inputs_embeds: expected float32, got ${embeds.dtype}`);
       }
       [batch, length] = embeds.shape as [number, number];
-    } else if (inputs.input_ids instanceof tf.Tensor && inputs.input_ids.dtype === 'int32' && inputs.input_ids.rank === 2) {
+    } else if (
+      inputs.input_ids instanceof tf.Tensor &&
+      inputs.input_ids.dtype === 'int32' &&
+      inputs.input_ids.rank === 2
+    ) {
       // Device ids are range-checked by the embedding lookup only on the host path; read them once.
       idTensor = inputs.input_ids;
       idRows = toIdRows(idTensor, c.vocab_size);
@@ -116,15 +133,24 @@ export class LlamaModel extends Module {
     if (cache) {
       if (cache.isDisposed) throw new OwletError(ErrorCode.DISPOSED, 'past_key_values: the KVCache was disposed');
       if (cache.numLayers !== c.num_hidden_layers) {
-        throw new OwletError(ErrorCode.INVALID_ARGUMENT, `past_key_values: cache has ${cache.numLayers} layers, the model ${c.num_hidden_layers}`);
+        throw new OwletError(
+          ErrorCode.INVALID_ARGUMENT,
+          `past_key_values: cache has ${cache.numLayers} layers, the model ${c.num_hidden_layers}`,
+        );
       }
       if (!cache.isConsistent) {
-        throw new OwletError(ErrorCode.INVALID_ARGUMENT, 'past_key_values: layers hold different numbers of positions (an interrupted forward?)');
+        throw new OwletError(
+          ErrorCode.INVALID_ARGUMENT,
+          'past_key_values: layers hold different numbers of positions (an interrupted forward?)',
+        );
       }
       past = cache.length;
       const cb = cache.batchSize;
       if (cb !== null && cb !== batch) {
-        throw new OwletError(ErrorCode.SHAPE_MISMATCH, `past_key_values: cache holds batch ${cb}, input has batch ${batch}`);
+        throw new OwletError(
+          ErrorCode.SHAPE_MISMATCH,
+          `past_key_values: cache holds batch ${cb}, input has batch ${batch}`,
+        );
       }
     }
     const modality = ModalityRouting.toHost(inputs.modality_indicators, batch, length, c.multiway ? c.num_multiway : 1);
@@ -144,7 +170,13 @@ export class LlamaModel extends Module {
         const c = this.config;
         let h = p.embeds ?? this.embed_tokens.forward(p.idTensor ?? Int32Array.from(p.idRows!.flat()));
         if (h.rank === 2) h = tf.reshape(h, [p.batch, p.length, c.hidden_size]); // [B·L, D] -> [B, L, D]
-        const routing = ModalityRouting.create(p.modality, p.batch, p.length, c.multiway ? c.num_multiway : 1, this.multiwayStrategy);
+        const routing = ModalityRouting.create(
+          p.modality,
+          p.batch,
+          p.length,
+          c.multiway ? c.num_multiway : 1,
+          this.multiwayStrategy,
+        );
         const rope = ropeTables(p.positions, c.head_dim, c.rope_theta);
         const mask = p.mask ? tf.tensor4d(p.mask.data, p.mask.shape) : null;
         const hidden: tf.Tensor[] = [];

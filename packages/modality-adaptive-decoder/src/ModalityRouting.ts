@@ -37,7 +37,13 @@ export class ModalityRouting {
   /** 'mask': [B, L, 1] boolean per way (true where the token uses that copy). */
   private masks: tf.Tensor[] | null = null;
 
-  private constructor(indicators: Int32Array, batch: number, length: number, numWays: number, strategy: MultiwayStrategy) {
+  private constructor(
+    indicators: Int32Array,
+    batch: number,
+    length: number,
+    numWays: number,
+    strategy: MultiwayStrategy,
+  ) {
     this.indicators = indicators;
     this.batch = batch;
     this.length = length;
@@ -71,7 +77,12 @@ export class ModalityRouting {
   }
 
   /** Reads and validates indicators without creating tensors (all zeros when absent). */
-  static toHost(input: ModalityIndicatorsInput | null | undefined, batch: number, length: number, numWays: number): Int32Array {
+  static toHost(
+    input: ModalityIndicatorsInput | null | undefined,
+    batch: number,
+    length: number,
+    numWays: number,
+  ): Int32Array {
     const n = batch * length;
     if (input === null || input === undefined) return new Int32Array(n);
     let flat: ArrayLike<number>;
@@ -83,7 +94,10 @@ export class ModalityRouting {
       const rows = input as readonly (readonly number[])[];
       shape = `[${rows.length}, ${rows[0]?.length ?? 0}]`;
       if (rows.some((r) => r.length !== length) || rows.length !== batch) {
-        throw new OwletError(ErrorCode.SHAPE_MISMATCH, `modality_indicators: expected [${batch}, ${length}], got ${shape}`);
+        throw new OwletError(
+          ErrorCode.SHAPE_MISMATCH,
+          `modality_indicators: expected [${batch}, ${length}], got ${shape}`,
+        );
       }
       flat = rows.flat();
     } else {
@@ -91,9 +105,13 @@ export class ModalityRouting {
       shape = `[${flat.length}]`;
     }
     if (flat.length !== n) {
-      throw new OwletError(ErrorCode.SHAPE_MISMATCH, `modality_indicators: expected [${batch}, ${length}] (${n} values), got ${shape}`, {
-        details: { expected: [batch, length], actual: shape },
-      });
+      throw new OwletError(
+        ErrorCode.SHAPE_MISMATCH,
+        `modality_indicators: expected [${batch}, ${length}] (${n} values), got ${shape}`,
+        {
+          details: { expected: [batch, length], actual: shape },
+        },
+      );
     }
     const out = new Int32Array(n);
     for (let i = 0; i < n; i++) {
@@ -150,7 +168,10 @@ export class ModalityRouting {
       );
     }
     if (ways.length !== this.numWays) {
-      throw new OwletError(ErrorCode.INVALID_ARGUMENT, `multiway: ${ways.length} copies, routing built for ${this.numWays}`);
+      throw new OwletError(
+        ErrorCode.INVALID_ARGUMENT,
+        `multiway: ${ways.length} copies, routing built for ${this.numWays}`,
+      );
     }
     if (this.uniform !== null) return ways[this.uniform]!(x);
     return tf.tidy(() => {

@@ -52,7 +52,10 @@ function reference(x: Float64Array, ind: number[][], w: { w: Float64Array; b: Fl
 describeBackends('MultiwayNetwork', ({ it }) => {
   it('registers multiway.0 / multiway.1 with the inner keys', () => {
     const net = new MultiwayNetwork(() => new RMSNorm(4, 1e-6));
-    expect([...net.namedParameters('input_layernorm')].map(([k]) => k)).toEqual(['input_layernorm.multiway.0.weight', 'input_layernorm.multiway.1.weight']);
+    expect([...net.namedParameters('input_layernorm')].map(([k]) => k)).toEqual([
+      'input_layernorm.multiway.0.weight',
+      'input_layernorm.multiway.1.weight',
+    ]);
   });
 
   for (const strategy of ['gather', 'mask'] as MultiwayStrategy[]) {
@@ -100,9 +103,19 @@ describeBackends('MultiwayNetwork', ({ it }) => {
   it('rejects indicators outside 0…1 or of the wrong shape, naming both sides', () => {
     const { net } = makeNet(41);
     const x = tf.zeros([B, L, DIN]);
-    expect(() => net.forward(x, [[0, 1, 2, 0, 0], [0, 0, 0, 0, 0]])).toThrow(/value 2 at position 2.*0 … 1/);
+    expect(() =>
+      net.forward(x, [
+        [0, 1, 2, 0, 0],
+        [0, 0, 0, 0, 0],
+      ]),
+    ).toThrow(/value 2 at position 2.*0 … 1/);
     expect(() => net.forward(x, [[0, 1, 0]])).toThrow(/expected \[2, 5\]/);
-    expect(() => net.forward(x, [[0, 0.5, 0, 0, 0], [0, 0, 0, 0, 0]])).toThrow(OwletError);
+    expect(() =>
+      net.forward(x, [
+        [0, 0.5, 0, 0, 0],
+        [0, 0, 0, 0, 0],
+      ]),
+    ).toThrow(OwletError);
     x.dispose();
     net.dispose();
   });

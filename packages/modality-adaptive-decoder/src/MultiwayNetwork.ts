@@ -22,7 +22,10 @@ export class MultiwayNetwork<M extends MultiwayBranch = MultiwayBranch> extends 
   constructor(make: (m: number) => M, numMultiway = 2) {
     super();
     if (!Number.isInteger(numMultiway) || numMultiway < 1) {
-      throw new OwletError(ErrorCode.INVALID_ARGUMENT, `MultiwayNetwork: num_multiway must be a positive integer, got ${numMultiway}`);
+      throw new OwletError(
+        ErrorCode.INVALID_ARGUMENT,
+        `MultiwayNetwork: num_multiway must be a positive integer, got ${numMultiway}`,
+      );
     }
     this.multiway = this.registerModule('multiway', new ModuleList<M>());
     for (let m = 0; m < numMultiway; m++) this.multiway.push(make(m));

@@ -15,20 +15,48 @@ describe('resolveLlamaConfig', () => {
   it('reads the owl2_tiny config.json (modality-adaptive on)', () => {
     const c = resolveLlamaConfig(loadFixtureJson('owl2_tiny/config.json'));
     expect(c).toMatchObject({
-      vocab_size: 1024, hidden_size: 64, intermediate_size: 96, num_hidden_layers: 2, num_attention_heads: 4,
-      num_key_value_heads: 4, rms_norm_eps: 1e-6, rope_theta: 10000, max_position_embeddings: 256,
-      bos_token_id: 1, eos_token_id: 2, pad_token_id: null, tie_word_embeddings: false, multiway: true, num_multiway: 2, head_dim: 16,
+      vocab_size: 1024,
+      hidden_size: 64,
+      intermediate_size: 96,
+      num_hidden_layers: 2,
+      num_attention_heads: 4,
+      num_key_value_heads: 4,
+      rms_norm_eps: 1e-6,
+      rope_theta: 10000,
+      max_position_embeddings: 256,
+      bos_token_id: 1,
+      eos_token_id: 2,
+      pad_token_id: null,
+      tie_word_embeddings: false,
+      multiway: true,
+      num_multiway: 2,
+      head_dim: 16,
     });
     expect(Object.isFrozen(c)).toBe(true);
   });
 
   it('reads the owl1_tiny text_config (plain LLaMA, 4.28: no rope_theta, no num_key_value_heads)', () => {
     const c = resolveLlamaConfig(loadFixtureJson('owl1_tiny/config.json'));
-    expect(c).toMatchObject({ hidden_size: 64, num_key_value_heads: 4, rope_theta: 10000, pad_token_id: 0, multiway: false, num_multiway: 1 });
+    expect(c).toMatchObject({
+      hidden_size: 64,
+      num_key_value_heads: 4,
+      rope_theta: 10000,
+      pad_token_id: 0,
+      multiway: false,
+      num_multiway: 1,
+    });
   });
 
   it('released constants: v2 MAM LLaMA-2-7B with eps 1e-6; v1 LLaMA-7B', () => {
-    expect(MPLUG_OWL2_7B_LLAMA_CONFIG).toMatchObject({ hidden_size: 4096, intermediate_size: 11008, num_hidden_layers: 32, rms_norm_eps: 1e-6, multiway: true, vocab_size: 32000, max_position_embeddings: 2048 });
+    expect(MPLUG_OWL2_7B_LLAMA_CONFIG).toMatchObject({
+      hidden_size: 4096,
+      intermediate_size: 11008,
+      num_hidden_layers: 32,
+      rms_norm_eps: 1e-6,
+      multiway: true,
+      vocab_size: 32000,
+      max_position_embeddings: 2048,
+    });
     expect(MPLUG_OWL_7B_LLAMA_CONFIG).toMatchObject({ hidden_size: 4096, multiway: false, pad_token_id: 0 });
     expect(eosIds(MPLUG_OWL2_7B_LLAMA_CONFIG)).toEqual([2]);
     expect(eosIds(resolveLlamaConfig({ eos_token_id: [2, 7] }))).toEqual([2, 7]);
@@ -66,11 +94,20 @@ describe('released LLM shapes (shape-only build, no weights)', () => {
   it('mPLUG-Owl2 7B: keys and shapes equal the released LLM keys; 7,812,419,584 parameters', () => {
     const released = loadFixtureJson<ReleasedKeys>('released_keys_mplug_owl2_7b.json');
     const expected = released.keys
-      .filter(({ key }) => ((key.startsWith('model.') && !key.startsWith('model.vision_model.') && !key.startsWith('model.visual_abstractor.')) || key === 'lm_head.weight') && !key.endsWith('rotary_emb.inv_freq'))
+      .filter(
+        ({ key }) =>
+          ((key.startsWith('model.') &&
+            !key.startsWith('model.vision_model.') &&
+            !key.startsWith('model.visual_abstractor.')) ||
+            key === 'lm_head.weight') &&
+          !key.endsWith('rotary_emb.inv_freq'),
+      )
       .map(({ key, shape }) => [key, shape] as const)
       .sort(([a], [b]) => a.localeCompare(b));
     const model = new LlamaForCausalLM(MPLUG_OWL2_7B_LLAMA_CONFIG);
-    const got = [...model.namedParameters()].map(([k, p]) => [k, [...p.shape]] as const).sort(([a], [b]) => a.localeCompare(b));
+    const got = [...model.namedParameters()]
+      .map(([k, p]) => [k, [...p.shape]] as const)
+      .sort(([a], [b]) => a.localeCompare(b));
     expect(got).toEqual(expected);
     expect(model.numParameters()).toBe(7_812_419_584);
     expect(model.unmaterializedKeys()).toHaveLength(got.length);
@@ -83,7 +120,9 @@ describe('released LLM shapes (shape-only build, no weights)', () => {
       .map(({ key, shape }) => [key, shape] as const)
       .sort(([a], [b]) => a.localeCompare(b));
     const root = new LanguageModelRoot(MPLUG_OWL_7B_LLAMA_CONFIG);
-    const got = [...root.namedParameters()].map(([k, p]) => [k, [...p.shape]] as const).sort(([a], [b]) => a.localeCompare(b));
+    const got = [...root.namedParameters()]
+      .map(([k, p]) => [k, [...p.shape]] as const)
+      .sort(([a], [b]) => a.localeCompare(b));
     expect(got).toEqual(expected);
     expect(root.numParameters()).toBe(6_738_415_616);
   });

@@ -52,9 +52,6 @@ function fail(field: string, value: unknown, expected: string): never {
 
 const isObject = (v: unknown): v is Json => typeof v === 'object' && v !== null && !Array.isArray(v);
 
-
-
-
 function tokenId(src: Json, field: string, fallback: number | null): number | null {
   const v = src[field];
   if (v === undefined) return fallback;
@@ -62,7 +59,6 @@ function tokenId(src: Json, field: string, fallback: number | null): number | nu
   if (typeof v !== 'number' || !Number.isSafeInteger(v) || v < 0) fail(field, v, 'a non-negative integer or null');
   return v;
 }
-
 
 /**
  * Reads a LLaMA text config: a plain LLaMA / mPLUG-Owl2 `config.json`, or an mPLUG-Owl v1
@@ -108,7 +104,8 @@ export function resolveLlamaConfig(json: unknown, options: ResolveLlamaConfigOpt
   if (Array.isArray(rawEos)) {
     eos = Object.freeze(
       rawEos.map((v) => {
-        if (typeof v !== 'number' || !Number.isSafeInteger(v) || v < 0) fail('eos_token_id', rawEos, 'non-negative integers');
+        if (typeof v !== 'number' || !Number.isSafeInteger(v) || v < 0)
+          fail('eos_token_id', rawEos, 'non-negative integers');
         return v;
       }),
     );
@@ -116,7 +113,8 @@ export function resolveLlamaConfig(json: unknown, options: ResolveLlamaConfigOpt
     eos = tokenId(src, 'eos_token_id', 2);
   }
 
-  const multiway = options.multiway ?? (src.multiway === undefined ? defaultMultiway : bool(src, 'multiway', defaultMultiway));
+  const multiway =
+    options.multiway ?? (src.multiway === undefined ? defaultMultiway : bool(src, 'multiway', defaultMultiway));
   const num_multiway = multiway ? posInt(src, 'num_multiway', 2) : 1;
   if (multiway && num_multiway !== 2) fail('num_multiway', num_multiway, '2 (0 = text, 1 = image)');
 

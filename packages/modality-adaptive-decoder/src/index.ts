@@ -16,7 +16,13 @@ export { MultiwayNetwork, type MultiwayBranch } from './MultiwayNetwork.js';
 export { LlamaMLP } from './LlamaMLP.js';
 export { LlamaAttention, type LlamaLayerContext } from './LlamaAttention.js';
 export { LlamaDecoderLayer } from './LlamaDecoderLayer.js';
-export { LlamaModel, type LlamaModelInputs, type LlamaModelOutput, type LlamaModelOptions, type PreparedInputs } from './LlamaModel.js';
+export {
+  LlamaModel,
+  type LlamaModelInputs,
+  type LlamaModelOutput,
+  type LlamaModelOptions,
+  type PreparedInputs,
+} from './LlamaModel.js';
 export { LlamaForCausalLM, type LlamaForCausalLMInputs, type CausalLMOutput } from './LlamaForCausalLM.js';
 export { KVCache, type KVSegment, type KVCacheGrowth, type KVCacheOptions } from './KVCache.js';
 export type { IdsInput } from './inputs.js';

@@ -5,7 +5,7 @@ import { ErrorCode, OwletError } from '@owlet/core';
 /** [B][L] rows, one row (batch 1), or a [B, L] tensor. */
 export type IdsInput = readonly (readonly number[])[] | readonly number[] | Int32Array | tf.Tensor;
 
-const shapeOf = (rows: readonly (ArrayLike<number>)[]) => `[${rows.length}, ${rows[0]?.length ?? 0}]`;
+const shapeOf = (rows: readonly ArrayLike<number>[]) => `[${rows.length}, ${rows[0]?.length ?? 0}]`;
 
 /** Rows of a [B, L] integer input; `name` is used in errors. */
 export function toRows(input: IdsInput, name: string): number[][] {
@@ -23,7 +23,10 @@ export function toRows(input: IdsInput, name: string): number[][] {
   }
   const l = rows[0]?.length ?? 0;
   if (rows.some((r) => r.length !== l)) {
-    throw new OwletError(ErrorCode.SHAPE_MISMATCH, `${name}: rows differ in length (${rows.map((r) => r.length).join(', ')})`);
+    throw new OwletError(
+      ErrorCode.SHAPE_MISMATCH,
+      `${name}: rows differ in length (${rows.map((r) => r.length).join(', ')})`,
+    );
   }
   return rows;
 }
@@ -34,10 +37,15 @@ export function toIdRows(input: IdsInput, vocab: number): number[][] {
   rows.forEach((r, b) =>
     r.forEach((id, t) => {
       if (!Number.isInteger(id) || id < 0 || id >= vocab) {
-        const hint = id < 0 ? ' (image placeholders such as -200 must be replaced by image features: pass inputs_embeds)' : '';
-        throw new OwletError(ErrorCode.INVALID_ARGUMENT, `input_ids: id ${id} at [${b}, ${t}] is outside the vocabulary [0, ${vocab})${hint}`, {
-          details: { id, batch: b, position: t, vocab },
-        });
+        const hint =
+          id < 0 ? ' (image placeholders such as -200 must be replaced by image features: pass inputs_embeds)' : '';
+        throw new OwletError(
+          ErrorCode.INVALID_ARGUMENT,
+          `input_ids: id ${id} at [${b}, ${t}] is outside the vocabulary [0, ${vocab})${hint}`,
+          {
+            details: { id, batch: b, position: t, vocab },
+          },
+        );
       }
     }),
   );
@@ -45,7 +53,12 @@ export function toIdRows(input: IdsInput, vocab: number): number[][] {
 }
 
 /** Position ids [B][L]; defaults to past … past + L − 1 for every row. */
-export function toPositionRows(input: IdsInput | null | undefined, batch: number, length: number, past: number): number[][] {
+export function toPositionRows(
+  input: IdsInput | null | undefined,
+  batch: number,
+  length: number,
+  past: number,
+): number[][] {
   if (input === null || input === undefined) {
     const row = Array.from({ length }, (_, i) => past + i);
     return Array.from({ length: batch }, () => row);
@@ -53,7 +66,10 @@ export function toPositionRows(input: IdsInput | null | undefined, batch: number
   let rows = toRows(input, 'position_ids');
   if (rows.length === 1 && batch > 1) rows = Array.from({ length: batch }, () => rows[0]!);
   if (rows.length !== batch || (rows[0]?.length ?? 0) !== length) {
-    throw new OwletError(ErrorCode.SHAPE_MISMATCH, `position_ids: expected [${batch}, ${length}], got ${shapeOf(rows)}`);
+    throw new OwletError(
+      ErrorCode.SHAPE_MISMATCH,
+      `position_ids: expected [${batch}, ${length}], got ${shapeOf(rows)}`,
+    );
   }
   for (const r of rows) {
     for (const p of r) {
@@ -87,7 +103,8 @@ export function toPaddingMask(
   let any = false;
   rows.forEach((r, b) =>
     r.forEach((m, j) => {
-      if (m !== 0 && m !== 1) throw new OwletError(ErrorCode.INVALID_ARGUMENT, `attention_mask: value ${m} at [${b}, ${j}] is not 0 or 1`);
+      if (m !== 0 && m !== 1)
+        throw new OwletError(ErrorCode.INVALID_ARGUMENT, `attention_mask: value ${m} at [${b}, ${j}] is not 0 or 1`);
       if (m === 0) {
         data[b * keyLength + j] = maskValue;
         any = true;

@@ -17,7 +17,9 @@ export class LanguageModelRoot extends Module {
   }
 }
 
-const isLlmKey = (k: string) => (k.startsWith('model.') && !k.startsWith('model.vision_model.') && !k.startsWith('model.visual_abstractor.')) || k === 'lm_head.weight';
+const isLlmKey = (k: string) =>
+  (k.startsWith('model.') && !k.startsWith('model.vision_model.') && !k.startsWith('model.visual_abstractor.')) ||
+  k === 'lm_head.weight';
 
 export interface LoadedLlm {
   model: LlamaForCausalLM;
@@ -27,8 +29,14 @@ export interface LoadedLlm {
 }
 
 /** Loads `owl2_tiny` (keys `model.…`, `lm_head.weight`) or `owl1_tiny` (keys `language_model.…`). */
-export function loadTinyLlm(which: 'owl2_tiny' | 'owl1_tiny', options: LlamaModelOptions & { configOverride?: Partial<LlamaConfig> } = {}): LoadedLlm {
-  const config = { ...resolveLlamaConfig(loadFixtureJson(`${which}/config.json`)), ...(options.configOverride ?? {}) } as LlamaConfig;
+export function loadTinyLlm(
+  which: 'owl2_tiny' | 'owl1_tiny',
+  options: LlamaModelOptions & { configOverride?: Partial<LlamaConfig> } = {},
+): LoadedLlm {
+  const config = {
+    ...resolveLlamaConfig(loadFixtureJson(`${which}/config.json`)),
+    ...(options.configOverride ?? {}),
+  } as LlamaConfig;
   const archive = loadFixture(`${which}/model.safetensors`);
   const v1 = which === 'owl1_tiny';
   const root: Module = v1 ? new LanguageModelRoot(config, options) : new LlamaForCausalLM(config, options);
@@ -49,7 +57,10 @@ export interface Case {
 }
 
 export function loadCase(which: 'owl2_tiny' | 'owl1_tiny', name: string): Case {
-  return { archive: loadFixture(`${which}/case_${name}.safetensors`), json: loadFixtureJson(`${which}/case_${name}.json`) };
+  return {
+    archive: loadFixture(`${which}/case_${name}.safetensors`),
+    json: loadFixtureJson(`${which}/case_${name}.json`),
+  };
 }
 
 /** Reads a tensor's data and disposes it. */
@@ -79,19 +90,17 @@ export function logParity(label: string, value: number): void {
 
 /** A tiny random LLaMA config (GQA 4/2 heads) with or without the modality-adaptive module. */
 export function tinyConfig(overrides: Record<string, unknown> = {}, multiway = true): LlamaConfig {
-  return resolveLlamaConfig(
-    {
-      model_type: multiway ? 'mplug_owl2' : 'llama',
-      vocab_size: 50,
-      hidden_size: 16,
-      intermediate_size: 24,
-      num_hidden_layers: 2,
-      num_attention_heads: 4,
-      num_key_value_heads: 2,
-      max_position_embeddings: 64,
-      ...overrides,
-    },
-  );
+  return resolveLlamaConfig({
+    model_type: multiway ? 'mplug_owl2' : 'llama',
+    vocab_size: 50,
+    hidden_size: 16,
+    intermediate_size: 24,
+    num_hidden_layers: 2,
+    num_attention_heads: 4,
+    num_key_value_heads: 2,
+    max_position_embeddings: 64,
+    ...overrides,
+  });
 }
 
 /** Fills every parameter with seeded N(0, std) values (norm weights 1 + 0.2·N(0, 1)), so outputs are O(1). */

@@ -19,13 +19,19 @@ export class MPLUGOwl2LlamaForCausalLM extends MplugOwlPreTrainedModel {
 
   /** Builds the model shape-only (no memory) from a resolved config or a parsed config.json. */
   constructor(config: MplugOwlModelConfig | Record<string, unknown>, options: LlamaModelOptions = {}) {
-    const c = 'text_config' in config && 'image_tokens' in config ? (config as MplugOwlModelConfig) : resolveMplugOwlModelConfig(config);
+    const c =
+      'text_config' in config && 'image_tokens' in config
+        ? (config as MplugOwlModelConfig)
+        : resolveMplugOwlModelConfig(config);
     if (c.model_type !== 'mplug_owl2') {
       throw new TypeError(`MPLUGOwl2LlamaForCausalLM needs an mplug_owl2 config, got ${c.model_type}`);
     }
     super(c);
     this.model = this.registerModule('model', new MPLUGOwl2LlamaModel(c, options));
-    this.lm_head = this.registerModule('lm_head', new Linear(c.text_config.hidden_size, c.text_config.vocab_size, { bias: false }));
+    this.lm_head = this.registerModule(
+      'lm_head',
+      new Linear(c.text_config.hidden_size, c.text_config.vocab_size, { bias: false }),
+    );
   }
 
   get templateName(): 'mplug_owl2' {

@@ -16,7 +16,10 @@ export class MPLUGOwl2LlamaModel extends LlamaModel {
   constructor(config: MplugOwlModelConfig, options: LlamaModelOptions = {}) {
     super(config.text_config, options);
     this.vision_model = this.registerModule('vision_model', new MplugOwlVisionModel(config.vision_config));
-    this.visual_abstractor = this.registerModule('visual_abstractor', new MplugOwlVisualAbstractorModel(config.abstractor_config));
+    this.visual_abstractor = this.registerModule(
+      'visual_abstractor',
+      new MplugOwlVisualAbstractorModel(config.abstractor_config),
+    );
   }
 
   /** `encode_images`: pixel_values [N, 3, S, S] → visual tokens [N, Q + 1, D_llm]. Caller owns the result. */

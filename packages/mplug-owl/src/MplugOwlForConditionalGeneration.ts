@@ -22,14 +22,19 @@ export class MplugOwlForConditionalGeneration extends MplugOwlPreTrainedModel {
 
   /** Builds the model shape-only (no memory) from a resolved config or a parsed config.json. */
   constructor(config: MplugOwlModelConfig | Record<string, unknown>, options: LlamaModelOptions = {}) {
-    const c = 'text_config' in config && 'image_tokens' in config ? (config as MplugOwlModelConfig) : resolveMplugOwlModelConfig(config);
+    const c =
+      'text_config' in config && 'image_tokens' in config
+        ? (config as MplugOwlModelConfig)
+        : resolveMplugOwlModelConfig(config);
     if (c.model_type !== 'mplug-owl') {
       throw new TypeError(`MplugOwlForConditionalGeneration needs an mplug-owl config, got ${c.model_type}`);
     }
     super(c);
     const a = c.abstractor_config;
     this.vision_model = this.registerModule('vision_model', new MplugOwlVisionModel(c.vision_config));
-    this.query_tokens = this.registerParameter('query_tokens', [1, a.num_learnable_queries, a.hidden_size], { init: Init.normal(1) });
+    this.query_tokens = this.registerParameter('query_tokens', [1, a.num_learnable_queries, a.hidden_size], {
+      init: Init.normal(1),
+    });
     this.abstractor = this.registerModule('abstractor', new MplugOwlVisualAbstractorModel(a));
     this.language_model = this.registerModule('language_model', new LlamaForCausalLM(c.text_config, options));
   }

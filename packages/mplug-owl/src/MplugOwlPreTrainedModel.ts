@@ -38,7 +38,10 @@ export interface MplugOwlForwardOutput {
 }
 
 export interface MplugOwlGenerateOptions
-  extends Omit<GenerateOptions, 'input_ids' | 'inputs_embeds' | 'modality_indicators' | 'position_ids' | 'attention_mask' | 'streamer'> {
+  extends Omit<
+    GenerateOptions,
+    'input_ids' | 'inputs_embeds' | 'modality_indicators' | 'position_ids' | 'attention_mask' | 'streamer'
+  > {
   input_ids: readonly number[] | readonly (readonly number[])[];
   pixel_values?: tf.Tensor | null;
   attention_mask?: readonly number[] | readonly (readonly number[])[] | null;
@@ -117,7 +120,10 @@ function hashPixels(data: Float32Array | Int32Array | Uint8Array): string {
 function firstRow(ids: readonly number[] | readonly (readonly number[])[]): number[] {
   if (ids.length > 0 && Array.isArray(ids[0])) {
     if (ids.length !== 1) {
-      throw new OwletError(ErrorCode.INVALID_ARGUMENT, `batch size ${ids.length} is not supported; the official inference is batch 1 (left padding is wrong there)`);
+      throw new OwletError(
+        ErrorCode.INVALID_ARGUMENT,
+        `batch size ${ids.length} is not supported; the official inference is batch 1 (left padding is wrong there)`,
+      );
     }
     return [...(ids[0] as readonly number[])];
   }
@@ -133,7 +139,10 @@ export abstract class MplugOwlPreTrainedModel extends Module {
   private conversation: ConversationState | null = null;
 
   /** Checkpoint keys the model knows it does not need (`rotary_emb.inv_freq`, position tables). */
-  static readonly IGNORE_ON_LOAD: readonly RegExp[] = [/\.rotary_emb\.inv_freq$/, /(^|\.)crossattention\.attention\.[qk]_pos_embed$/];
+  static readonly IGNORE_ON_LOAD: readonly RegExp[] = [
+    /\.rotary_emb\.inv_freq$/,
+    /(^|\.)crossattention\.attention\.[qk]_pos_embed$/,
+  ];
 
   protected constructor(config: MplugOwlModelConfig) {
     super();
@@ -179,9 +188,16 @@ export abstract class MplugOwlPreTrainedModel extends Module {
         const out = this.llm.forward(inputs);
         return tf.tidy(() => {
           const len = out.last_hidden_state.shape[1] as number;
-          const h = keep !== undefined && keep < len ? tf.slice(out.last_hidden_state, [0, len - keep, 0], [-1, keep, -1]) : out.last_hidden_state;
+          const h =
+            keep !== undefined && keep < len
+              ? tf.slice(out.last_hidden_state, [0, len - keep, 0], [-1, keep, -1])
+              : out.last_hidden_state;
           const logits = linear(h, this.lmHeadWeight); // [1, L, vocab]
-          return { logits, last_hidden_state: tf.keep(out.last_hidden_state), ...(out.hidden_states ? { hidden_states: out.hidden_states.map((t) => tf.keep(t)) } : {}) };
+          return {
+            logits,
+            last_hidden_state: tf.keep(out.last_hidden_state),
+            ...(out.hidden_states ? { hidden_states: out.hidden_states.map((t) => tf.keep(t)) } : {}),
+          };
         });
       },
     };
@@ -242,7 +258,9 @@ export abstract class MplugOwlPreTrainedModel extends Module {
         ...this.generationOptions(rest),
         ...rest,
         ...(stop ? { stop_strings: stop } : {}),
-        ...(this.tokenizer && (stop || rest.stop_strings) ? { decode: (x: number[]) => this.tokenizer!.decode(x) } : {}),
+        ...(this.tokenizer && (stop || rest.stop_strings)
+          ? { decode: (x: number[]) => this.tokenizer!.decode(x) }
+          : {}),
         inputs_embeds: s.inputs_embeds,
         modality_indicators: this.usesModality ? [Array.from(s.modality_indicators)] : null,
       });
@@ -323,7 +341,11 @@ export abstract class MplugOwlPreTrainedModel extends Module {
     this.assertNotDisposed();
     const tok = this.tokenizer;
     const proc = this.imageProcessor;
-    if (!tok) throw new OwletError('NOT_READY', 'chat needs a tokenizer: load the model with fromPretrained or set model.tokenizer');
+    if (!tok)
+      throw new OwletError(
+        'NOT_READY',
+        'chat needs a tokenizer: load the model with fromPretrained or set model.tokenizer',
+      );
     const t0 = performance.now();
     const ids = apply_chat_template(tok, o.messages, {
       template: this.templateName,
@@ -331,7 +353,8 @@ export abstract class MplugOwlPreTrainedModel extends Module {
       ...(this.templateName === 'mplug_owl' ? { media_tokens_per_image: this.config.image_tokens } : {}),
     });
     const images = o.images ?? [];
-    if (images.length > 0 && !proc) throw new OwletError('NOT_READY', 'chat with images needs an image processor (model.imageProcessor)');
+    if (images.length > 0 && !proc)
+      throw new OwletError('NOT_READY', 'chat with images needs an image processor (model.imageProcessor)');
 
     // Preprocess every image (host side) and identify it by its pixels.
     const pixels: { key: string; data: Float32Array; shape: [number, number, number, number] }[] = [];
@@ -405,7 +428,9 @@ export abstract class MplugOwlPreTrainedModel extends Module {
       out = await generate(this.causalLM, {
         ...this.generationOptions(o),
         ...(o.seed !== undefined ? { seed: o.seed } : {}),
-        ...(o.stop ? { stop_strings: o.stop, decode: (x: number[]) => tok.decode(x, { skip_special_tokens: true }) } : {}),
+        ...(o.stop
+          ? { stop_strings: o.stop, decode: (x: number[]) => tok.decode(x, { skip_special_tokens: true }) }
+          : {}),
         ...(o.signal ? { signal: o.signal } : {}),
         inputs_embeds: suffix,
         modality_indicators: this.usesModality ? [modality] : null,

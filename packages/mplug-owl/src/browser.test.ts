@@ -17,7 +17,13 @@ describe.runIf(selectedBackends().includes('webgpu'))('mPLUG-Owl2 in the browser
       cpSync(join(REPO_ROOT, 'apps/cli/models/owlet-tiny-random'), join(dir, 'model'), { recursive: true });
       cpSync(join(REPO_ROOT, 'apps/cli/assets/owl.png'), join(dir, 'owl.png'));
       const entry = fileURLToPath(new URL('../test/browser/chat-entry.ts', import.meta.url));
-      const { result } = await runInBrowser<{ backend: string; text: string; answer: string; tokens: number; events: string[] }>(entry, {
+      const { result } = await runInBrowser<{
+        backend: string;
+        text: string;
+        answer: string;
+        tokens: number;
+        events: string[];
+      }>(entry, {
         staticDir: dir,
         timeoutMs: 180_000,
       });

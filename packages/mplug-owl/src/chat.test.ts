@@ -25,7 +25,9 @@ async function collect(stream: AsyncIterable<string>): Promise<string[]> {
 }
 
 describe('chat', () => {
-  const turn1: ChatMessage[] = [{ role: 'user', content: [{ type: 'image' }, { type: 'text', text: 'What is in the picture?' }] }];
+  const turn1: ChatMessage[] = [
+    { role: 'user', content: [{ type: 'image' }, { type: 'text', text: 'What is in the picture?' }] },
+  ];
 
   it('streams complete-character deltas that join to the answer, with usage figures', async () => {
     model.resetChat();
@@ -45,7 +47,11 @@ describe('chat', () => {
     const first = model.chat({ messages: turn1, images: [IMAGE], max_new_tokens: 5 });
     await collect(first);
     const a1 = (await first.result).text;
-    const turn2: ChatMessage[] = [...turn1, { role: 'assistant', content: a1 }, { role: 'user', content: 'Where is it sitting?' }];
+    const turn2: ChatMessage[] = [
+      ...turn1,
+      { role: 'assistant', content: a1 },
+      { role: 'user', content: 'Where is it sitting?' },
+    ];
     const cached = model.chat({ messages: turn2, images: [IMAGE], max_new_tokens: 5 });
     await collect(cached);
     const rc = await cached.result;
@@ -59,7 +65,15 @@ describe('chat', () => {
   });
 
   it('sampling with a seed is reproducible; stop strings and abort end the answer', async () => {
-    const opts = { messages: turn1, images: [IMAGE], max_new_tokens: 6, do_sample: true, temperature: 1.2, top_k: 40, seed: 7 };
+    const opts = {
+      messages: turn1,
+      images: [IMAGE],
+      max_new_tokens: 6,
+      do_sample: true,
+      temperature: 1.2,
+      top_k: 40,
+      seed: 7,
+    };
     model.resetChat();
     const a = model.chat(opts);
     await collect(a);

@@ -19,4 +19,10 @@ export {
 export { MPLUGOwl2LlamaModel } from './MPLUGOwl2LlamaModel.js';
 export { MPLUGOwl2LlamaForCausalLM } from './MPLUGOwl2LlamaForCausalLM.js';
 export { MplugOwlForConditionalGeneration } from './MplugOwlForConditionalGeneration.js';
-export { fromPretrained, applyGenerationConfig, type FromPretrainedOptions, type MplugOwlModel, type LoadProgress } from './pretrained.js';
+export {
+  fromPretrained,
+  applyGenerationConfig,
+  type FromPretrainedOptions,
+  type MplugOwlModel,
+  type LoadProgress,
+} from './pretrained.js';

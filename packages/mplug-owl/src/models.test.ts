@@ -1,6 +1,14 @@
 import * as tf from '@tensorflow/tfjs-core';
 import { loadCheckpointInto } from '@owlet/core';
-import { describeBackends, fixturePath, expectAllClose, expectNoLeaks, loadFixture, loadFixtureJson, maxAbsDiff } from '@owlet/test-utils';
+import {
+  describeBackends,
+  fixturePath,
+  expectAllClose,
+  expectNoLeaks,
+  loadFixture,
+  loadFixtureJson,
+  maxAbsDiff,
+} from '@owlet/test-utils';
 import { describe, expect, it } from 'vitest';
 
 import { MPLUGOwl2LlamaForCausalLM } from './MPLUGOwl2LlamaForCausalLM.js';
@@ -12,7 +20,8 @@ type Dir = 'owl2_tiny' | 'owl1_tiny';
 
 function build(dir: Dir): MplugOwlModel {
   const config = loadFixtureJson<Record<string, unknown>>(`${dir}/config.json`);
-  const model = dir === 'owl2_tiny' ? new MPLUGOwl2LlamaForCausalLM(config) : new MplugOwlForConditionalGeneration(config);
+  const model =
+    dir === 'owl2_tiny' ? new MPLUGOwl2LlamaForCausalLM(config) : new MplugOwlForConditionalGeneration(config);
   const weights = loadFixture(`${dir}/model.safetensors`);
   const sd = new Map(weights.keys().map((k) => [k, weights.tensor(k)] as const));
   model.loadStateDict(sd, { ignore: MplugOwlPreTrainedModel.IGNORE_ON_LOAD });
@@ -23,8 +32,11 @@ function build(dir: Dir): MplugOwlModel {
 /** The same weights from the official PyTorch .bin fixture shards (f32), through checkpoint I/O. */
 async function buildFromBin(dir: Dir): Promise<MplugOwlModel> {
   const config = loadFixtureJson<Record<string, unknown>>(`${dir}/config.json`);
-  const model = dir === 'owl2_tiny' ? new MPLUGOwl2LlamaForCausalLM(config) : new MplugOwlForConditionalGeneration(config);
-  await loadCheckpointInto(model, fixturePath('torch_bin', `${dir}_f32`), { ignore: MplugOwlPreTrainedModel.IGNORE_ON_LOAD });
+  const model =
+    dir === 'owl2_tiny' ? new MPLUGOwl2LlamaForCausalLM(config) : new MplugOwlForConditionalGeneration(config);
+  await loadCheckpointInto(model, fixturePath('torch_bin', `${dir}_f32`), {
+    ignore: MplugOwlPreTrainedModel.IGNORE_ON_LOAD,
+  });
   return model;
 }
 
@@ -102,7 +114,12 @@ describeBackends('assembled models from the .bin fixture shards', ({ it: mit }) 
       const out = model.forward({ input_ids: ids, pixel_values: pixels });
       expect(maxAbsDiff(await out.logits.data(), fx.array('logits')).maxAbs).toBeLessThanOrEqual(1e-4);
       tf.dispose([out.logits, out.last_hidden_state]);
-      const gen = await model.generate({ input_ids: ids, pixel_values: pixels, max_new_tokens: meta.max_new_tokens, eos_token_id: null });
+      const gen = await model.generate({
+        input_ids: ids,
+        pixel_values: pixels,
+        max_new_tokens: meta.max_new_tokens,
+        eos_token_id: null,
+      });
       expect(gen.generated_ids).toEqual(meta.generated_ids);
       pixels?.dispose();
       model.dispose();
@@ -155,7 +172,11 @@ describeBackends('lifecycle', ({ it: mit }) => {
 
 describe('released configurations, shape-only', () => {
   const cases = [
-    { file: 'released_keys_mplug_owl2_7b.json', make: (cfg: Record<string, unknown>) => new MPLUGOwl2LlamaForCausalLM(cfg), cfg: { model_type: 'mplug_owl2' } },
+    {
+      file: 'released_keys_mplug_owl2_7b.json',
+      make: (cfg: Record<string, unknown>) => new MPLUGOwl2LlamaForCausalLM(cfg),
+      cfg: { model_type: 'mplug_owl2' },
+    },
     {
       file: 'released_keys_mplug_owl_7b.json',
       make: (cfg: Record<string, unknown>) => new MplugOwlForConditionalGeneration(cfg),
@@ -164,7 +185,10 @@ describe('released configurations, shape-only', () => {
   ];
   for (const c of cases) {
     it(`${c.file}: every key and shape, no memory allocated`, () => {
-      const released = loadFixtureJson<{ keys: { key: string; shape: number[] }[]; parameter_count_excluding_inv_freq: number }>(c.file);
+      const released = loadFixtureJson<{
+        keys: { key: string; shape: number[] }[];
+        parameter_count_excluding_inv_freq: number;
+      }>(c.file);
       const before = tf.memory().numTensors;
       const model = c.make(c.cfg);
       const ours = [...model.namedParameters()].map(([k, p]) => ({ key: k, shape: [...p.shape] }));

@@ -29,7 +29,8 @@ describe('fromPretrained', () => {
     expect(model.tokenizer).not.toBeNull();
     expect(model.imageProcessor?.entryPoint).toBe('pad');
     const files = new Set(events.filter((e) => e.status === 'done').map((e) => (e as { file: string }).file));
-    for (const f of ['config.json', 'tokenizer.model', 'pytorch_model-1-of-3.bin', 'pytorch_model-3-of-3.bin']) expect(files).toContain(f);
+    for (const f of ['config.json', 'tokenizer.model', 'pytorch_model-1-of-3.bin', 'pytorch_model-3-of-3.bin'])
+      expect(files).toContain(f);
     expect(events.at(-1)?.status).toBe('ready');
     const fx = loadFixture('owl2_tiny/case_one_image.safetensors');
     const warmPixels = fx.tensor('pixel_values');
@@ -48,7 +49,9 @@ describe('fromPretrained', () => {
     for (const name of readdirSync(dir)) files.set(name, new Blob([readFileSync(join(dir, name))]));
     const model = await fromPretrained(files, { backend: 'cpu' });
     const w = model.getParameter('model.norm.weight')!.canonical();
-    expect(Array.from(await w.data())).toEqual(Array.from(loadFixture('owl2_tiny/model.safetensors').array('model.norm.weight')));
+    expect(Array.from(await w.data())).toEqual(
+      Array.from(loadFixture('owl2_tiny/model.safetensors').array('model.norm.weight')),
+    );
     w.dispose();
     model.dispose();
   });

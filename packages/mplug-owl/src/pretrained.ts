@@ -68,7 +68,14 @@ async function readSideFile(
       throw new OwletError('CHECKPOINT_INVALID', `${name} is ${src.size} bytes; expected at most ${MAX_SIDE_FILE}`);
     }
     const bytes = await src.read(0, src.size, signal);
-    emit({ status: 'progress', name: folder.description, file: name, loaded: src.size, total: src.size, progress: 100 });
+    emit({
+      status: 'progress',
+      name: folder.description,
+      file: name,
+      loaded: src.size,
+      total: src.size,
+      progress: 100,
+    });
     emit({ status: 'done', name: folder.description, file: name });
     return bytes.slice();
   } finally {
@@ -88,7 +95,10 @@ function parseJson(bytes: Uint8Array, file: string): unknown {
  * Loads mPLUG-Owl2 or mPLUG-Owl from a checkpoint folder; the class is chosen by `config.json`.
  * The caller owns the model (`dispose()` / `using`).
  */
-export async function fromPretrained(source: CheckpointSource, options: FromPretrainedOptions = {}): Promise<MplugOwlModel> {
+export async function fromPretrained(
+  source: CheckpointSource,
+  options: FromPretrainedOptions = {},
+): Promise<MplugOwlModel> {
   const emit = options.onProgress ?? options.progress_callback ?? (() => {});
   const { signal } = options;
   const wanted = options.backend ?? options.device;
@@ -98,7 +108,10 @@ export async function fromPretrained(source: CheckpointSource, options: FromPret
   const folder = await openCheckpointFolder(source, { ...(options.fetch ? { fetch: options.fetch } : {}) });
   const configBytes = await readSideFile(folder, 'config.json', emit, signal);
   if (!configBytes) {
-    throw new OwletError('CHECKPOINT_NOT_FOUND', `no config.json in ${folder.description}: is this an mPLUG-Owl checkpoint folder?`);
+    throw new OwletError(
+      'CHECKPOINT_NOT_FOUND',
+      `no config.json in ${folder.description}: is this an mPLUG-Owl checkpoint folder?`,
+    );
   }
   const json = parseJson(configBytes, 'config.json');
   const type = detectModelType(json);
@@ -111,7 +124,8 @@ export async function fromPretrained(source: CheckpointSource, options: FromPret
     tokenizer = LlamaTokenizer.fromModelProto(spBytes);
   } else {
     const tj = await readSideFile(folder, 'tokenizer.json', emit, signal);
-    if (!tj) throw new OwletError('CHECKPOINT_NOT_FOUND', `no tokenizer.model or tokenizer.json in ${folder.description}`);
+    if (!tj)
+      throw new OwletError('CHECKPOINT_NOT_FOUND', `no tokenizer.model or tokenizer.json in ${folder.description}`);
     tokenizer = LlamaTokenizer.fromTokenizerJson(new TextDecoder().decode(tj));
   }
   const ppBytes = await readSideFile(folder, 'preprocessor_config.json', emit, signal);
@@ -130,7 +144,8 @@ export async function fromPretrained(source: CheckpointSource, options: FromPret
   }
   const genBytes = await readSideFile(folder, 'generation_config.json', emit, signal);
 
-  const model: MplugOwlModel = type === 'mplug_owl2' ? new MPLUGOwl2LlamaForCausalLM(config) : new MplugOwlForConditionalGeneration(config);
+  const model: MplugOwlModel =
+    type === 'mplug_owl2' ? new MPLUGOwl2LlamaForCausalLM(config) : new MplugOwlForConditionalGeneration(config);
   try {
     await loadCheckpointInto(model, folder, {
       onProgress: emit,
@@ -159,7 +174,11 @@ export function applyGenerationConfig(model: MplugOwlPreTrainedModel, json: unkn
   const num = (k: string, ok: (n: number) => boolean): number | undefined => {
     const v = g[k];
     if (v === undefined || v === null) return undefined;
-    if (typeof v !== 'number' || !ok(v)) throw new OwletError('INVALID_CONFIG', `generation_config.json ${k} must be a valid number, got ${JSON.stringify(v)}`);
+    if (typeof v !== 'number' || !ok(v))
+      throw new OwletError(
+        'INVALID_CONFIG',
+        `generation_config.json ${k} must be a valid number, got ${JSON.stringify(v)}`,
+      );
     return v;
   };
   const maxLen = num('max_new_tokens', (n) => Number.isSafeInteger(n) && n > 0);
@@ -170,5 +189,6 @@ export function applyGenerationConfig(model: MplugOwlPreTrainedModel, json: unkn
   d.top_p = num('top_p', (n) => n > 0 && n <= 1) ?? d.top_p;
   d.repetition_penalty = num('repetition_penalty', (n) => n > 0 && Number.isFinite(n)) ?? d.repetition_penalty;
   const eos = g.eos_token_id;
-  if (typeof eos === 'number' || (Array.isArray(eos) && eos.every((x) => typeof x === 'number'))) d.eos_token_id = eos as number | number[];
+  if (typeof eos === 'number' || (Array.isArray(eos) && eos.every((x) => typeof x === 'number')))
+    d.eos_token_id = eos as number | number[];
 }

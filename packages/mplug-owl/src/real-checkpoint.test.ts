@@ -26,7 +26,12 @@ describe.runIf(Boolean(dir))('the released checkpoint (OWLET_CHECKPOINT_DIR)', (
     try {
       expect(model.numParameters()).toBeGreaterThan(7e9);
       const stream = model.chat({
-        messages: [{ role: 'user', content: [{ type: 'image' }, { type: 'text', text: 'What animal is in the picture? Answer in one word.' }] }],
+        messages: [
+          {
+            role: 'user',
+            content: [{ type: 'image' }, { type: 'text', text: 'What animal is in the picture? Answer in one word.' }],
+          },
+        ],
         images: [readFileSync(join(REPO_ROOT, 'apps/cli/assets/owl.png'))],
         max_new_tokens: 8,
       });

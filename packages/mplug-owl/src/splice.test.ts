@@ -50,9 +50,24 @@ describeBackends('splice', ({ it }) => {
       const e1 = err(() => spliceOwl2([1, -200, 2, -200], feats, embed));
       expect(isOwletError(e1, 'IMAGE_COUNT_MISMATCH')).toBe(true);
       expect((e1 as Error).message).toMatch(/2 image slot\(s\).*1 image\(s\)/);
-      expect(isOwletError(err(() => spliceOwl2([1, 2], feats, embed)), 'IMAGE_COUNT_MISMATCH')).toBe(true);
-      expect(isOwletError(err(() => spliceOwl1([1, -1, -1, 2], feats, embed)), 'IMAGE_COUNT_MISMATCH')).toBe(true);
-      expect(isOwletError(err(() => spliceOwl2([1, -5], null, embed)), 'INVALID_ARGUMENT')).toBe(true);
+      expect(
+        isOwletError(
+          err(() => spliceOwl2([1, 2], feats, embed)),
+          'IMAGE_COUNT_MISMATCH',
+        ),
+      ).toBe(true);
+      expect(
+        isOwletError(
+          err(() => spliceOwl1([1, -1, -1, 2], feats, embed)),
+          'IMAGE_COUNT_MISMATCH',
+        ),
+      ).toBe(true);
+      expect(
+        isOwletError(
+          err(() => spliceOwl2([1, -5], null, embed)),
+          'INVALID_ARGUMENT',
+        ),
+      ).toBe(true);
       tf.dispose([w, feats]);
     });
   });

@@ -13,7 +13,6 @@ import * as tf from '@tensorflow/tfjs-core';
 import { OwletError, formatShape } from '@owlet/core';
 import { IMAGE_TOKEN_INDEX } from '@owlet/tokenizer';
 
-
 export interface SplicedSequence {
   /** [1, L', D] */
   inputs_embeds: tf.Tensor3D;
@@ -41,13 +40,20 @@ function checkFeatures(features: tf.Tensor | null | undefined, expectedImages: n
 }
 
 /** mPLUG-Owl2: expand each −200 into the rows of the next image. */
-export function spliceOwl2(inputIds: ArrayLike<number>, features: tf.Tensor3D | null | undefined, embed: EmbedFn): SplicedSequence {
+export function spliceOwl2(
+  inputIds: ArrayLike<number>,
+  features: tf.Tensor3D | null | undefined,
+  embed: EmbedFn,
+): SplicedSequence {
   const ids = Array.from(inputIds);
   const slots = ids.filter((id) => id === IMAGE_TOKEN_INDEX).length;
   checkFeatures(features, slots, `${IMAGE_TOKEN_INDEX} ids`);
   for (const id of ids) {
     if (id < 0 && id !== IMAGE_TOKEN_INDEX) {
-      throw new OwletError('INVALID_ARGUMENT', `input id ${id} is negative and not the image token ${IMAGE_TOKEN_INDEX}`);
+      throw new OwletError(
+        'INVALID_ARGUMENT',
+        `input id ${id} is negative and not the image token ${IMAGE_TOKEN_INDEX}`,
+      );
     }
   }
   const t = features ? (features.shape[1] as number) : 0;
@@ -85,7 +91,11 @@ export function spliceOwl2(inputIds: ArrayLike<number>, features: tf.Tensor3D | 
 }
 
 /** mPLUG-Owl v1: overwrite each run of negative placeholder ids with the next image's rows. */
-export function spliceOwl1(inputIds: ArrayLike<number>, features: tf.Tensor3D | null | undefined, embed: EmbedFn): SplicedSequence {
+export function spliceOwl1(
+  inputIds: ArrayLike<number>,
+  features: tf.Tensor3D | null | undefined,
+  embed: EmbedFn,
+): SplicedSequence {
   const ids = Array.from(inputIds);
   const runs: { start: number; length: number }[] = [];
   for (let i = 0; i < ids.length; i++) {

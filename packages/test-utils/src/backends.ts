@@ -22,7 +22,10 @@ export const BACKEND_EXCLUSIONS: readonly BackendExclusion[] = [];
 export function selectedBackends(): MatrixBackend[] {
   const env = process.env.OWLET_TEST_BACKENDS;
   if (!env) return [...MATRIX_BACKENDS];
-  const names = env.split(',').map((s) => s.trim()).filter(Boolean);
+  const names = env
+    .split(',')
+    .map((s) => s.trim())
+    .filter(Boolean);
   for (const n of names) {
     if (!(MATRIX_BACKENDS as readonly string[]).includes(n)) {
       throw new Error(`OWLET_TEST_BACKENDS: unknown backend ${n}; expected ${MATRIX_BACKENDS.join(', ')}`);

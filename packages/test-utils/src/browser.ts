@@ -28,11 +28,19 @@ export interface RunInBrowserOptions {
   staticDir?: string;
 }
 
-const CONTENT_TYPES: Record<string, string> = { '.json': 'application/json', '.png': 'image/png', '.jpg': 'image/jpeg' };
+const CONTENT_TYPES: Record<string, string> = {
+  '.json': 'application/json',
+  '.png': 'image/png',
+  '.jpg': 'image/jpeg',
+};
 
-export async function runInBrowser<T = unknown>(entry: string, options: RunInBrowserOptions = {}): Promise<BrowserRunResult<T>> {
+export async function runInBrowser<T = unknown>(
+  entry: string,
+  options: RunInBrowserOptions = {},
+): Promise<BrowserRunResult<T>> {
   const executablePath = findChromium();
-  if (!executablePath) throw new Error("Debian's chromium is not installed (apt-get install -y chromium); see scripts/setup.sh");
+  if (!executablePath)
+    throw new Error("Debian's chromium is not installed (apt-get install -y chromium); see scripts/setup.sh");
   const bundle = await build({
     entryPoints: [entry],
     bundle: true,
@@ -109,11 +117,10 @@ export async function runInBrowser<T = unknown>(entry: string, options: RunInBro
     page.on('pageerror', (e) => logs.push(`pageerror: ${e.message}`));
     await page.goto(`http://127.0.0.1:${port}/`);
     try {
-      await page.waitForFunction(
-        () => '__owletResult' in globalThis || '__owletError' in globalThis,
-        null,
-        { timeout: options.timeoutMs ?? 60_000, polling: 250 },
-      );
+      await page.waitForFunction(() => '__owletResult' in globalThis || '__owletError' in globalThis, null, {
+        timeout: options.timeoutMs ?? 60_000,
+        polling: 250,
+      });
     } catch (e) {
       throw new Error(`${(e as Error).message}\nbrowser console:\n${logs.join('\n')}`);
     }

@@ -19,7 +19,8 @@ export function maxAbsDiff(actual: ArrayLike<number>, expected: ArrayLike<number
   for (let i = 0; i < actual.length; i++) {
     const a = Number(actual[i]);
     const e = Number(expected[i]);
-    const d = Number.isNaN(a) || Number.isNaN(e) ? (Number.isNaN(a) && Number.isNaN(e) ? 0 : Infinity) : Math.abs(a - e);
+    const d =
+      Number.isNaN(a) || Number.isNaN(e) ? (Number.isNaN(a) && Number.isNaN(e) ? 0 : Infinity) : Math.abs(a - e);
     if (d > maxAbs) {
       maxAbs = d;
       index = i;
@@ -29,11 +30,17 @@ export function maxAbsDiff(actual: ArrayLike<number>, expected: ArrayLike<number
 }
 
 /** Throws with the worst element when any |a − e| > atol + rtol·|e|. */
-export function expectAllClose(actual: ArrayLike<number>, expected: ArrayLike<number>, options: CloseOptions = {}): DiffReport {
+export function expectAllClose(
+  actual: ArrayLike<number>,
+  expected: ArrayLike<number>,
+  options: CloseOptions = {},
+): DiffReport {
   const atol = options.atol ?? 1e-5;
   const rtol = options.rtol ?? 0;
   if (actual.length !== expected.length) {
-    throw new Error(`${options.label ?? 'values'}: length mismatch: actual ${actual.length}, expected ${expected.length}`);
+    throw new Error(
+      `${options.label ?? 'values'}: length mismatch: actual ${actual.length}, expected ${expected.length}`,
+    );
   }
   for (let i = 0; i < actual.length; i++) {
     const a = Number(actual[i]);

@@ -15,4 +15,10 @@ export { expectAllClose, maxAbsDiff, type CloseOptions, type DiffReport } from '
 export { mulberry32, randn, randUniform, toF32 } from './random.js';
 export { fixturesDir, fixturePath, REPO_ROOT, loadFixture, loadFixtureJson } from './fixtures.js';
 export { findSwiftShaderICD, SWIFTSHADER_ICD_CANDIDATES } from './webgpu-env.js';
-export { runInBrowser, findChromium, CHROMIUM_CANDIDATES, type BrowserRunResult, type RunInBrowserOptions } from './browser.js';
+export {
+  runInBrowser,
+  findChromium,
+  CHROMIUM_CANDIDATES,
+  type BrowserRunResult,
+  type RunInBrowserOptions,
+} from './browser.js';

@@ -30,7 +30,9 @@ const prose =
 const corpora: Record<string, string[]> = {
   'generated (12k strings)': generateCorpus(12_000).map(toWellFormed),
   'English prose (1 doc)': [Array.from({ length: 400 }, (_, i) => prose.replace('llama', `llama${i % 37}`)).join('\n')],
-  'CJK (1 doc)': [Array.from({ length: 60_000 }, (_, i) => String.fromCodePoint(0x4e00 + ((i * 7919) % 20_000))).join('')],
+  'CJK (1 doc)': [
+    Array.from({ length: 60_000 }, (_, i) => String.fromCodePoint(0x4e00 + ((i * 7919) % 20_000))).join(''),
+  ],
 };
 
 const enc = new TextEncoder();
@@ -46,7 +48,9 @@ function bench(fn: () => void, before?: () => void): number {
 }
 
 console.log(`load: owlet ${loadMs.toFixed(0)} ms, WASM SentencePiece ${wasmLoadMs.toFixed(0)} ms`);
-console.log('corpus                     |   MB   | owlet cold MB/s | owlet warm MB/s | WASM SentencePiece MB/s | ids equal');
+console.log(
+  'corpus                     |   MB   | owlet cold MB/s | owlet warm MB/s | WASM SentencePiece MB/s | ids equal',
+);
 for (const [name, texts] of Object.entries(corpora)) {
   const mb = texts.reduce((s, t) => s + enc.encode(t).length, 0) / 1e6;
   let equal = true;

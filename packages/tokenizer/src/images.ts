@@ -57,7 +57,10 @@ const chunkText = (c: readonly PromptPart[]): string => c.map((p) => p.text).joi
 function checkCount(found: number, given: number | undefined, marker: string): void {
   if (given === undefined) return;
   if (!Number.isInteger(given) || given < 0) {
-    throw new TokenizerError(TokenizerErrorCode.INVALID_ARGUMENT, `n_images must be a non-negative integer, got ${String(given)}`);
+    throw new TokenizerError(
+      TokenizerErrorCode.INVALID_ARGUMENT,
+      `n_images must be a non-negative integer, got ${String(given)}`,
+    );
   }
   if (found !== given) {
     throw new TokenizerError(
@@ -78,9 +81,16 @@ export interface TokenizeWithImagesOptions {
 }
 
 /** mPLUG-Owl2 `tokenizer_image_token(prompt, tokenizer)`. */
-export function tokenizeWithImages(tokenizer: LlamaTokenizer, prompt: Prompt, options: TokenizeWithImagesOptions): number[] {
+export function tokenizeWithImages(
+  tokenizer: LlamaTokenizer,
+  prompt: Prompt,
+  options: TokenizeWithImagesOptions,
+): number[] {
   if (options === undefined || options.n_images === undefined) {
-    throw new TokenizerError(TokenizerErrorCode.INVALID_ARGUMENT, 'tokenizeWithImages needs { n_images } (the number of attached images)');
+    throw new TokenizerError(
+      TokenizerErrorCode.INVALID_ARGUMENT,
+      'tokenizeWithImages needs { n_images } (the number of attached images)',
+    );
   }
   const marker = options.image_token ?? DEFAULT_IMAGE_TOKEN;
   const imageIndex = options.image_token_index ?? IMAGE_TOKEN_INDEX;
@@ -117,14 +127,24 @@ export interface TokenizePromptV1Options {
 }
 
 /** mPLUG-Owl v1 `_tokenize_prompt(prompt, tokenizer, add_BOS=True)`. */
-export function tokenizePromptV1(tokenizer: LlamaTokenizer, prompt: Prompt, options: TokenizePromptV1Options): number[] {
+export function tokenizePromptV1(
+  tokenizer: LlamaTokenizer,
+  prompt: Prompt,
+  options: TokenizePromptV1Options,
+): number[] {
   if (options === undefined || options.n_images === undefined) {
-    throw new TokenizerError(TokenizerErrorCode.INVALID_ARGUMENT, 'tokenizePromptV1 needs { n_images } (the number of attached images)');
+    throw new TokenizerError(
+      TokenizerErrorCode.INVALID_ARGUMENT,
+      'tokenizePromptV1 needs { n_images } (the number of attached images)',
+    );
   }
   const marker = options.media_token ?? V1_MEDIA_TOKEN;
   const perImage = options.media_tokens_per_image ?? V1_MEDIA_TOKENS_PER_IMAGE;
   if (!Number.isInteger(perImage) || perImage < 1) {
-    throw new TokenizerError(TokenizerErrorCode.INVALID_ARGUMENT, `media_tokens_per_image must be a positive integer, got ${String(perImage)}`);
+    throw new TokenizerError(
+      TokenizerErrorCode.INVALID_ARGUMENT,
+      `media_tokens_per_image must be a positive integer, got ${String(perImage)}`,
+    );
   }
   const chunks = splitPartsOnMarker(asParts(prompt), marker);
   checkCount(chunks.length - 1, options.n_images, marker);
@@ -152,7 +172,11 @@ export interface BatchEncoding {
 }
 
 /** mPLUG-Owl v1 `tokenize_prompts` as called by `MplugOwlProcessor`: right-padded with EOS. */
-export function tokenizePromptsV1(tokenizer: LlamaTokenizer, prompts: readonly Prompt[], options: TokenizePromptsV1Options): BatchEncoding {
+export function tokenizePromptsV1(
+  tokenizer: LlamaTokenizer,
+  prompts: readonly Prompt[],
+  options: TokenizePromptsV1Options,
+): BatchEncoding {
   if (!Array.isArray(options.n_images) || options.n_images.length !== prompts.length) {
     throw new TokenizerError(
       TokenizerErrorCode.IMAGE_COUNT_MISMATCH,
@@ -165,7 +189,10 @@ export function tokenizePromptsV1(tokenizer: LlamaTokenizer, prompts: readonly P
   const pad = tokenizer.eos_token_id ?? 0;
   return {
     input_ids: rows.map((r) => [...r, ...new Array<number>(width - r.length).fill(pad)]),
-    attention_mask: rows.map((r) => [...new Array<number>(r.length).fill(1), ...new Array<number>(width - r.length).fill(0)]),
+    attention_mask: rows.map((r) => [
+      ...new Array<number>(r.length).fill(1),
+      ...new Array<number>(width - r.length).fill(0),
+    ]),
     lengths,
   };
 }

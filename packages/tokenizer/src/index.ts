@@ -23,7 +23,13 @@ export {
   tokenizePromptsV1,
   tokenizeWithImages,
 } from './images.js';
-export type { BatchEncoding, Prompt, TokenizePromptV1Options, TokenizePromptsV1Options, TokenizeWithImagesOptions } from './images.js';
+export type {
+  BatchEncoding,
+  Prompt,
+  TokenizePromptV1Options,
+  TokenizePromptsV1Options,
+  TokenizeWithImagesOptions,
+} from './images.js';
 export {
   CONVERSATION_TEMPLATES,
   apply_chat_template,

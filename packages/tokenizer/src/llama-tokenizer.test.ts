@@ -44,7 +44,9 @@ describe('LlamaTokenizer (HF-slow legacy semantics)', () => {
 
   it('fixtures: decode(hf_ids_with_bos, skip_special_tokens) exact', () => {
     for (const c of fx.cases) {
-      expect(tok.decode(c.hf_ids_with_bos, { skip_special_tokens: true }), JSON.stringify(c.text)).toBe(c.hf_decoded_skip_special);
+      expect(tok.decode(c.hf_ids_with_bos, { skip_special_tokens: true }), JSON.stringify(c.text)).toBe(
+        c.hf_decoded_skip_special,
+      );
     }
   });
 
@@ -98,7 +100,9 @@ describe('LlamaTokenizer (HF-slow legacy semantics)', () => {
       { text: 'What is 2+2?', trusted: false },
       { text: ' ASSISTANT:', trusted: true },
     ];
-    expect(tok.encodeParts(parts)).toEqual(tok.encode('USER: What is 2+2? ASSISTANT:', { split_special_tokens: false }));
+    expect(tok.encodeParts(parts)).toEqual(
+      tok.encode('USER: What is 2+2? ASSISTANT:', { split_special_tokens: false }),
+    );
   });
 
   it('B18: "you…\\u00A0\\u00A0" encodes to [1,366,30098,8655] within 100 ms', () => {
@@ -113,8 +117,16 @@ describe('LlamaTokenizer (HF-slow legacy semantics)', () => {
   const B20_CASES: Array<[string, (n: number) => string, number]> = [
     ['"a"×n', (n) => 'a'.repeat(n), 100_000],
     ['"_"×n', (n) => '_'.repeat(n), 50_000],
-    ['JSON without spaces', (n) => JSON.stringify(Array.from({ length: n }, (_, i) => ({ k: i, v: `x${i * 7}` }))).slice(0, n), 11_035],
-    ['CJK', (n) => Array.from({ length: n }, (_, i) => String.fromCodePoint(0x4e00 + ((i * 7919) % 20_000))).join(''), 1 << 16],
+    [
+      'JSON without spaces',
+      (n) => JSON.stringify(Array.from({ length: n }, (_, i) => ({ k: i, v: `x${i * 7}` }))).slice(0, n),
+      11_035,
+    ],
+    [
+      'CJK',
+      (n) => Array.from({ length: n }, (_, i) => String.fromCodePoint(0x4e00 + ((i * 7919) % 20_000))).join(''),
+      1 << 16,
+    ],
   ];
 
   it('B20: merge work is near-linear: doubling n costs ≤ 2.5× BPE work units (deterministic count)', () => {
@@ -164,7 +176,15 @@ describe('LlamaTokenizer (HF-slow legacy semantics)', () => {
 
 describe('streaming decode (B23)', () => {
   it('emits nothing until a multi-byte character is complete; joined output equals decode()', () => {
-    const texts = ['Count the apples 🍎 in the basket.', '这张图片里有什么？', '👩‍👩‍👧‍👦 family 🏳️‍🌈', 'a\u0000b', '镇 🦙Ꙋ end', ' leading space', '\n\nnew lines\n'];
+    const texts = [
+      'Count the apples 🍎 in the basket.',
+      '这张图片里有什么？',
+      '👩‍👩‍👧‍👦 family 🏳️‍🌈',
+      'a\u0000b',
+      '镇 🦙Ꙋ end',
+      ' leading space',
+      '\n\nnew lines\n',
+    ];
     for (const t of texts) {
       const ids = tok.encode(t);
       const dec = new StreamingDecoder(tok, { skip_special_tokens: true });
@@ -195,7 +215,12 @@ describe('streaming decode (B23)', () => {
   it('an incomplete character is flushed as U+FFFD per byte at the end', () => {
     const ids = tok.encode('🦉', { add_special_tokens: false });
     const dec = new StreamingDecoder(tok);
-    expect(ids.slice(0, -1).map((id) => dec.push(id)).join('')).toBe('');
+    expect(
+      ids
+        .slice(0, -1)
+        .map((id) => dec.push(id))
+        .join(''),
+    ).toBe('');
     expect(dec.flush()).toBe(tok.decode(ids.slice(0, -1)));
   });
 
@@ -204,7 +229,12 @@ describe('streaming decode (B23)', () => {
     const answer = tok.encode('Un hibou 🦉 à Zürich.', { add_special_tokens: false });
     const got: string[] = [];
     const seen: number[][] = [];
-    const s = new TextStreamer(tok, { skip_prompt: true, skip_special_tokens: true, callback_function: (t) => got.push(t), token_callback_function: (ids) => seen.push(ids) });
+    const s = new TextStreamer(tok, {
+      skip_prompt: true,
+      skip_special_tokens: true,
+      callback_function: (t) => got.push(t),
+      token_callback_function: (ids) => seen.push(ids),
+    });
     s.put([prompt.map(BigInt)]);
     for (const id of [...answer, 2]) s.put([[BigInt(id)]]);
     s.end();

@@ -109,7 +109,11 @@ export class LlamaTokenizer {
     let pad = backend.padId;
     if (options.pad_token !== undefined && options.pad_token !== null) {
       const id = backend.lookup(options.pad_token);
-      if (id === undefined) throw new TokenizerError(TokenizerErrorCode.INVALID_ARGUMENT, `pad_token "${options.pad_token}" is not in the vocabulary`);
+      if (id === undefined)
+        throw new TokenizerError(
+          TokenizerErrorCode.INVALID_ARGUMENT,
+          `pad_token "${options.pad_token}" is not in the vocabulary`,
+        );
       pad = id;
     } else if (options.pad_token === null) {
       pad = -1;
@@ -126,7 +130,15 @@ export class LlamaTokenizer {
       if (id < 0) continue;
       const content = backend.idToPiece(id);
       if (!specials.has(content)) {
-        specials.set(content, { id, content, special: true, lstrip: false, rstrip: false, single_word: false, normalized: false });
+        specials.set(content, {
+          id,
+          content,
+          special: true,
+          lstrip: false,
+          rstrip: false,
+          single_word: false,
+          normalized: false,
+        });
       }
     }
     this.specials = [...specials.values()].sort((a, b) => b.content.length - a.content.length);
@@ -188,7 +200,10 @@ export class LlamaTokenizer {
   }
 
   /** Splits text into plain-text segments and ids of matched added/special tokens. */
-  private splitOnAddedTokens(text: string, parts: readonly PromptPart[]): Array<number | { text: string; start: number }> {
+  private splitOnAddedTokens(
+    text: string,
+    parts: readonly PromptPart[],
+  ): Array<number | { text: string; start: number }> {
     // Trusted ranges [start, end) in `text`.
     const trusted: Array<[number, number]> = [];
     let off = 0;
@@ -197,7 +212,10 @@ export class LlamaTokenizer {
       off += p.text.length;
     }
     const isTrusted = (a: number, b: number): boolean => trusted.some(([s, e]) => s <= a && b <= e);
-    const candidates = trusted.length > 0 ? [...this.specials, ...this.plainAdded].sort((a, b) => b.content.length - a.content.length) : this.plainAdded;
+    const candidates =
+      trusted.length > 0
+        ? [...this.specials, ...this.plainAdded].sort((a, b) => b.content.length - a.content.length)
+        : this.plainAdded;
     const out: Array<number | { text: string; start: number }> = [];
     if (candidates.length === 0) {
       out.push({ text, start: 0 });
@@ -280,7 +298,11 @@ export class LlamaTokenizer {
   convert_tokens_to_ids(tokens: readonly string[]): number[] {
     return tokens.map((t) => {
       const id = this.backend.lookup(t) ?? this.unk_token_id;
-      if (id === null) throw new TokenizerError(TokenizerErrorCode.INVALID_ARGUMENT, `token "${t}" is not in the vocabulary and there is no unk token`);
+      if (id === null)
+        throw new TokenizerError(
+          TokenizerErrorCode.INVALID_ARGUMENT,
+          `token "${t}" is not in the vocabulary and there is no unk token`,
+        );
       return id;
     });
   }

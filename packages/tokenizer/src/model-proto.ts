@@ -121,8 +121,10 @@ function decodePiece(r: ProtoReader, index: number): SentencePiece {
       r.skip(w);
     }
   }
-  if (piece === null || piece.length === 0) bad(`pieces[${index}] has an empty piece string (SentencePiece requires a non-empty piece)`, { index });
-  if (!(type >= 1 && type <= 6)) bad(`pieces[${index}] ("${piece}") has type ${type}, expected 1..6 (NORMAL…BYTE)`, { index, type });
+  if (piece === null || piece.length === 0)
+    bad(`pieces[${index}] has an empty piece string (SentencePiece requires a non-empty piece)`, { index });
+  if (!(type >= 1 && type <= 6))
+    bad(`pieces[${index}] ("${piece}") has type ${type}, expected 1..6 (NORMAL…BYTE)`, { index, type });
   if (Number.isNaN(score)) bad(`pieces[${index}] ("${piece}") has a NaN score`, { index });
   return { piece, score, type: type as PieceType };
 }
@@ -151,23 +153,56 @@ function decodeTrainerSpec(r: ProtoReader): TrainerSpec {
         t.model_type = m;
         break;
       }
-      case 4: t.vocab_size = int('vocab_size'); break;
-      case 35: t.byte_fallback = bool('byte_fallback'); break;
-      case 24: t.treat_whitespace_as_suffix = bool('treat_whitespace_as_suffix'); break;
-      case 25: t.split_digits = bool('split_digits'); break;
-      case 20: t.max_sentencepiece_length = int('max_sentencepiece_length'); break;
-      case 40: t.unk_id = int('unk_id'); break;
-      case 41: t.bos_id = int('bos_id'); break;
-      case 42: t.eos_id = int('eos_id'); break;
-      case 43: t.pad_id = int('pad_id'); break;
-      case 45: t.unk_piece = str('unk_piece'); break;
-      case 46: t.bos_piece = str('bos_piece'); break;
-      case 47: t.eos_piece = str('eos_piece'); break;
-      case 48: t.pad_piece = str('pad_piece'); break;
-      case 44: t.unk_surface = str('unk_surface'); break;
-      case 30: t.control_symbols.push(str('control_symbols')); break;
-      case 31: t.user_defined_symbols.push(str('user_defined_symbols')); break;
-      default: r.skip(w);
+      case 4:
+        t.vocab_size = int('vocab_size');
+        break;
+      case 35:
+        t.byte_fallback = bool('byte_fallback');
+        break;
+      case 24:
+        t.treat_whitespace_as_suffix = bool('treat_whitespace_as_suffix');
+        break;
+      case 25:
+        t.split_digits = bool('split_digits');
+        break;
+      case 20:
+        t.max_sentencepiece_length = int('max_sentencepiece_length');
+        break;
+      case 40:
+        t.unk_id = int('unk_id');
+        break;
+      case 41:
+        t.bos_id = int('bos_id');
+        break;
+      case 42:
+        t.eos_id = int('eos_id');
+        break;
+      case 43:
+        t.pad_id = int('pad_id');
+        break;
+      case 45:
+        t.unk_piece = str('unk_piece');
+        break;
+      case 46:
+        t.bos_piece = str('bos_piece');
+        break;
+      case 47:
+        t.eos_piece = str('eos_piece');
+        break;
+      case 48:
+        t.pad_piece = str('pad_piece');
+        break;
+      case 44:
+        t.unk_surface = str('unk_surface');
+        break;
+      case 30:
+        t.control_symbols.push(str('control_symbols'));
+        break;
+      case 31:
+        t.user_defined_symbols.push(str('user_defined_symbols'));
+        break;
+      default:
+        r.skip(w);
     }
   }
   return t;
@@ -178,13 +213,32 @@ function decodeNormalizerSpec(r: ProtoReader, what: string): NormalizerSpec {
   while (!r.done()) {
     const [f, w] = r.key();
     switch (f) {
-      case 1: r.expect(f, w, WireType.LEN, `${what}.name`); n.name = r.string(); break;
-      case 2: r.expect(f, w, WireType.LEN, `${what}.precompiled_charsmap`); n.precompiled_charsmap = r.bytes().slice(); break;
-      case 3: r.expect(f, w, WireType.VARINT, `${what}.add_dummy_prefix`); n.add_dummy_prefix = r.bool(); break;
-      case 4: r.expect(f, w, WireType.VARINT, `${what}.remove_extra_whitespaces`); n.remove_extra_whitespaces = r.bool(); break;
-      case 5: r.expect(f, w, WireType.VARINT, `${what}.escape_whitespaces`); n.escape_whitespaces = r.bool(); break;
-      case 6: r.expect(f, w, WireType.LEN, `${what}.normalization_rule_tsv`); n.normalization_rule_tsv = r.string(); break;
-      default: r.skip(w);
+      case 1:
+        r.expect(f, w, WireType.LEN, `${what}.name`);
+        n.name = r.string();
+        break;
+      case 2:
+        r.expect(f, w, WireType.LEN, `${what}.precompiled_charsmap`);
+        n.precompiled_charsmap = r.bytes().slice();
+        break;
+      case 3:
+        r.expect(f, w, WireType.VARINT, `${what}.add_dummy_prefix`);
+        n.add_dummy_prefix = r.bool();
+        break;
+      case 4:
+        r.expect(f, w, WireType.VARINT, `${what}.remove_extra_whitespaces`);
+        n.remove_extra_whitespaces = r.bool();
+        break;
+      case 5:
+        r.expect(f, w, WireType.VARINT, `${what}.escape_whitespaces`);
+        n.escape_whitespaces = r.bool();
+        break;
+      case 6:
+        r.expect(f, w, WireType.LEN, `${what}.normalization_rule_tsv`);
+        n.normalization_rule_tsv = r.string();
+        break;
+      default:
+        r.skip(w);
     }
   }
   return n;
@@ -234,14 +288,16 @@ export function decodeModelProto(bytes: Uint8Array | ArrayBuffer): ModelProto {
   for (let i = 0; i < pieces.length; i++) {
     const p = pieces[i]!;
     const prev = seen.get(p.piece);
-    if (prev !== undefined) bad(`piece "${p.piece}" is defined twice (ids ${prev} and ${i})`, { piece: p.piece, ids: [prev, i] });
+    if (prev !== undefined)
+      bad(`piece "${p.piece}" is defined twice (ids ${prev} and ${i})`, { piece: p.piece, ids: [prev, i] });
     seen.set(p.piece, i);
     if (p.type === PieceType.UNKNOWN) {
       if (unk >= 0) bad(`two UNKNOWN pieces (ids ${unk} and ${i}); expected exactly one`);
       unk = i;
     }
     if (p.type === PieceType.BYTE) {
-      if (!trainer.byte_fallback) bad(`piece ${i} ("${p.piece}") has type BYTE but trainer_spec.byte_fallback is false`, { index: i });
+      if (!trainer.byte_fallback)
+        bad(`piece ${i} ("${p.piece}") has type BYTE but trainer_spec.byte_fallback is false`, { index: i });
       if (!BYTE_PIECE.test(p.piece)) bad(`BYTE piece ${i} is "${p.piece}", expected the form <0xNN>`, { index: i });
     }
   }

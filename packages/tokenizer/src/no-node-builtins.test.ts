@@ -10,7 +10,9 @@ const here = dirname(fileURLToPath(import.meta.url));
 describe('browser safety', () => {
   it('library sources (everything but tests and test helpers) import no Node built-ins and no packages', () => {
     const builtins = new Set(builtinModules);
-    const files = readdirSync(here).filter((f) => f.endsWith('.ts') && !f.endsWith('.test.ts') && !f.endsWith('.test-helpers.ts'));
+    const files = readdirSync(here).filter(
+      (f) => f.endsWith('.ts') && !f.endsWith('.test.ts') && !f.endsWith('.test-helpers.ts'),
+    );
     expect(files).toContain('index.ts');
     for (const f of files) {
       const src = readFileSync(join(here, f), 'utf8');

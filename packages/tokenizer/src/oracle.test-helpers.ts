@@ -81,10 +81,7 @@ export interface ProtoOverrides {
 }
 
 /** Re-serializes a decoded ModelProto (the fields owlet reads) with some flags changed. */
-export function encodeModelProto(
-  proto: import('./model-proto.js').ModelProto,
-  o: ProtoOverrides = {},
-): Uint8Array {
+export function encodeModelProto(proto: import('./model-proto.js').ModelProto, o: ProtoOverrides = {}): Uint8Array {
   const out: number[] = [];
   let pieces = proto.pieces;
   if (o.dropBytePieces) pieces = pieces.filter((p) => p.type !== 6);
@@ -107,7 +104,12 @@ export function encodeModelProto(
   varint(pieces.length, ts);
   key(35, 0, ts);
   varint((o.byte_fallback ?? t.byte_fallback) ? 1 : 0, ts);
-  for (const [f, v] of [[40, t.unk_id], [41, t.bos_id], [42, t.eos_id], [43, t.pad_id]] as const) {
+  for (const [f, v] of [
+    [40, t.unk_id],
+    [41, t.bos_id],
+    [42, t.eos_id],
+    [43, t.pad_id],
+  ] as const) {
     key(f, 0, ts);
     varint(v, ts);
   }

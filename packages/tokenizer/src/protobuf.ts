@@ -73,7 +73,8 @@ export class ProtoReader {
   lengthDelimited(): [number, number] {
     const at = this.pos;
     const len = this.varint();
-    if (len > this.end - this.pos) fail(`length-delimited field of ${len} bytes overruns the buffer (${this.end - this.pos} left)`, at);
+    if (len > this.end - this.pos)
+      fail(`length-delimited field of ${len} bytes overruns the buffer (${this.end - this.pos} left)`, at);
     const start = this.pos;
     this.pos += len;
     return [start, this.pos];

@@ -3,7 +3,14 @@ import { beforeAll, describe, expect, it } from 'vitest';
 import { generateCorpus } from './corpus.test-helpers.js';
 import { isTokenizerError } from './errors.js';
 import { decodeModelProto, PieceType } from './model-proto.js';
-import { encodeModelProto, llamaModelBytes, loadFixtureJson, loadOracle, rng, type Oracle } from './oracle.test-helpers.js';
+import {
+  encodeModelProto,
+  llamaModelBytes,
+  loadFixtureJson,
+  loadOracle,
+  rng,
+  type Oracle,
+} from './oracle.test-helpers.js';
 import { SentencePieceModel } from './sentencepiece.js';
 
 interface PlainCase {
@@ -27,7 +34,8 @@ let sp: SentencePieceModel;
 let oracle: Oracle;
 
 /** The WASM oracle's string conversion (TextDecoder) drops a leading U+FEFF; Python's does not. */
-const sameDecode = (ours: string, wasm: string): boolean => ours === wasm || (ours.startsWith('\ufeff') && ours.slice(1) === wasm);
+const sameDecode = (ours: string, wasm: string): boolean =>
+  ours === wasm || (ours.startsWith('\ufeff') && ours.slice(1) === wasm);
 
 beforeAll(async () => {
   sp = SentencePieceModel.fromModelProto(llamaModelBytes());
@@ -42,7 +50,11 @@ describe('ModelProto decoder', () => {
     expect(m.trainer_spec.byte_fallback).toBe(true);
     expect(m.normalizer_spec.add_dummy_prefix).toBe(true);
     expect(m.normalizer_spec.remove_extra_whitespaces).toBe(false);
-    expect([m.trainer_spec.unk_id, m.trainer_spec.bos_id, m.trainer_spec.eos_id]).toEqual([fx.unk_id, fx.bos_id, fx.eos_id]);
+    expect([m.trainer_spec.unk_id, m.trainer_spec.bos_id, m.trainer_spec.eos_id]).toEqual([
+      fx.unk_id,
+      fx.bos_id,
+      fx.eos_id,
+    ]);
     expect(m.pieces[fx.unk_id]!.type).toBe(PieceType.UNKNOWN);
     expect(m.pieces[fx.bos_id]!.type).toBe(PieceType.CONTROL);
     expect(m.pieces.filter((p) => p.type === PieceType.BYTE).length).toBe(256);
@@ -105,7 +117,9 @@ describe('ModelProto decoder', () => {
   it('rejects models it cannot run exactly (unigram) with UNSUPPORTED_MODEL', () => {
     const m = decodeModelProto(llamaModelBytes());
     const uni = encodeModelProto({ ...m, trainer_spec: { ...m.trainer_spec, model_type: 'UNIGRAM' } });
-    expect(() => SentencePieceModel.fromModelProto(uni)).toThrow(expect.objectContaining({ code: 'UNSUPPORTED_MODEL' }));
+    expect(() => SentencePieceModel.fromModelProto(uni)).toThrow(
+      expect.objectContaining({ code: 'UNSUPPORTED_MODEL' }),
+    );
   });
 });
 
@@ -139,13 +153,57 @@ describe('SentencePiece vs the WASM SentencePiece oracle', () => {
 
   it('B17: LLaMA golden strings (transformers.js / llama-tokenizer-js test texts) encode and decode like SentencePiece', () => {
     const golden = [
-      'grabbed', ' grabbed', '           grabbed', '\n', ' \n', '\ttabs\t\t\t\tout here', 'ax\n####\nboo', '镇', '🦙', '🦙Ꙋ', 'Ꙋ🦙',
+      'grabbed',
+      ' grabbed',
+      '           grabbed',
+      '\n',
+      ' \n',
+      '\ttabs\t\t\t\tout here',
+      'ax\n####\nboo',
+      '镇',
+      '🦙',
+      '🦙Ꙋ',
+      'Ꙋ🦙',
       'The llama (/ˈlɑːmə/; 🦙Spanish pronunciation: [ˈʎama]) (Lama glama) is a domesticated South American camelid, widely used as a meat and pack animal by Andean cultures since the Pre-Columbian era. Llamas are social animals and live with others as a herd. Their wool is soft and contains only a small amount of lanolin.[2] Llamas can learn simple tasks after a few repetitions. When using a pack, they can carry about 25 to 30% of their body weight for 8 to 13 km (5–8 miles).[3] The name llama (in the past also spelled "lama" or "glama") was adopted by European settlers from native Peruvians.[4] The ancestors of llamas are thought to have originated from the Great Plains of North America about 40 million years ago, and subsequently migrated to South America about three million years ago during the Great American Interchange. By the end of the last ice age (10,000–12,000 years ago), camelids were extinct in North America.[3] As of 2007, there were over seven million llamas and alpacas in South America and over 158,000 llamas and 100,000🦙 alpacas, descended from progenitors imported late in the 20th century, in the United States and Canada.[5] In Aymara mythology, llamas are important beings. The Heavenly Llama is said to drink water from the ocean and urinates as it rains.[6] According to Aymara eschatology, llamas will return to the water springs and ponds where they come from at the end of time.[6]',
-      'How are you doing?', 'You should\'ve done this', 'A\n\'ll !!to?\'d\'\'d of, can\'t.', 'def main():\n\tpass', 'let a = obj.toString();\ntoString();',
-      'This\n\nis\na\ntest.', 'UNwant\u00E9d,running', '1\u00A0\u00A0\u00A02\u00A0\u00A0\u00A03', 'Hello World', 'hello world', 'Hello World!', 'you…', '\u0000', ' ',
-      '   leading and trailing   ', '<s>', '</s>', '<unk>', 'test $1 R2 #3 €4 £5 ¥6 ₣7 ₹8 ₱9 test', 'I bought an apple for $1.00 at the store.', 'you…\u00A0\u00A0',
-      '\u00A0\u00A0you…', 'weird \uFF5E edge \uFF5E case', '生活的真谛是', '▁This ▁is ▁a ▁test ▁.', 'The company was founded in 2016.', 'ÁÉÍÓÚáéíóú', 'ç,Ç', 'İstanbul',
-      '[INST] hi [/INST]', 'Hey! How are you feeling today?', '   ', 'a  b   c    d', '\r\n\r\n', '🤗 Hugging Face 🤗', 'नमस्ते', 'Здравствуйте', 'مرحبا', '안녕하세요',
+      'How are you doing?',
+      "You should've done this",
+      "A\n'll !!to?'d''d of, can't.",
+      'def main():\n\tpass',
+      'let a = obj.toString();\ntoString();',
+      'This\n\nis\na\ntest.',
+      'UNwant\u00E9d,running',
+      '1\u00A0\u00A0\u00A02\u00A0\u00A0\u00A03',
+      'Hello World',
+      'hello world',
+      'Hello World!',
+      'you…',
+      '\u0000',
+      ' ',
+      '   leading and trailing   ',
+      '<s>',
+      '</s>',
+      '<unk>',
+      'test $1 R2 #3 €4 £5 ¥6 ₣7 ₹8 ₱9 test',
+      'I bought an apple for $1.00 at the store.',
+      'you…\u00A0\u00A0',
+      '\u00A0\u00A0you…',
+      'weird \uFF5E edge \uFF5E case',
+      '生活的真谛是',
+      '▁This ▁is ▁a ▁test ▁.',
+      'The company was founded in 2016.',
+      'ÁÉÍÓÚáéíóú',
+      'ç,Ç',
+      'İstanbul',
+      '[INST] hi [/INST]',
+      'Hey! How are you feeling today?',
+      '   ',
+      'a  b   c    d',
+      '\r\n\r\n',
+      '🤗 Hugging Face 🤗',
+      'नमस्ते',
+      'Здравствуйте',
+      'مرحبا',
+      '안녕하세요',
     ];
     for (const s of golden) {
       const want = oracle.encode(s);
@@ -170,9 +228,11 @@ describe('SentencePiece vs the WASM SentencePiece oracle', () => {
       for (const s of [...corpus, '  a  b  ', ' ', 'x<|image|>owlet ▁▁x y', '\u4e00\u{20000}\u0000']) {
         const want = theirs.encode(s);
         const got = ours.encode(s);
-        if (got.length !== want.length || got.some((x, i) => x !== want[i])) expect(got, `${JSON.stringify(v)} ${JSON.stringify(s)}`).toEqual(want);
+        if (got.length !== want.length || got.some((x, i) => x !== want[i]))
+          expect(got, `${JSON.stringify(v)} ${JSON.stringify(s)}`).toEqual(want);
         const d = ours.decode(want);
-        if (!sameDecode(d, theirs.decode(want))) expect(d, `${JSON.stringify(v)} ${JSON.stringify(s)}`).toBe(theirs.decode(want));
+        if (!sameDecode(d, theirs.decode(want)))
+          expect(d, `${JSON.stringify(v)} ${JSON.stringify(s)}`).toBe(theirs.decode(want));
       }
     }
   });

@@ -101,7 +101,10 @@ export class SentencePieceModel implements TokenizerBackend {
       );
     }
     if (t.treat_whitespace_as_suffix) {
-      throw new TokenizerError(TokenizerErrorCode.UNSUPPORTED_MODEL, 'trainer_spec.treat_whitespace_as_suffix = true is not supported');
+      throw new TokenizerError(
+        TokenizerErrorCode.UNSUPPORTED_MODEL,
+        'trainer_spec.treat_whitespace_as_suffix = true is not supported',
+      );
     }
     this.proto = proto;
     const pieces = proto.pieces;
@@ -130,7 +133,9 @@ export class SentencePieceModel implements TokenizerBackend {
     this.unkId = unk;
     const controlId = (piece: string): number => {
       const id = this.pieceToId(piece);
-      return id !== unk && (this.types[id] === PieceType.CONTROL || this.types[id] === PieceType.USER_DEFINED) ? id : -1;
+      return id !== unk && (this.types[id] === PieceType.CONTROL || this.types[id] === PieceType.USER_DEFINED)
+        ? id
+        : -1;
     };
     this.bosId = controlId(t.bos_piece);
     this.eosId = controlId(t.eos_piece);

@@ -29,7 +29,8 @@ export class StreamingDecoder {
 
   /** Adds ids; returns the newly completed text (possibly ''). */
   push(ids: TokenIds | number): string {
-    const arr = typeof ids === 'number' ? toIdArray([ids], this.tokenizer.vocab_size) : toIdArray(ids, this.tokenizer.vocab_size);
+    const arr =
+      typeof ids === 'number' ? toIdArray([ids], this.tokenizer.vocab_size) : toIdArray(ids, this.tokenizer.vocab_size);
     let out = '';
     for (const id of arr) out += this.pushOne(id);
     return out;
@@ -128,7 +129,10 @@ export class TextStreamer {
       const arr = Array.from(value as Iterable<unknown>);
       const row = arr.length > 0 && typeof arr[0] === 'object' ? (arr[0] as TokenIds) : (arr as TokenIds);
       if (arr.length > 1 && typeof arr[0] === 'object') {
-        throw new TokenizerError(TokenizerErrorCode.INVALID_ARGUMENT, `TextStreamer supports batch size 1, got a batch of ${arr.length}`);
+        throw new TokenizerError(
+          TokenizerErrorCode.INVALID_ARGUMENT,
+          `TextStreamer supports batch size 1, got a batch of ${arr.length}`,
+        );
       }
       ids = toIdArray(row, this.tokenizer.vocab_size);
     }

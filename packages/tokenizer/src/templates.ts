@@ -43,39 +43,43 @@ export interface ConversationTemplate {
   readonly image_slots: 'owl2' | 'owl1';
 }
 
-export const CONVERSATION_TEMPLATES: Readonly<Record<'mplug_owl2' | 'vicuna_v1' | 'mplug_owl', ConversationTemplate>> = Object.freeze({
-  mplug_owl2: Object.freeze({
-    name: 'mplug_owl2',
-    // Defined by conv_mplug_owl2 but never emitted (TWO_NO_SYS).
-    system: "A chat between a curious human and an artificial intelligence assistant. The assistant gives helpful, detailed, and polite answers to the human's questions.",
-    roles: ['USER', 'ASSISTANT'] as const,
-    sep_style: 'TWO_NO_SYS' as const,
-    sep: ' ',
-    sep2: '</s>',
-    image_token: DEFAULT_IMAGE_TOKEN,
-    image_slots: 'owl2' as const,
-  }),
-  vicuna_v1: Object.freeze({
-    name: 'vicuna_v1',
-    system: "A chat between a curious user and an artificial intelligence assistant. The assistant gives helpful, detailed, and polite answers to the user's questions.",
-    roles: ['USER', 'ASSISTANT'] as const,
-    sep_style: 'TWO' as const,
-    sep: ' ',
-    sep2: '</s>',
-    image_token: DEFAULT_IMAGE_TOKEN,
-    image_slots: 'owl2' as const,
-  }),
-  mplug_owl: Object.freeze({
-    name: 'mplug_owl',
-    system: "The following is a conversation between a curious human and AI assistant. The assistant gives helpful, detailed, and polite answers to the user's questions.",
-    roles: ['Human', 'AI'] as const,
-    sep_style: 'LINES' as const,
-    sep: '\n',
-    sep2: '\n',
-    image_token: V1_MEDIA_TOKEN,
-    image_slots: 'owl1' as const,
-  }),
-});
+export const CONVERSATION_TEMPLATES: Readonly<Record<'mplug_owl2' | 'vicuna_v1' | 'mplug_owl', ConversationTemplate>> =
+  Object.freeze({
+    mplug_owl2: Object.freeze({
+      name: 'mplug_owl2',
+      // Defined by conv_mplug_owl2 but never emitted (TWO_NO_SYS).
+      system:
+        "A chat between a curious human and an artificial intelligence assistant. The assistant gives helpful, detailed, and polite answers to the human's questions.",
+      roles: ['USER', 'ASSISTANT'] as const,
+      sep_style: 'TWO_NO_SYS' as const,
+      sep: ' ',
+      sep2: '</s>',
+      image_token: DEFAULT_IMAGE_TOKEN,
+      image_slots: 'owl2' as const,
+    }),
+    vicuna_v1: Object.freeze({
+      name: 'vicuna_v1',
+      system:
+        "A chat between a curious user and an artificial intelligence assistant. The assistant gives helpful, detailed, and polite answers to the user's questions.",
+      roles: ['USER', 'ASSISTANT'] as const,
+      sep_style: 'TWO' as const,
+      sep: ' ',
+      sep2: '</s>',
+      image_token: DEFAULT_IMAGE_TOKEN,
+      image_slots: 'owl2' as const,
+    }),
+    mplug_owl: Object.freeze({
+      name: 'mplug_owl',
+      system:
+        "The following is a conversation between a curious human and AI assistant. The assistant gives helpful, detailed, and polite answers to the user's questions.",
+      roles: ['Human', 'AI'] as const,
+      sep_style: 'LINES' as const,
+      sep: '\n',
+      sep2: '\n',
+      image_token: V1_MEDIA_TOKEN,
+      image_slots: 'owl1' as const,
+    }),
+  });
 
 export type TemplateName = keyof typeof CONVERSATION_TEMPLATES;
 
@@ -83,14 +87,20 @@ export function getTemplate(t: TemplateName | ConversationTemplate): Conversatio
   if (typeof t !== 'string') return t;
   const tpl = CONVERSATION_TEMPLATES[t];
   if (tpl === undefined) {
-    throw new TokenizerError(TokenizerErrorCode.INVALID_CONVERSATION, `unknown template "${String(t)}"; expected one of ${Object.keys(CONVERSATION_TEMPLATES).join(', ')}`);
+    throw new TokenizerError(
+      TokenizerErrorCode.INVALID_CONVERSATION,
+      `unknown template "${String(t)}"; expected one of ${Object.keys(CONVERSATION_TEMPLATES).join(', ')}`,
+    );
   }
   return tpl;
 }
 
 // ------------------------------------------------------------------ messages
 
-export type ContentPart = { type: 'text'; text: string } | { type: 'image' } | { type: 'image_url'; image_url: unknown };
+export type ContentPart =
+  | { type: 'text'; text: string }
+  | { type: 'image' }
+  | { type: 'image_url'; image_url: unknown };
 export interface ChatMessage {
   role: 'system' | 'user' | 'assistant';
   content: string | readonly ContentPart[] | null;
@@ -106,13 +116,23 @@ function toTurns(messages: readonly ChatMessage[]): Turn[] {
   const turns: Turn[] = [];
   for (const [i, m] of messages.entries()) {
     if (m.role === 'system') {
-      throw new TokenizerError(TokenizerErrorCode.INVALID_CONVERSATION, `messages[${i}] has role "system": these templates use a fixed system prompt (pass a custom ConversationTemplate to change it)`);
+      throw new TokenizerError(
+        TokenizerErrorCode.INVALID_CONVERSATION,
+        `messages[${i}] has role "system": these templates use a fixed system prompt (pass a custom ConversationTemplate to change it)`,
+      );
     }
     const role = m.role === 'user' ? 0 : m.role === 'assistant' ? 1 : -1;
-    if (role < 0) throw new TokenizerError(TokenizerErrorCode.INVALID_CONVERSATION, `messages[${i}] has role ${JSON.stringify(m.role)}; expected "user" or "assistant"`);
+    if (role < 0)
+      throw new TokenizerError(
+        TokenizerErrorCode.INVALID_CONVERSATION,
+        `messages[${i}] has role ${JSON.stringify(m.role)}; expected "user" or "assistant"`,
+      );
     const expected = turns.length % 2;
     if (role !== expected) {
-      throw new TokenizerError(TokenizerErrorCode.INVALID_CONVERSATION, `messages[${i}] is from "${m.role}" but the conversation expects "${expected === 0 ? 'user' : 'assistant'}" (turns must alternate, starting with the user)`);
+      throw new TokenizerError(
+        TokenizerErrorCode.INVALID_CONVERSATION,
+        `messages[${i}] is from "${m.role}" but the conversation expects "${expected === 0 ? 'user' : 'assistant'}" (turns must alternate, starting with the user)`,
+      );
     }
     let text: string | null = null;
     let images = 0;
@@ -122,11 +142,19 @@ function toTurns(messages: readonly ChatMessage[]): Turn[] {
       for (const c of m.content as readonly ContentPart[]) {
         if (c.type === 'text') texts.push(c.text);
         else if (c.type === 'image' || c.type === 'image_url') images++;
-        else throw new TokenizerError(TokenizerErrorCode.INVALID_CONVERSATION, `messages[${i}] has a content part of unknown type ${JSON.stringify((c as { type: unknown }).type)}`);
+        else
+          throw new TokenizerError(
+            TokenizerErrorCode.INVALID_CONVERSATION,
+            `messages[${i}] has a content part of unknown type ${JSON.stringify((c as { type: unknown }).type)}`,
+          );
       }
       text = texts.join('\n');
     }
-    if (role === 1 && images > 0) throw new TokenizerError(TokenizerErrorCode.INVALID_CONVERSATION, `messages[${i}]: assistant messages cannot carry images`);
+    if (role === 1 && images > 0)
+      throw new TokenizerError(
+        TokenizerErrorCode.INVALID_CONVERSATION,
+        `messages[${i}]: assistant messages cannot carry images`,
+      );
     turns.push({ role: role as 0 | 1, text, images });
   }
   return turns;
@@ -205,9 +233,21 @@ export interface ApplyChatTemplateOptions {
  * HF-style `apply_chat_template`. With `tokenize: true` the ids contain one −200 per image
  * (mPLUG-Owl2 templates) or 65 × −1 per image (`mplug_owl`), and user text is always literal.
  */
-export function apply_chat_template(tokenizer: LlamaTokenizer, messages: readonly ChatMessage[], options: ApplyChatTemplateOptions & { tokenize: true }): number[];
-export function apply_chat_template(tokenizer: LlamaTokenizer, messages: readonly ChatMessage[], options?: ApplyChatTemplateOptions): string;
-export function apply_chat_template(tokenizer: LlamaTokenizer, messages: readonly ChatMessage[], options: ApplyChatTemplateOptions = {}): string | number[] {
+export function apply_chat_template(
+  tokenizer: LlamaTokenizer,
+  messages: readonly ChatMessage[],
+  options: ApplyChatTemplateOptions & { tokenize: true },
+): number[];
+export function apply_chat_template(
+  tokenizer: LlamaTokenizer,
+  messages: readonly ChatMessage[],
+  options?: ApplyChatTemplateOptions,
+): string;
+export function apply_chat_template(
+  tokenizer: LlamaTokenizer,
+  messages: readonly ChatMessage[],
+  options: ApplyChatTemplateOptions = {},
+): string | number[] {
   const tpl = getTemplate(options.template ?? 'mplug_owl2');
   const r = renderConversation(messages, tpl, options);
   if (!options.tokenize) return r.prompt;
@@ -215,7 +255,9 @@ export function apply_chat_template(tokenizer: LlamaTokenizer, messages: readonl
     return tokenizePromptV1(tokenizer, r.parts, {
       n_images: r.n_images,
       media_token: tpl.image_token,
-      ...(options.media_tokens_per_image !== undefined ? { media_tokens_per_image: options.media_tokens_per_image } : {}),
+      ...(options.media_tokens_per_image !== undefined
+        ? { media_tokens_per_image: options.media_tokens_per_image }
+        : {}),
     });
   }
   return tokenizeWithImages(tokenizer, r.parts, { n_images: r.n_images, image_token: tpl.image_token });
@@ -251,7 +293,10 @@ export function buildTrainingExample(
 ): TrainingExample {
   const tpl = getTemplate(options.template ?? 'vicuna_v1');
   if (tpl.sep_style === 'LINES') {
-    throw new TokenizerError(TokenizerErrorCode.INVALID_CONVERSATION, `preprocess_v1 supports the TWO / TWO_NO_SYS templates, not "${tpl.name}"`);
+    throw new TokenizerError(
+      TokenizerErrorCode.INVALID_CONVERSATION,
+      `preprocess_v1 supports the TWO / TWO_NO_SYS templates, not "${tpl.name}"`,
+    );
   }
   const marker = tpl.image_token;
   let source = conversation.map((s) => ({ ...s }));
@@ -267,13 +312,19 @@ export function buildTrainingExample(
   const seps = [tpl.sep, tpl.sep2];
   source.forEach((s, j) => {
     const role = s.from === 'human' ? 0 : 1;
-    if (role !== j % 2) throw new TokenizerError(TokenizerErrorCode.INVALID_CONVERSATION, `conversation[${j}] is from "${s.from}", expected ${j % 2 === 0 ? 'human' : 'gpt'}`);
+    if (role !== j % 2)
+      throw new TokenizerError(
+        TokenizerErrorCode.INVALID_CONVERSATION,
+        `conversation[${j}] is from "${s.from}", expected ${j % 2 === 0 ? 'human' : 'gpt'}`,
+      );
     prompt += s.value ? `${tpl.roles[role]}: ${s.value}${seps[j % 2]}` : `${tpl.roles[role]}:`;
   });
 
   const count = (t: string): number => t.split(marker).length - 1;
   const tok = (t: string): number[] =>
-    hasImage ? tokenizeWithImages(tokenizer, t, { n_images: count(t), image_token: marker }) : tokenizer.encode(t, { split_special_tokens: false });
+    hasImage
+      ? tokenizeWithImages(tokenizer, t, { n_images: count(t), image_token: marker })
+      : tokenizer.encode(t, { split_special_tokens: false });
   const maxLen = options.model_max_length ?? 2048;
   let inputIds = tok(prompt);
   if (!hasImage && inputIds.length > maxLen) inputIds = inputIds.slice(0, maxLen);
@@ -312,12 +363,21 @@ export type RawMessage = readonly [string, string | readonly [string, unknown, u
  * conversation.py) over raw messages whose text may already contain `<|image|>` (trusted).
  * A tuple first message has its image tokens removed, is stripped, and gets one image token in front.
  */
-export function conversationGetPrompt(template: TemplateName | ConversationTemplate, messages: readonly RawMessage[]): string {
+export function conversationGetPrompt(
+  template: TemplateName | ConversationTemplate,
+  messages: readonly RawMessage[],
+): string {
   const tpl = getTemplate(template);
   if (tpl.sep_style === 'LINES') {
-    throw new TokenizerError(TokenizerErrorCode.INVALID_CONVERSATION, `conversationGetPrompt supports TWO / TWO_NO_SYS templates, not "${tpl.name}"`);
+    throw new TokenizerError(
+      TokenizerErrorCode.INVALID_CONVERSATION,
+      `conversationGetPrompt supports TWO / TWO_NO_SYS templates, not "${tpl.name}"`,
+    );
   }
-  let msgs: Array<[string, string | null]> = messages.map(([r, m]) => [r, m === null ? null : typeof m === 'string' ? m : m[0]]);
+  let msgs: Array<[string, string | null]> = messages.map(([r, m]) => [
+    r,
+    m === null ? null : typeof m === 'string' ? m : m[0],
+  ]);
   if (messages.length > 0 && Array.isArray(messages[0]![1])) {
     const init = (messages[0]![1] as readonly [string, unknown, unknown])[0].replaceAll(tpl.image_token, '').trim();
     msgs = [[messages[0]![0], tpl.image_token + init], ...msgs.slice(1)];

@@ -44,13 +44,27 @@ function buildTokenizerJson(m: ModelProto, mergeForm: 'string' | 'pair'): Record
     merges.push(...local);
   }
   merges.sort((a, b) => b[2] - a[2]); // stable: ties keep id order, as Python's sorted()
-  const special = (id: number) => ({ id, content: m.pieces[id]!.piece, single_word: false, lstrip: false, rstrip: false, normalized: false, special: true });
+  const special = (id: number) => ({
+    id,
+    content: m.pieces[id]!.piece,
+    single_word: false,
+    lstrip: false,
+    rstrip: false,
+    normalized: false,
+    special: true,
+  });
   return {
     version: '1.0',
     truncation: null,
     padding: null,
     added_tokens: [special(0), special(1), special(2)],
-    normalizer: { type: 'Sequence', normalizers: [{ type: 'Prepend', prepend: '\u2581' }, { type: 'Replace', pattern: { String: ' ' }, content: '\u2581' }] },
+    normalizer: {
+      type: 'Sequence',
+      normalizers: [
+        { type: 'Prepend', prepend: '\u2581' },
+        { type: 'Replace', pattern: { String: ' ' }, content: '\u2581' },
+      ],
+    },
     pre_tokenizer: null,
     post_processor: {
       type: 'TemplateProcessing',
@@ -109,7 +123,9 @@ describe('tokenizer.json (HF BPE) reader', () => {
   it('B19: merges as "a b" and as ["a","b"] give the same ids as tokenizer.model on every fixture', () => {
     for (const c of fx.cases) {
       const name = JSON.stringify(c.text);
-      expect(jsonStr.encode(c.text, { split_special_tokens: false, add_special_tokens: false }), name).toEqual(c.hf_ids);
+      expect(jsonStr.encode(c.text, { split_special_tokens: false, add_special_tokens: false }), name).toEqual(
+        c.hf_ids,
+      );
       expect(jsonPair.encode(c.text, { split_special_tokens: false }), name).toEqual(c.hf_ids_with_bos);
       expect(jsonStr.encode(c.text, { add_special_tokens: false }), name).toEqual(c.sp_ids);
       expect(jsonStr.decode(c.hf_ids_with_bos, { skip_special_tokens: true }), name).toBe(c.hf_decoded_skip_special);
@@ -143,7 +159,11 @@ describe('tokenizer.json (HF BPE) reader', () => {
       ['{not json', 'INVALID_TOKENIZER_JSON', /not valid JSON/],
       [{}, 'INVALID_TOKENIZER_JSON', /no "model"/],
       [{ ...built, model: { ...model, merges: ['a b c'] } }, 'INVALID_TOKENIZER_JSON', /exactly one space/],
-      [{ ...built, model: { ...model, merges: [['\u2581t', 'zzzz-not-a-token']] } }, 'INVALID_TOKENIZER_JSON', /missing from the vocab/],
+      [
+        { ...built, model: { ...model, merges: [['\u2581t', 'zzzz-not-a-token']] } },
+        'INVALID_TOKENIZER_JSON',
+        /missing from the vocab/,
+      ],
       [{ ...built, model: { ...model, type: 'Unigram' } }, 'UNSUPPORTED_MODEL', /only BPE/],
       [{ ...built, pre_tokenizer: { type: 'ByteLevel' } }, 'UNSUPPORTED_MODEL', /ByteLevel/],
       [{ ...built, model: { ...model, vocab: { a: -1 } } }, 'INVALID_TOKENIZER_JSON', /non-negative integer/],

@@ -95,7 +95,8 @@ function buildPreTokenizer(p: unknown): PreTok | null {
       let scheme: string;
       if (typeof p.prepend_scheme === 'string') scheme = p.prepend_scheme;
       else scheme = p.add_prefix_space === false ? 'never' : 'always';
-      if (!['always', 'first', 'never'].includes(scheme)) invalid(`Metaspace prepend_scheme ${JSON.stringify(scheme)} is not always/first/never`);
+      if (!['always', 'first', 'never'].includes(scheme))
+        invalid(`Metaspace prepend_scheme ${JSON.stringify(scheme)} is not always/first/never`);
       const split = p.split !== false;
       return (s, atStart) => {
         let t = s.replaceAll(' ', rep);
@@ -182,7 +183,8 @@ function buildDecoder(d: unknown): Dec | null {
     }
     case 'Metaspace': {
       const rep = typeof d.replacement === 'string' ? d.replacement : '\u2581';
-      const scheme = typeof d.prepend_scheme === 'string' ? d.prepend_scheme : d.add_prefix_space === false ? 'never' : 'always';
+      const scheme =
+        typeof d.prepend_scheme === 'string' ? d.prepend_scheme : d.add_prefix_space === false ? 'never' : 'always';
       return (t) =>
         t.map((x, i) => {
           let s = x.replaceAll(rep, ' ');
@@ -227,7 +229,11 @@ export class HfBpeModel implements TokenizerBackend {
       try {
         obj = JSON.parse(json);
       } catch (e) {
-        throw new TokenizerError(TokenizerErrorCode.INVALID_TOKENIZER_JSON, `tokenizer.json is not valid JSON: ${(e as Error).message}`, { cause: e });
+        throw new TokenizerError(
+          TokenizerErrorCode.INVALID_TOKENIZER_JSON,
+          `tokenizer.json is not valid JSON: ${(e as Error).message}`,
+          { cause: e },
+        );
       }
     }
     if (!isObj(obj)) invalid('tokenizer.json must be a JSON object');
@@ -237,15 +243,19 @@ export class HfBpeModel implements TokenizerBackend {
   private constructor(j: Json) {
     const model = j.model;
     if (!isObj(model)) invalid('tokenizer.json has no "model" object');
-    if (model.type !== undefined && model.type !== 'BPE') unsupported(`model.type is ${JSON.stringify(model.type)}; only BPE is supported`);
+    if (model.type !== undefined && model.type !== 'BPE')
+      unsupported(`model.type is ${JSON.stringify(model.type)}; only BPE is supported`);
     if (!isObj(model.vocab)) invalid('model.vocab must be an object mapping token → id');
-    if (model.dropout !== undefined && model.dropout !== null && model.dropout !== 0) unsupported(`model.dropout = ${String(model.dropout)} (stochastic BPE) is not supported`);
+    if (model.dropout !== undefined && model.dropout !== null && model.dropout !== 0)
+      unsupported(`model.dropout = ${String(model.dropout)} (stochastic BPE) is not supported`);
     for (const k of ['continuing_subword_prefix', 'end_of_word_suffix'] as const) {
-      if (model[k] !== undefined && model[k] !== null && model[k] !== '') unsupported(`model.${k} = ${JSON.stringify(model[k])} is not supported`);
+      if (model[k] !== undefined && model[k] !== null && model[k] !== '')
+        unsupported(`model.${k} = ${JSON.stringify(model[k])} is not supported`);
     }
     let maxId = -1;
     for (const [tok, id] of Object.entries(model.vocab)) {
-      if (typeof id !== 'number' || !Number.isInteger(id) || id < 0) invalid(`model.vocab["${tok}"] = ${JSON.stringify(id)}, expected a non-negative integer id`);
+      if (typeof id !== 'number' || !Number.isInteger(id) || id < 0)
+        invalid(`model.vocab["${tok}"] = ${JSON.stringify(id)}, expected a non-negative integer id`);
       this.vocab.set(tok, id);
       if (id > maxId) maxId = id;
     }
@@ -256,7 +266,14 @@ export class HfBpeModel implements TokenizerBackend {
     if (j.added_tokens !== undefined && j.added_tokens !== null) {
       if (!Array.isArray(j.added_tokens)) invalid('added_tokens must be an array');
       for (const a of j.added_tokens) {
-        if (!isObj(a) || typeof a.id !== 'number' || !Number.isInteger(a.id) || a.id < 0 || typeof a.content !== 'string' || a.content.length === 0) {
+        if (
+          !isObj(a) ||
+          typeof a.id !== 'number' ||
+          !Number.isInteger(a.id) ||
+          a.id < 0 ||
+          typeof a.content !== 'string' ||
+          a.content.length === 0
+        ) {
           invalid(`added_tokens entry ${JSON.stringify(a)} needs an integer "id" and a non-empty "content"`);
         }
         added.push({
@@ -281,16 +298,20 @@ export class HfBpeModel implements TokenizerBackend {
       filled[id] = 1;
     }
     for (const a of added) {
-      if (filled[a.id] && this.pieces[a.id] !== a.content) invalid(`added token "${a.content}" has id ${a.id}, which the vocab gives to "${this.pieces[a.id]}"`);
+      if (filled[a.id] && this.pieces[a.id] !== a.content)
+        invalid(`added token "${a.content}" has id ${a.id}, which the vocab gives to "${this.pieces[a.id]}"`);
       this.pieces[a.id] = a.content;
       filled[a.id] = 1;
     }
-    for (let i = 0; i < this.vocabSize; i++) if (!filled[i]) invalid(`ids are not contiguous: no token has id ${i} (vocab size ${this.vocabSize})`);
+    for (let i = 0; i < this.vocabSize; i++)
+      if (!filled[i]) invalid(`ids are not contiguous: no token has id ${i} (vocab size ${this.vocabSize})`);
 
     // merges (B19: both forms; zero merges is an error)
     if (!Array.isArray(model.merges)) invalid('model.merges must be an array');
     if (model.merges.length === 0) {
-      invalid('model.merges is empty: a BPE tokenizer with zero merges would encode every text as single characters/bytes; refusing to load it');
+      invalid(
+        'model.merges is empty: a BPE tokenizer with zero merges would encode every text as single characters/bytes; refusing to load it',
+      );
     }
     this.merges = new PairTable(model.merges.length);
     for (let rank = 0; rank < model.merges.length; rank++) {
@@ -309,8 +330,10 @@ export class HfBpeModel implements TokenizerBackend {
       const ia = this.vocab.get(a);
       const ib = this.vocab.get(b);
       const im = this.vocab.get(a + b);
-      if (ia === undefined || ib === undefined) invalid(`merges[${rank}] (${JSON.stringify(a)}, ${JSON.stringify(b)}) uses a token missing from the vocab`);
-      if (im === undefined) invalid(`merges[${rank}]: the merged token ${JSON.stringify(a + b)} is missing from the vocab`);
+      if (ia === undefined || ib === undefined)
+        invalid(`merges[${rank}] (${JSON.stringify(a)}, ${JSON.stringify(b)}) uses a token missing from the vocab`);
+      if (im === undefined)
+        invalid(`merges[${rank}]: the merged token ${JSON.stringify(a + b)} is missing from the vocab`);
       this.merges.set(ia, ib, im, rank);
     }
     this.mergeCount = model.merges.length;
@@ -319,10 +342,12 @@ export class HfBpeModel implements TokenizerBackend {
     this.fuseUnk = model.fuse_unk === true;
     this.ignoreMerges = model.ignore_merges === true;
     const unkTok = typeof model.unk_token === 'string' ? model.unk_token : null;
-    this.unkId = unkTok === null ? -1 : (this.lookup(unkTok) ?? invalid(`model.unk_token "${unkTok}" is not in the vocab`));
+    this.unkId =
+      unkTok === null ? -1 : (this.lookup(unkTok) ?? invalid(`model.unk_token "${unkTok}" is not in the vocab`));
     if (this.byteFallback) {
       this.byteIds = new Int32Array(256);
-      for (let b = 0; b < 256; b++) this.byteIds[b] = this.vocab.get(`<0x${b.toString(16).toUpperCase().padStart(2, '0')}>`) ?? -1;
+      for (let b = 0; b < 256; b++)
+        this.byteIds[b] = this.vocab.get(`<0x${b.toString(16).toUpperCase().padStart(2, '0')}>`) ?? -1;
     } else {
       this.byteIds = null;
     }
@@ -352,9 +377,13 @@ export class HfBpeModel implements TokenizerBackend {
 
   checkId(id: number): void {
     if (!Number.isInteger(id) || id < 0 || id >= this.vocabSize) {
-      throw new TokenizerError(TokenizerErrorCode.INVALID_TOKEN_ID, `token id ${String(id)} is not an integer in [0, ${this.vocabSize})`, {
-        details: { id, vocab_size: this.vocabSize },
-      });
+      throw new TokenizerError(
+        TokenizerErrorCode.INVALID_TOKEN_ID,
+        `token id ${String(id)} is not an integer in [0, ${this.vocabSize})`,
+        {
+          details: { id, vocab_size: this.vocabSize },
+        },
+      );
     }
   }
 
@@ -396,7 +425,10 @@ export class HfBpeModel implements TokenizerBackend {
         }
       }
       if (this.unkId < 0) {
-        throw new TokenizerError(TokenizerErrorCode.INVALID_ARGUMENT, `character ${JSON.stringify(ch)} is not in the vocab and the tokenizer has no unk_token`);
+        throw new TokenizerError(
+          TokenizerErrorCode.INVALID_ARGUMENT,
+          `character ${JSON.stringify(ch)} is not in the vocab and the tokenizer has no unk_token`,
+        );
       }
       if (!(this.fuseUnk && prevUnk)) ids.push(this.unkId);
       prevUnk = true;
@@ -443,7 +475,11 @@ export class HfBpeModel implements TokenizerBackend {
   }
 }
 
-function readTemplate(pp: unknown, bos: string | null, eos: string | null): { add_bos: boolean; add_eos: boolean } | null {
+function readTemplate(
+  pp: unknown,
+  bos: string | null,
+  eos: string | null,
+): { add_bos: boolean; add_eos: boolean } | null {
   if (!isObj(pp)) return null;
   const procs = pp.type === 'Sequence' && Array.isArray(pp.processors) ? pp.processors : [pp];
   for (const p of procs) {

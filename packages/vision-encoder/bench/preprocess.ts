@@ -4,7 +4,12 @@
  */
 import sharp from 'sharp';
 
-import { MplugOwlImageProcessor, decodeImageNode, type DecodedImage, type EntryPoint } from '../src/preprocess/index.js';
+import {
+  MplugOwlImageProcessor,
+  decodeImageNode,
+  type DecodedImage,
+  type EntryPoint,
+} from '../src/preprocess/index.js';
 
 async function makeJpeg(w: number, h: number): Promise<Uint8Array> {
   // a smooth gradient with texture so JPEG decoding does real work
@@ -16,7 +21,11 @@ async function makeJpeg(w: number, h: number): Promise<Uint8Array> {
       data[i + 1] = (y * 255) / h;
       data[i + 2] = ((x ^ y) & 255) >> 1;
     }
-  return new Uint8Array(await sharp(data, { raw: { width: w, height: h, channels: 3 } }).jpeg({ quality: 90 }).toBuffer());
+  return new Uint8Array(
+    await sharp(data, { raw: { width: w, height: h, channels: 3 } })
+      .jpeg({ quality: 90 })
+      .toBuffer(),
+  );
 }
 
 function time(fn: () => void, minMs = 1500, maxIters = 50): number {
@@ -38,7 +47,10 @@ const entries: [EntryPoint, MplugOwlImageProcessor][] = [
 ];
 
 const rows: Record<string, string>[] = [];
-for (const [w, h] of [[640, 480], [4000, 3000]] as const) {
+for (const [w, h] of [
+  [640, 480],
+  [4000, 3000],
+] as const) {
   const jpeg = await makeJpeg(w, h);
   const decodeMs = await (async () => {
     await decodeImageNode(jpeg);
@@ -50,7 +62,13 @@ for (const [w, h] of [[640, 480], [4000, 3000]] as const) {
   const img: DecodedImage = await decodeImageNode(jpeg);
   for (const [name, proc] of entries) {
     const ms = time(() => proc.processDecoded(img), w > 1000 ? 4000 : 1500, w > 1000 ? 8 : 50);
-    rows.push({ image: `${w}×${h}`, entry: name, 'preprocess ms': ms.toFixed(1), 'decode ms (sharp)': decodeMs.toFixed(1), 'total ms': (ms + decodeMs).toFixed(1) });
+    rows.push({
+      image: `${w}×${h}`,
+      entry: name,
+      'preprocess ms': ms.toFixed(1),
+      'decode ms (sharp)': decodeMs.toFixed(1),
+      'total ms': (ms + decodeMs).toFixed(1),
+    });
   }
 }
 console.table(rows);

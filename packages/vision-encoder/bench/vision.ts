@@ -247,7 +247,9 @@ async function benchBackend(name: BackendName, args: Args): Promise<BackendResul
     res.ms_per_image = (e + depth * perLayer) / args.batch;
     res.median_ms_per_image = (e + depth * ((median(res.runs_ms) - e) / layers)) / args.batch;
     res.extrapolated = `${layers} of ${depth} layers run: embeddings ${e.toFixed(0)} ms + ${depth} × ${perLayer.toFixed(0)} ms/layer`;
-    console.log(`  [${name}] extrapolated to ${depth} layers: ${res.ms_per_image.toFixed(0)} ms/image (${res.extrapolated})`);
+    console.log(
+      `  [${name}] extrapolated to ${depth} layers: ${res.ms_per_image.toFixed(0)} ms/image (${res.extrapolated})`,
+    );
   }
   pixels.dispose();
   model.dispose();
@@ -272,7 +274,9 @@ for (const r of results) {
   const detail = r.skipped
     ? `skipped: ${r.skipped}`
     : `${(r.runs_ms ?? []).map((x) => (x / args.batch).toFixed(0)).join(', ')}${r.extrapolated ? `  [extrapolated: ${r.extrapolated}]` : ''}`;
-  console.log(`${r.backend.padEnd(9)} ${r.ms_per_image === undefined ? '-'.padStart(8) : r.ms_per_image.toFixed(0).padStart(8)}   ${detail}`);
+  console.log(
+    `${r.backend.padEnd(9)} ${r.ms_per_image === undefined ? '-'.padStart(8) : r.ms_per_image.toFixed(0).padStart(8)}   ${detail}`,
+  );
 }
 mkdirSync(dirname(args.out), { recursive: true });
 writeFileSync(
@@ -286,7 +290,12 @@ writeFileSync(
       tokens: (config.image_size / config.patch_size) ** 2 + 1,
       parameters: new MplugOwlVisionModel(config).numParameters(),
       batch: args.batch,
-      host: { cpus: cpus().length, cpu_model: cpus()[0]?.model, total_mem_gb: Math.round(totalmem() / 2 ** 30), node: process.version },
+      host: {
+        cpus: cpus().length,
+        cpu_model: cpus()[0]?.model,
+        total_mem_gb: Math.round(totalmem() / 2 ** 30),
+        node: process.version,
+      },
       tfjs: tf.version_core,
       results,
     },

@@ -30,8 +30,13 @@ export class MplugOwlVisionEmbeddings extends Module {
     const std = config.initializer_range;
     const d = config.hidden_size;
     // Registration order follows the reference's __init__ (cls_token, patch_embed, position_embedding, pre_layernorm).
-    this.cls_token = config.use_cls_token ? this.registerParameter('cls_token', [1, 1, d], { init: Init.normal(std) }) : null;
-    this.patch_embed = this.registerModule('patch_embed', new PatchConv2d(PATCH_EMBED_IN_CHANNELS, d, config.patch_size, { std }));
+    this.cls_token = config.use_cls_token
+      ? this.registerParameter('cls_token', [1, 1, d], { init: Init.normal(std) })
+      : null;
+    this.patch_embed = this.registerModule(
+      'patch_embed',
+      new PatchConv2d(PATCH_EMBED_IN_CHANNELS, d, config.patch_size, { std }),
+    );
     this.position_embedding = this.registerParameter('position_embedding', dims.position_embedding_shape, {
       init: Init.normal(std),
     });

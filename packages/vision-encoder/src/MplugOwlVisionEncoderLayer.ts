@@ -24,7 +24,10 @@ export class MplugOwlVisionEncoderLayer extends Module {
     this.config = config;
     // Registration order follows the reference's __init__.
     this.self_attn = this.registerModule('self_attn', new MplugOwlVisionAttention(config));
-    this.input_layernorm = this.registerModule('input_layernorm', new LayerNorm(config.hidden_size, config.layer_norm_eps));
+    this.input_layernorm = this.registerModule(
+      'input_layernorm',
+      new LayerNorm(config.hidden_size, config.layer_norm_eps),
+    );
     this.mlp = this.registerModule('mlp', new MplugOwlMLP(config));
     this.post_attention_layernorm = this.registerModule(
       'post_attention_layernorm',

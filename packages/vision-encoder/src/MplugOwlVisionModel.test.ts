@@ -1,6 +1,13 @@
 import * as tf from '@tensorflow/tfjs-core';
 import { ErrorCode, Module, StateDictError, isOwletError, type SafetensorsArchive } from '@owlet/core';
-import { describeBackends, expectAllClose, expectNoLeaks, loadFixture, loadFixtureJson, maxAbsDiff } from '@owlet/test-utils';
+import {
+  describeBackends,
+  expectAllClose,
+  expectNoLeaks,
+  loadFixture,
+  loadFixtureJson,
+  maxAbsDiff,
+} from '@owlet/test-utils';
 import { expect } from 'vitest';
 
 import { resolveMplugOwlVisionConfig, type MplugOwlVisionConfig } from './config.js';
@@ -48,14 +55,22 @@ function visionTensors(
   prefix: string,
   transform: (key: string, t: tf.Tensor) => tf.Tensor = (_k, t) => t,
 ): Map<string, tf.Tensor> {
-  return new Map(archive.keys().filter((k) => k.startsWith(prefix)).map((k) => [k, transform(k, archive.tensor(k))]));
+  return new Map(
+    archive
+      .keys()
+      .filter((k) => k.startsWith(prefix))
+      .map((k) => [k, transform(k, archive.tensor(k))]),
+  );
 }
 
 function disposeAll(m: Map<string, tf.Tensor>): void {
   for (const t of m.values()) t.dispose();
 }
 
-function loadTiny(v: Variant, transform?: (key: string, t: tf.Tensor) => tf.Tensor): Mounted & { config: MplugOwlVisionConfig } {
+function loadTiny(
+  v: Variant,
+  transform?: (key: string, t: tf.Tensor) => tf.Tensor,
+): Mounted & { config: MplugOwlVisionConfig } {
   const config = resolveMplugOwlVisionConfig(loadFixtureJson(`${v.dir}/config.json`));
   const m = mount(v, config);
   const sd = visionTensors(loadFixture(`${v.dir}/model.safetensors`), v.prefix, transform);
@@ -102,7 +117,10 @@ async function runCase(v: Variant, caseName: string, backend: string): Promise<v
     const last = await out.last_hidden_state.data();
     expect(out.last_hidden_state.shape).toEqual(c.info('vision_last_hidden_state').shape);
     expect(out.embeddings!.shape).toEqual(c.info('vision_embeddings').shape);
-    const e = expectAllClose(emb, c.array('vision_embeddings'), { atol: TOL, label: `${v.name} ${caseName} vision_embeddings` });
+    const e = expectAllClose(emb, c.array('vision_embeddings'), {
+      atol: TOL,
+      label: `${v.name} ${caseName} vision_embeddings`,
+    });
     const l = expectAllClose(last, c.array('vision_last_hidden_state'), {
       atol: TOL,
       label: `${v.name} ${caseName} vision_last_hidden_state`,
@@ -153,7 +171,9 @@ describeBackends('MplugOwlVisionModel', ({ backend, it }) => {
 
   it('reading query_key_value as [Q; K; V] blocks misses the fixture by far more than the tolerance', async () => {
     const heads = resolveMplugOwlVisionConfig(loadFixtureJson('owl2_tiny/config.json')).num_attention_heads;
-    const wrong = loadTiny(V2, (k, t) => (/\.self_attn\.query_key_value\.(weight|bias)$/.test(k) ? qkvBlocksAsInterleaved(t, heads) : t));
+    const wrong = loadTiny(V2, (k, t) =>
+      /\.self_attn\.query_key_value\.(weight|bias)$/.test(k) ? qkvBlocksAsInterleaved(t, heads) : t,
+    );
     const right = loadTiny(V2);
     const c = loadFixture('owl2_tiny/case_one_image.safetensors');
     const pixels = c.tensor('pixel_values');
@@ -184,7 +204,10 @@ describeBackends('MplugOwlVisionModel', ({ backend, it }) => {
       const pre = hs[hs.length - 1]!; // encoder output before post_layernorm [1, 17, D]
       const l = pre.shape[1] as number;
       // CLS-only: normed CLS row, raw patch rows.
-      const clsOnly = tf.concat([tf.slice(out.last_hidden_state, [0, 0, 0], [-1, 1, -1]), tf.slice(pre, [0, 1, 0], [-1, l - 1, -1])], 1);
+      const clsOnly = tf.concat(
+        [tf.slice(out.last_hidden_state, [0, 0, 0], [-1, 1, -1]), tf.slice(pre, [0, 1, 0], [-1, l - 1, -1])],
+        1,
+      );
       const expected = c.array('vision_last_hidden_state');
       const dGood = maxAbsDiff(await out.last_hidden_state.data(), expected).maxAbs;
       const dBad = maxAbsDiff(await clsOnly.data(), expected).maxAbs;

@@ -85,7 +85,11 @@ export class MplugOwlVisionModel extends Module {
       );
     }
     const ok =
-      x.rank === 4 && (x.shape[0] as number) >= 1 && x.shape[1] === PATCH_EMBED_IN_CHANNELS && x.shape[2] === s && x.shape[3] === s;
+      x.rank === 4 &&
+      (x.shape[0] as number) >= 1 &&
+      x.shape[1] === PATCH_EMBED_IN_CHANNELS &&
+      x.shape[2] === s &&
+      x.shape[3] === s;
     if (!ok) {
       throw new OwletError(
         ErrorCode.SHAPE_MISMATCH,

@@ -69,7 +69,12 @@ export class PatchConv2d extends Module {
   forward(pixels: tf.Tensor): tf.Tensor3D {
     const p = this.patchSize;
     const c = this.inChannels;
-    if (pixels.rank !== 4 || pixels.shape[1] !== c || (pixels.shape[2] as number) < p || (pixels.shape[3] as number) < p) {
+    if (
+      pixels.rank !== 4 ||
+      pixels.shape[1] !== c ||
+      (pixels.shape[2] as number) < p ||
+      (pixels.shape[3] as number) < p
+    ) {
       throw new OwletError(
         ErrorCode.SHAPE_MISMATCH,
         `${this.path || 'patch_embed'}: expected pixels [N, ${c}, H ≥ ${p}, W ≥ ${p}], got ${formatShape(pixels.shape)}`,

@@ -106,13 +106,21 @@ describe('resolveMplugOwlVisionConfig', () => {
     ['hidden_size not an integer', { hidden_size: 10.5 }, /hidden_size must be a positive integer, got 10.5/],
     ['hidden_size a string', { hidden_size: '1024' }, /hidden_size must be a positive integer, got "1024"/],
     ['num_hidden_layers 0', { num_hidden_layers: 0 }, /num_hidden_layers must be a positive integer, got 0/],
-    ['heads do not divide', { hidden_size: 100, num_attention_heads: 16 }, /hidden_size 100 is not a multiple of num_attention_heads 16/],
+    [
+      'heads do not divide',
+      { hidden_size: 100, num_attention_heads: 16 },
+      /hidden_size 100 is not a multiple of num_attention_heads 16/,
+    ],
     ['eps 0', { layer_norm_eps: 0 }, /layer_norm_eps must be a finite number > 0, got 0/],
     ['eps NaN', { layer_norm_eps: Number.NaN }, /layer_norm_eps must be a finite number > 0, got NaN/],
     ['unknown activation', { hidden_act: 'relu' }, /hidden_act must be one of "quick_gelu", "gelu", got "relu"/],
     ['four channels', { num_channels: 4 }, /num_channels must be 3 .*got 4/],
     ['patch larger than image', { image_size: 10, patch_size: 14 }, /patch_size 14 is larger than image_size 10/],
-    ['no CLS with a 32×32 grid', { use_cls_token: false }, /use_cls_token false needs a 16×16 patch grid.*448 \/ patch_size 14 = 32×32/],
+    [
+      'no CLS with a 32×32 grid',
+      { use_cls_token: false },
+      /use_cls_token false needs a 16×16 patch grid.*448 \/ patch_size 14 = 32×32/,
+    ],
     ['boolean as string', { use_post_layernorm: 'yes' }, /use_post_layernorm must be a boolean, got "yes"/],
     ['dropout 1', { attention_dropout: 1 }, /attention_dropout must be a number in \[0, 1\), got 1/],
     ['foreign model_type', { model_type: 'clip_vision_model' }, /model_type must be/],
@@ -125,13 +133,19 @@ describe('resolveMplugOwlVisionConfig', () => {
   }
 
   it('rejects a malformed nesting and names the field', () => {
-    expect(configError(() => resolveMplugOwlVisionConfig({ visual_config: [] })).message).toMatch(/visual_config must be an object/);
+    expect(configError(() => resolveMplugOwlVisionConfig({ visual_config: [] })).message).toMatch(
+      /visual_config must be an object/,
+    );
     expect(configError(() => resolveMplugOwlVisionConfig({ visual_config: { visual_model: 3 } })).message).toMatch(
       /visual_config.visual_model must be an object, got 3/,
     );
-    expect(configError(() => resolveMplugOwlVisionConfig({ vision_config: 'x' })).message).toMatch(/vision_config must be an object/);
+    expect(configError(() => resolveMplugOwlVisionConfig({ vision_config: 'x' })).message).toMatch(
+      /vision_config must be an object/,
+    );
     expect(configError(() => resolveMplugOwlVisionConfig(null)).message).toMatch(/config must be an object/);
-    expect(configError(() => resolveMplugOwlVisionConfig({ visual_config: {}, vision_config: {} })).message).toMatch(/one model/);
+    expect(configError(() => resolveMplugOwlVisionConfig({ visual_config: {}, vision_config: {} })).message).toMatch(
+      /one model/,
+    );
   });
 
   it('rejects a variant that contradicts the config.json, naming both', () => {

@@ -88,11 +88,6 @@ function isObject(v: unknown): v is Json {
   return typeof v === 'object' && v !== null && !Array.isArray(v);
 }
 
-
-
-
-
-
 function locate(json: Json, options: ResolveVisionConfigOptions): { variant: MplugOwlVisionVariant; dict: Json } {
   const modelType = json.model_type;
   const isV2 = modelType === 'mplug_owl2' || 'visual_config' in json;
@@ -242,7 +237,10 @@ export function mplugOwlVisionDims(config: MplugOwlVisionConfig): MplugOwlVision
 }
 
 /** The released mPLUG-Owl2 vision config (`MplugOwlVisionConfig()` defaults): ViT-L/14 at 448 px, 1025 tokens. */
-export const MPLUG_OWL2_VISION_CONFIG: MplugOwlVisionConfig = resolveMplugOwlVisionConfig({}, { variant: 'mplug_owl2' });
+export const MPLUG_OWL2_VISION_CONFIG: MplugOwlVisionConfig = resolveMplugOwlVisionConfig(
+  {},
+  { variant: 'mplug_owl2' },
+);
 
 /** The released mPLUG-Owl v1 vision config: ViT-L/14 at 224 px, 257 tokens. */
 export const MPLUG_OWL_VISION_CONFIG: MplugOwlVisionConfig = resolveMplugOwlVisionConfig({}, { variant: 'mplug_owl' });

@@ -37,7 +37,10 @@ function randomize(m: Module, seed: number): Params {
   return out;
 }
 
-function tiny(extra: Record<string, unknown>, variant: 'mplug_owl2' | 'mplug_owl' = 'mplug_owl2'): MplugOwlVisionConfig {
+function tiny(
+  extra: Record<string, unknown>,
+  variant: 'mplug_owl2' | 'mplug_owl' = 'mplug_owl2',
+): MplugOwlVisionConfig {
   return resolveMplugOwlVisionConfig(
     {
       hidden_size: 8,
@@ -73,7 +76,10 @@ describeBackends('vision modules', ({ backend, it }) => {
         const ref = visionReference64(config, params, px, n);
         expect(out.last_hidden_state.shape).toEqual(ref.shape);
         const e = expectAllClose(await out.embeddings!.data(), ref.embeddings, { atol: TOL, label: 'embeddings' });
-        const l = expectAllClose(await out.last_hidden_state.data(), ref.last_hidden_state, { atol: TOL, label: 'last_hidden_state' });
+        const l = expectAllClose(await out.last_hidden_state.data(), ref.last_hidden_state, {
+          atol: TOL,
+          label: 'last_hidden_state',
+        });
         report(`${backend} reference64 ${name}: embeddings`, e.maxAbs);
         report(`${backend} reference64 ${name}: last_hidden_state`, l.maxAbs);
         tf.dispose([out.last_hidden_state, out.embeddings!]);
@@ -102,7 +108,10 @@ describeBackends('vision modules', ({ backend, it }) => {
               let s = 0;
               for (let ch = 0; ch < 3; ch++)
                 for (let kh = 0; kh < p; kh++)
-                  for (let kw = 0; kw < p; kw++) s += Number(w[((o * 3 + ch) * p + kh) * p + kw]) * px[((b * 3 + ch) * h + r * p + kh) * wd + c * p + kw]!;
+                  for (let kw = 0; kw < p; kw++)
+                    s +=
+                      Number(w[((o * 3 + ch) * p + kh) * p + kw]) *
+                      px[((b * 3 + ch) * h + r * p + kh) * wd + c * p + kw]!;
               ref[((b * gh + r) * gw + c) * 5 + o] = s;
             }
       try {
@@ -126,12 +135,32 @@ describeBackends('vision modules', ({ backend, it }) => {
     const pixels = tf.tensor(Float32Array.from(randn(2 * 3 * 12 * 12, 2)), [2, 3, 12, 12]);
     try {
       const cases: [string, () => Module, (m: Module) => tf.Tensor[]][] = [
-        ['PatchConv2d (matmul)', () => new PatchConv2d(3, 8, 4, { impl: 'matmul' }), (m) => [(m as PatchConv2d).forward(pixels)]],
-        ['PatchConv2d (conv2d)', () => new PatchConv2d(3, 8, 4, { impl: 'conv2d' }), (m) => [(m as PatchConv2d).forward(pixels)]],
-        ['MplugOwlVisionEmbeddings', () => new MplugOwlVisionEmbeddings(config), (m) => [(m as MplugOwlVisionEmbeddings).forward(pixels)]],
-        ['MplugOwlVisionAttention', () => new MplugOwlVisionAttention(config), (m) => [(m as MplugOwlVisionAttention).forward(x)]],
+        [
+          'PatchConv2d (matmul)',
+          () => new PatchConv2d(3, 8, 4, { impl: 'matmul' }),
+          (m) => [(m as PatchConv2d).forward(pixels)],
+        ],
+        [
+          'PatchConv2d (conv2d)',
+          () => new PatchConv2d(3, 8, 4, { impl: 'conv2d' }),
+          (m) => [(m as PatchConv2d).forward(pixels)],
+        ],
+        [
+          'MplugOwlVisionEmbeddings',
+          () => new MplugOwlVisionEmbeddings(config),
+          (m) => [(m as MplugOwlVisionEmbeddings).forward(pixels)],
+        ],
+        [
+          'MplugOwlVisionAttention',
+          () => new MplugOwlVisionAttention(config),
+          (m) => [(m as MplugOwlVisionAttention).forward(x)],
+        ],
         ['MplugOwlMLP', () => new MplugOwlMLP(config), (m) => [(m as MplugOwlMLP).forward(x)]],
-        ['MplugOwlVisionEncoderLayer', () => new MplugOwlVisionEncoderLayer(config), (m) => [(m as MplugOwlVisionEncoderLayer).forward(x)]],
+        [
+          'MplugOwlVisionEncoderLayer',
+          () => new MplugOwlVisionEncoderLayer(config),
+          (m) => [(m as MplugOwlVisionEncoderLayer).forward(x)],
+        ],
         [
           'MplugOwlVisionEncoder',
           () => new MplugOwlVisionEncoder(config),

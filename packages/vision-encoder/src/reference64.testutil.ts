@@ -13,7 +13,14 @@ function get(p: Params, key: string): ArrayLike<number> {
 }
 
 /** rows [n, in] · W[out, in]ᵀ + b → [n, out] */
-export function linear64(x: Float64Array, n: number, inF: number, w: ArrayLike<number>, b: ArrayLike<number> | null, out: number): Float64Array {
+export function linear64(
+  x: Float64Array,
+  n: number,
+  inF: number,
+  w: ArrayLike<number>,
+  b: ArrayLike<number> | null,
+  out: number,
+): Float64Array {
   const y = new Float64Array(n * out);
   for (let r = 0; r < n; r++) {
     for (let o = 0; o < out; o++) {
@@ -25,7 +32,14 @@ export function linear64(x: Float64Array, n: number, inF: number, w: ArrayLike<n
   return y;
 }
 
-export function layerNorm64(x: Float64Array, n: number, d: number, w: ArrayLike<number>, b: ArrayLike<number>, eps: number): Float64Array {
+export function layerNorm64(
+  x: Float64Array,
+  n: number,
+  d: number,
+  w: ArrayLike<number>,
+  b: ArrayLike<number>,
+  eps: number,
+): Float64Array {
   const y = new Float64Array(n * d);
   for (let r = 0; r < n; r++) {
     let mean = 0;
@@ -56,7 +70,7 @@ function erf(x: number): number {
   }
   // erfc continued fraction for large |x|.
   let f = 0;
-  for (let k = 60; k >= 1; k--) f = (k / 2) / (ax + f);
+  for (let k = 60; k >= 1; k--) f = k / 2 / (ax + f);
   const erfc = Math.exp(-ax * ax) / Math.sqrt(Math.PI) / (ax + f);
   return Math.sign(x) * (1 - erfc);
 }
@@ -77,7 +91,12 @@ export interface Reference64Output {
  * pixels [N, 3, S, S] (flat, CHW) → embeddings and last_hidden_state, float64. `p` holds the
  * parameters under the model's own keys (`embeddings.cls_token`, …).
  */
-export function visionReference64(config: MplugOwlVisionConfig, p: Params, pixels: ArrayLike<number>, n: number): Reference64Output {
+export function visionReference64(
+  config: MplugOwlVisionConfig,
+  p: Params,
+  pixels: ArrayLike<number>,
+  n: number,
+): Reference64Output {
   const dims = mplugOwlVisionDims(config);
   const d = config.hidden_size;
   const ps = config.patch_size;
@@ -157,7 +176,8 @@ export function visionReference64(config: MplugOwlVisionConfig, p: Params, pixel
       const f2 = linear64(f1, L, I, k('mlp.fc2.weight'), k('mlp.fc2.bias'), d);
       for (let i = 0; i < L * d; i++) x[i] = x[i]! + f2[i]!;
     }
-    if (config.use_post_layernorm) x = layerNorm64(x, L, d, get(p, 'post_layernorm.weight'), get(p, 'post_layernorm.bias'), eps);
+    if (config.use_post_layernorm)
+      x = layerNorm64(x, L, d, get(p, 'post_layernorm.weight'), get(p, 'post_layernorm.bias'), eps);
     outAll.set(x, img * L * d);
   }
   return { embeddings: embAll, last_hidden_state: outAll, shape: [n, L, d] };

@@ -16,7 +16,11 @@ import { cpus } from 'node:os';
 import * as tf from '@tensorflow/tfjs-core';
 import { getBackendInfo, initBackend, type BackendName } from '@owlet/core';
 
-import { MPLUG_OWL2_VISUAL_ABSTRACTOR_CONFIG, MplugOwlVisualAbstractorModel, abstractorImageTokens } from '../src/index.js';
+import {
+  MPLUG_OWL2_VISUAL_ABSTRACTOR_CONFIG,
+  MplugOwlVisualAbstractorModel,
+  abstractorImageTokens,
+} from '../src/index.js';
 
 interface Args {
   backends: BackendName[];
@@ -30,7 +34,16 @@ interface Args {
 }
 
 function parseArgs(argv: string[]): Args {
-  const a: Args = { backends: ['cpu', 'wasm', 'webgpu'], iters: 3, warmup: null, batch: 1, seed: 0, maxSeconds: 120, out: null, allowSoftwareWebgpu: false };
+  const a: Args = {
+    backends: ['cpu', 'wasm', 'webgpu'],
+    iters: 3,
+    warmup: null,
+    batch: 1,
+    seed: 0,
+    maxSeconds: 120,
+    out: null,
+    allowSoftwareWebgpu: false,
+  };
   for (let i = 0; i < argv.length; i++) {
     const k = argv[i];
     const v = argv[i + 1];
@@ -92,9 +105,15 @@ for (const backend of args.backends) {
     continue;
   }
   const info = getBackendInfo();
-  const device = info?.device ? `${info.device.description || info.device.architecture} (${info.device.vendor})${info.device.isFallbackAdapter ? ', software' : ''}` : undefined;
+  const device = info?.device
+    ? `${info.device.description || info.device.architecture} (${info.device.vendor})${info.device.isFallbackAdapter ? ', software' : ''}`
+    : undefined;
   if (backend === 'webgpu' && info?.device?.isFallbackAdapter && !args.allowSoftwareWebgpu) {
-    results.push({ backend, skipped: `software adapter (${device}); pass --allow-software-webgpu to time it anyway`, device });
+    results.push({
+      backend,
+      skipped: `software adapter (${device}); pass --allow-software-webgpu to time it anyway`,
+      device,
+    });
     continue;
   }
   const model = new MplugOwlVisualAbstractorModel(config).initialize({ seed: args.seed });
@@ -145,7 +164,15 @@ for (const backend of args.backends) {
 
 const report = {
   benchmark: '@owlet/visual-abstractor released mPLUG-Owl2 abstractor forward (fp32, random weights)',
-  config: { queries: Q, image_tokens: K, layers: L, hidden_size: D, intermediate_size: F, heads: config.num_attention_heads, language_hidden_size: DL },
+  config: {
+    queries: Q,
+    image_tokens: K,
+    layers: L,
+    hidden_size: D,
+    intermediate_size: F,
+    heads: config.num_attention_heads,
+    language_hidden_size: DL,
+  },
   batch: args.batch,
   seed: args.seed,
   node: process.version,

@@ -32,7 +32,12 @@ function report(label: string, value: number): void {
 
 /** The abstractor's tensors of a fixture checkpoint, keys relative to the abstractor root. */
 function abstractorStateDict(archive: SafetensorsArchive, prefix: string): Map<string, tf.Tensor> {
-  return new Map(archive.keys().filter((k) => k.startsWith(prefix)).map((k) => [k.slice(prefix.length), archive.tensor(k)]));
+  return new Map(
+    archive
+      .keys()
+      .filter((k) => k.startsWith(prefix))
+      .map((k) => [k.slice(prefix.length), archive.tensor(k)]),
+  );
 }
 
 function disposeAll(m: Map<string, tf.Tensor>): void {
@@ -108,11 +113,18 @@ describeBackends('MplugOwlVisualAbstractorModel', ({ backend, it }) => {
       const out = model.forwardWithQueries(image);
       expect(out.queries_before_visual_fc.shape).toEqual(c.info('abstractor_queries_before_visual_fc').shape);
       expect(out.last_hidden_state.shape).toEqual(c.info('abstractor_output').shape);
-      const dq = expectAllClose(await values(out.queries_before_visual_fc), c.array('abstractor_queries_before_visual_fc'), {
+      const dq = expectAllClose(
+        await values(out.queries_before_visual_fc),
+        c.array('abstractor_queries_before_visual_fc'),
+        {
+          atol: TOL,
+          label: 'abstractor_queries_before_visual_fc',
+        },
+      );
+      const dout = expectAllClose(await values(out.last_hidden_state), c.array('abstractor_output'), {
         atol: TOL,
-        label: 'abstractor_queries_before_visual_fc',
+        label: 'abstractor_output',
       });
-      const dout = expectAllClose(await values(out.last_hidden_state), c.array('abstractor_output'), { atol: TOL, label: 'abstractor_output' });
       report(`${backend} v2 ${caseName} queries_before_visual_fc`, dq.maxAbs);
       report(`${backend} v2 ${caseName} output`, dout.maxAbs);
       // forward() gives the same output as forwardWithQueries().
@@ -129,11 +141,18 @@ describeBackends('MplugOwlVisualAbstractorModel', ({ backend, it }) => {
     const c = loadFixture('owl1_tiny/case_one_image.safetensors');
     const image = c.tensor('vision_last_hidden_state');
     const out = model.forwardWithQueries(image, { query_embeds: queryTokens! });
-    const dq = expectAllClose(await values(out.queries_before_visual_fc), c.array('abstractor_queries_before_visual_fc'), {
+    const dq = expectAllClose(
+      await values(out.queries_before_visual_fc),
+      c.array('abstractor_queries_before_visual_fc'),
+      {
+        atol: TOL,
+        label: 'v1 abstractor_queries_before_visual_fc',
+      },
+    );
+    const dout = expectAllClose(await values(out.last_hidden_state), c.array('abstractor_output'), {
       atol: TOL,
-      label: 'v1 abstractor_queries_before_visual_fc',
+      label: 'v1 abstractor_output',
     });
-    const dout = expectAllClose(await values(out.last_hidden_state), c.array('abstractor_output'), { atol: TOL, label: 'v1 abstractor_output' });
     report(`${backend} v1 one_image queries_before_visual_fc`, dq.maxAbs);
     report(`${backend} v1 one_image output`, dout.maxAbs);
     tf.dispose([image, queryTokens!, out.last_hidden_state, out.queries_before_visual_fc]);
@@ -202,7 +221,8 @@ describeBackends('MplugOwlVisualAbstractorModel', ({ backend, it }) => {
     const image = c.array('vision_last_hidden_state');
     const queries = w('query_embeds');
     const expected = c.array('abstractor_output');
-    const run = (o: Reference64Options) => maxAbsDiff(abstractorReference64(config, w, image, 1, queries, o).output, expected).maxAbs;
+    const run = (o: Reference64Options) =>
+      maxAbsDiff(abstractorReference64(config, w, image, 1, queries, o).output, expected).maxAbs;
     const ok = run({});
     report(`${backend} float64 reference vs fixture`, ok);
     expect(ok).toBeLessThanOrEqual(TOL);
@@ -242,7 +262,9 @@ describeBackends('MplugOwlVisualAbstractorModel', ({ backend, it }) => {
       let seed = 11;
       for (const [key, p] of model.namedParameters()) {
         const isNormWeight = /norm[12k]\.weight$|ffn_ln\.weight$/.test(key);
-        const data = Float32Array.from(randn(p.size, seed++, isNormWeight ? 0.2 : 0.3), (v) => (isNormWeight ? 1 + v : v));
+        const data = Float32Array.from(randn(p.size, seed++, isNormWeight ? 0.2 : 0.3), (v) =>
+          isNormWeight ? 1 + v : v,
+        );
         sd.set(key, tf.tensor(data, [...p.shape]));
       }
       if (variant === 'mplug_owl') expect(sd.has('query_embeds')).toBe(false);
@@ -255,12 +277,21 @@ describeBackends('MplugOwlVisualAbstractorModel', ({ backend, it }) => {
         if (key === 'query_embeds' && variant === 'mplug_owl') return Float64Array.from(queryData);
         return Float64Array.from(sd.get(key)!.dataSync());
       };
-      const ref = abstractorReference64(config, weights, imageData, n, variant === 'mplug_owl2' ? weights('query_embeds') : Float64Array.from(queryData));
+      const ref = abstractorReference64(
+        config,
+        weights,
+        imageData,
+        n,
+        variant === 'mplug_owl2' ? weights('query_embeds') : Float64Array.from(queryData),
+      );
       const image = tf.tensor3d(imageData, [n, k, 16]);
       const q = variant === 'mplug_owl' ? tf.tensor3d(queryData, [1, 3, 16]) : undefined;
       const out = model.forwardWithQueries(image, q ? { query_embeds: q } : {});
       expect(out.last_hidden_state.shape).toEqual([n, 4, 12]);
-      const dq = expectAllClose(await values(out.queries_before_visual_fc), ref.queries, { atol: 2e-5, label: 'queries' });
+      const dq = expectAllClose(await values(out.queries_before_visual_fc), ref.queries, {
+        atol: 2e-5,
+        label: 'queries',
+      });
       const dout = expectAllClose(await values(out.last_hidden_state), ref.output, { atol: 2e-5, label: 'output' });
       report(`${backend} ${variant} random shapes vs float64: queries`, dq.maxAbs);
       report(`${backend} ${variant} random shapes vs float64: output`, dout.maxAbs);
@@ -296,7 +327,11 @@ describeBackends('MplugOwlVisualAbstractorModel', ({ backend, it }) => {
       .map((e) => `${e.key.slice(V1_PREFIX.length)} ${JSON.stringify(e.shape)}`)
       .sort();
     const queryTokens = released.keys.find((e) => e.key === 'query_tokens');
-    expect(queryTokens?.shape).toEqual([1, MPLUG_OWL_VISUAL_ABSTRACTOR_CONFIG.num_learnable_queries, MPLUG_OWL_VISUAL_ABSTRACTOR_CONFIG.hidden_size]);
+    expect(queryTokens?.shape).toEqual([
+      1,
+      MPLUG_OWL_VISUAL_ABSTRACTOR_CONFIG.num_learnable_queries,
+      MPLUG_OWL_VISUAL_ABSTRACTOR_CONFIG.hidden_size,
+    ]);
     await expectNoLeaks(() => {
       const model = new MplugOwlVisualAbstractorModel(MPLUG_OWL_VISUAL_ABSTRACTOR_CONFIG);
       const actual = [...model.namedParameters()].map(([k, p]) => `${k} ${JSON.stringify(p.shape)}`).sort();
@@ -341,7 +376,9 @@ describeBackends('MplugOwlVisualAbstractorModel', ({ backend, it }) => {
       expect(rep.ignored).toEqual(['encoder.layers.0.crossattention.attention.q_pos_embed']);
       expect(model.unmaterializedKeys()).toEqual([]);
       // A v1 abstractor has no query_embeds: the v2 state dict is rejected.
-      const v1 = new MplugOwlVisualAbstractorModel(resolveMplugOwlVisualAbstractorConfig(loadFixtureJson('owl1_tiny/config.json')));
+      const v1 = new MplugOwlVisualAbstractorModel(
+        resolveMplugOwlVisualAbstractorConfig(loadFixtureJson('owl1_tiny/config.json')),
+      );
       expect(() => v1.loadStateDict(good)).toThrow(/unexpected keys \(1\): query_embeds/);
       tf.dispose([wrong, extra]);
       v1.dispose();
@@ -380,12 +417,21 @@ describeBackends('MplugOwlVisualAbstractorModel', ({ backend, it }) => {
       code(() => v1.forward(ok, { query_embeds: q9 }), 'SHAPE_MISMATCH', '[1 or 2, 8, 32]', '[1, 9, 32]');
       code(() => v1.forward(ok, { query_embeds: q3batch }), 'SHAPE_MISMATCH', '[3, 8, 32]');
       code(
-        () => model.encoder.layers.at(0).crossattention.attention.setPositionEmbeddings(new Float32Array(8 * 32), new Float32Array(16 * 32)),
+        () =>
+          model.encoder.layers
+            .at(0)
+            .crossattention.attention.setPositionEmbeddings(new Float32Array(8 * 32), new Float32Array(16 * 32)),
         'SHAPE_MISMATCH',
         'k_pos_embed',
         '[17, 32]',
       );
-      code(() => v1.encoder.layers.at(0).crossattention.attention.setPositionEmbeddings(new Float32Array(1), new Float32Array(1)), 'INVALID_ARGUMENT');
+      code(
+        () =>
+          v1.encoder.layers
+            .at(0)
+            .crossattention.attention.setPositionEmbeddings(new Float32Array(1), new Float32Array(1)),
+        'INVALID_ARGUMENT',
+      );
       tf.dispose([wrongK, wrongD, rank2, ints, ok, q9, q3batch]);
     }, 'bad inputs');
     model.dispose();
@@ -413,10 +459,13 @@ describeBackends('MplugOwlVisualAbstractorModel', ({ backend, it }) => {
       ['MplugOwlVisualAbstractorLayer', () => layer.forward(q, image)],
       ['MplugOwlVisualAbstractorEncoder', () => model.encoder.forward(q, image)],
       ['MplugOwlVisualAbstractorModel.forward', () => model.forward(image)],
-      ['MplugOwlVisualAbstractorModel.forwardWithQueries', () => {
-        const o = model.forwardWithQueries(image);
-        return [o.last_hidden_state, o.queries_before_visual_fc];
-      }],
+      [
+        'MplugOwlVisualAbstractorModel.forwardWithQueries',
+        () => {
+          const o = model.forwardWithQueries(image);
+          return [o.last_hidden_state, o.queries_before_visual_fc];
+        },
+      ],
       ['v1 MplugOwlVisualAbstractorModel.forward', () => v1.forward(image, { query_embeds: queryTokens! })],
       ['position buffer copies', () => [ca.attention.qPosEmbed()!, ca.attention.kPosEmbed()!]],
     ];

@@ -51,7 +51,9 @@ export class MplugOwlVisualAbstractorModel extends Module {
     this.encoder = this.registerModule('encoder', new MplugOwlVisualAbstractorEncoder(config));
     this.visual_fc = this.registerModule('visual_fc', new Linear(config.hidden_size, config.language_hidden_size));
     this.query_embeds = config.owns_query_embeds
-      ? this.registerParameter('query_embeds', [1, config.num_learnable_queries, config.hidden_size], { init: Init.normal(0.02) })
+      ? this.registerParameter('query_embeds', [1, config.num_learnable_queries, config.hidden_size], {
+          init: Init.normal(0.02),
+        })
       : null;
     this.vit_eos = this.registerParameter('vit_eos', [1, 1, config.language_hidden_size], { init: Init.normal(0.02) });
   }
@@ -59,7 +61,11 @@ export class MplugOwlVisualAbstractorModel extends Module {
   /** Image tokens [N, K, D] (the vision model's `last_hidden_state`) → visual tokens [N, Q + 1, D_llm]. */
   forward(encoderHiddenStates: tf.Tensor, options: MplugOwlVisualAbstractorForwardOptions = {}): tf.Tensor3D {
     const queries = this.checkInputs(encoderHiddenStates, options);
-    return this.scope(() => this.visualTokens(this.encoder.forward(this.expandQueries(queries, encoderHiddenStates.shape[0] as number), encoderHiddenStates)));
+    return this.scope(() =>
+      this.visualTokens(
+        this.encoder.forward(this.expandQueries(queries, encoderHiddenStates.shape[0] as number), encoderHiddenStates),
+      ),
+    );
   }
 
   /** Like `forward`, also returning the queries before `visual_fc`. The caller owns both tensors. */
@@ -69,7 +75,10 @@ export class MplugOwlVisualAbstractorModel extends Module {
   ): MplugOwlVisualAbstractorOutput {
     const queries = this.checkInputs(encoderHiddenStates, options);
     return this.scope(() => {
-      const x = this.encoder.forward(this.expandQueries(queries, encoderHiddenStates.shape[0] as number), encoderHiddenStates) as tf.Tensor3D;
+      const x = this.encoder.forward(
+        this.expandQueries(queries, encoderHiddenStates.shape[0] as number),
+        encoderHiddenStates,
+      ) as tf.Tensor3D;
       return { last_hidden_state: this.visualTokens(x), queries_before_visual_fc: x };
     });
   }
@@ -92,7 +101,12 @@ export class MplugOwlVisualAbstractorModel extends Module {
     const c = this.config;
     const name = this.path || 'visual abstractor';
     const k = abstractorImageTokens(c);
-    if (image.rank !== 3 || image.shape[2] !== c.encoder_hidden_size || (k !== null && image.shape[1] !== k) || image.shape[0] === 0) {
+    if (
+      image.rank !== 3 ||
+      image.shape[2] !== c.encoder_hidden_size ||
+      (k !== null && image.shape[1] !== k) ||
+      image.shape[0] === 0
+    ) {
       throw new OwletError(
         ErrorCode.SHAPE_MISMATCH,
         `${name}: expected image tokens [N, ${k ?? 'K'}, ${c.encoder_hidden_size}], got ${formatShape(image.shape)}`,
@@ -122,7 +136,13 @@ export class MplugOwlVisualAbstractorModel extends Module {
     }
     const n = image.shape[0] as number;
     const qs = queries.shape;
-    if (queries.rank !== 3 || (qs[0] !== 1 && qs[0] !== n) || qs[1] !== c.num_learnable_queries || qs[2] !== c.hidden_size || queries.dtype !== 'float32') {
+    if (
+      queries.rank !== 3 ||
+      (qs[0] !== 1 && qs[0] !== n) ||
+      qs[1] !== c.num_learnable_queries ||
+      qs[2] !== c.hidden_size ||
+      queries.dtype !== 'float32'
+    ) {
       throw new OwletError(
         ErrorCode.SHAPE_MISMATCH,
         `${name}: expected float32 query_embeds [1 or ${n}, ${c.num_learnable_queries}, ${c.hidden_size}], got ${queries.dtype} ${formatShape(qs)}`,

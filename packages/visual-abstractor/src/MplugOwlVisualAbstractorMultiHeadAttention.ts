@@ -104,7 +104,8 @@ export class MplugOwlVisualAbstractorMultiHeadAttention extends Module {
     const k = abstractorImageTokens(this.config) ?? 0;
     const check = (t: tf.Tensor | Float32Array, rows: number, name: string): void => {
       const shape = t instanceof Float32Array ? [t.length] : t.shape;
-      const ok = t instanceof Float32Array ? t.length === rows * d : shape.length === 2 && shape[0] === rows && shape[1] === d;
+      const ok =
+        t instanceof Float32Array ? t.length === rows * d : shape.length === 2 && shape[0] === rows && shape[1] === d;
       if (!ok) {
         throw new OwletError(
           ErrorCode.SHAPE_MISMATCH,
@@ -116,8 +117,10 @@ export class MplugOwlVisualAbstractorMultiHeadAttention extends Module {
     check(qPos, q, 'q_pos_embed');
     check(kPos, k, 'k_pos_embed');
     const [newQ, newQK] = tf.tidy(() => {
-      const qt = qPos instanceof Float32Array ? tf.tensor2d(qPos, [q, d]) : tf.cast(tf.reshape(qPos, [q, d]), 'float32');
-      const kt = kPos instanceof Float32Array ? tf.tensor2d(kPos, [k, d]) : tf.cast(tf.reshape(kPos, [k, d]), 'float32');
+      const qt =
+        qPos instanceof Float32Array ? tf.tensor2d(qPos, [q, d]) : tf.cast(tf.reshape(qPos, [q, d]), 'float32');
+      const kt =
+        kPos instanceof Float32Array ? tf.tensor2d(kPos, [k, d]) : tf.cast(tf.reshape(kPos, [k, d]), 'float32');
       return [tf.clone(qt) as tf.Tensor2D, tf.concat([qt, kt], 0) as tf.Tensor2D];
     });
     this.qPos?.dispose();
@@ -135,7 +138,11 @@ export class MplugOwlVisualAbstractorMultiHeadAttention extends Module {
     this.assertNotDisposed();
     this.ensureTables();
     const d = this.config.hidden_size;
-    if (hiddenStates.rank !== 3 || encoderHiddenStates.rank !== 3 || hiddenStates.shape[0] !== encoderHiddenStates.shape[0]) {
+    if (
+      hiddenStates.rank !== 3 ||
+      encoderHiddenStates.rank !== 3 ||
+      hiddenStates.shape[0] !== encoderHiddenStates.shape[0]
+    ) {
       throw new OwletError(
         ErrorCode.SHAPE_MISMATCH,
         `${this.path || 'abstractor attention'}: expected queries [N, Q, ${d}] and keys/values [N, Q + K, ${this.config.encoder_hidden_size}], got ${formatShape(hiddenStates.shape)} and ${formatShape(encoderHiddenStates.shape)}`,

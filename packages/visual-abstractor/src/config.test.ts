@@ -100,31 +100,65 @@ describe('resolveMplugOwlVisualAbstractorConfig', () => {
       { hidden_size: 16, encoder_hidden_size: 16, num_attention_heads: 2, grid_size: null, use_cls_token: false },
       { language_hidden_size: 24 },
     );
-    expect(c).toMatchObject({ variant: 'mplug_owl2', hidden_size: 16, grid_size: 32, use_cls_token: false, language_hidden_size: 24 });
+    expect(c).toMatchObject({
+      variant: 'mplug_owl2',
+      hidden_size: 16,
+      grid_size: 32,
+      use_cls_token: false,
+      language_hidden_size: 24,
+    });
     expect(abstractorImageTokens(c)).toBe(1024);
     expect(resolveMplugOwlVisualAbstractorConfig({}, { variant: 'mplug_owl' }).variant).toBe('mplug_owl');
   });
 
   it('rejects invalid values with INVALID_CONFIG naming the field and value', () => {
     expectConfigError(() => resolveMplugOwlVisualAbstractorConfig({ hidden_size: 0 }), 'hidden_size', '0');
-    expectConfigError(() => resolveMplugOwlVisualAbstractorConfig({ num_hidden_layers: 2.5 }), 'num_hidden_layers', '2.5');
-    expectConfigError(() => resolveMplugOwlVisualAbstractorConfig({ intermediate_size: '2816' }), 'intermediate_size', '"2816"');
+    expectConfigError(
+      () => resolveMplugOwlVisualAbstractorConfig({ num_hidden_layers: 2.5 }),
+      'num_hidden_layers',
+      '2.5',
+    );
+    expectConfigError(
+      () => resolveMplugOwlVisualAbstractorConfig({ intermediate_size: '2816' }),
+      'intermediate_size',
+      '"2816"',
+    );
     expectConfigError(() => resolveMplugOwlVisualAbstractorConfig({ layer_norm_eps: -1 }), 'layer_norm_eps', '-1');
     expectConfigError(() => resolveMplugOwlVisualAbstractorConfig({ use_cls_token: 'yes' }), 'use_cls_token');
     expectConfigError(() => resolveMplugOwlVisualAbstractorConfig({ add_v2t_pos_emb: true }), 'add_v2t_pos_emb');
-    expectConfigError(() => resolveMplugOwlVisualAbstractorConfig({ attention_probs_dropout_prob: 1 }), 'attention_probs_dropout_prob');
     expectConfigError(
-      () => resolveMplugOwlVisualAbstractorConfig({ hidden_size: 1000, encoder_hidden_size: 1000, num_attention_heads: 16 }),
+      () => resolveMplugOwlVisualAbstractorConfig({ attention_probs_dropout_prob: 1 }),
+      'attention_probs_dropout_prob',
+    );
+    expectConfigError(
+      () =>
+        resolveMplugOwlVisualAbstractorConfig({
+          hidden_size: 1000,
+          encoder_hidden_size: 1000,
+          num_attention_heads: 16,
+        }),
       'hidden_size 1000',
       'num_attention_heads 16',
     );
-    expectConfigError(() => resolveMplugOwlVisualAbstractorConfig({ encoder_hidden_size: 1664 }), 'encoder_hidden_size 1664', 'hidden_size 1024');
+    expectConfigError(
+      () => resolveMplugOwlVisualAbstractorConfig({ encoder_hidden_size: 1664 }),
+      'encoder_hidden_size 1664',
+      'hidden_size 1024',
+    );
     expectConfigError(
       () => resolveMplugOwlVisualAbstractorConfig({ hidden_size: 18, encoder_hidden_size: 18, num_attention_heads: 2 }),
       'multiple of 4',
     );
-    expectConfigError(() => resolveMplugOwlVisualAbstractorConfig({ model_type: 'mplug_owl2', hidden_size: -3 }), 'language model hidden_size', '-3');
-    expectConfigError(() => resolveMplugOwlVisualAbstractorConfig({ model_type: 'mplug-owl', num_query_tokens: 0 }), 'num_query_tokens', '0');
+    expectConfigError(
+      () => resolveMplugOwlVisualAbstractorConfig({ model_type: 'mplug_owl2', hidden_size: -3 }),
+      'language model hidden_size',
+      '-3',
+    );
+    expectConfigError(
+      () => resolveMplugOwlVisualAbstractorConfig({ model_type: 'mplug-owl', num_query_tokens: 0 }),
+      'num_query_tokens',
+      '0',
+    );
     expectConfigError(() => resolveMplugOwlVisualAbstractorConfig({ model_type: 'llama' }), 'model_type', 'llama');
     expectConfigError(() => resolveMplugOwlVisualAbstractorConfig([]), 'config');
     expectConfigError(
@@ -135,7 +169,10 @@ describe('resolveMplugOwlVisualAbstractorConfig', () => {
   });
 
   it('an 18-wide v1 abstractor is fine (no 2-D sin-cos table to build)', () => {
-    const c = resolveMplugOwlVisualAbstractorConfig({ hidden_size: 18, encoder_hidden_size: 18, num_attention_heads: 2 }, { variant: 'mplug_owl' });
+    const c = resolveMplugOwlVisualAbstractorConfig(
+      { hidden_size: 18, encoder_hidden_size: 18, num_attention_heads: 2 },
+      { variant: 'mplug_owl' },
+    );
     expect(c.hidden_size).toBe(18);
   });
 });

@@ -67,10 +67,6 @@ function isObject(v: unknown): v is Json {
   return typeof v === 'object' && v !== null && !Array.isArray(v);
 }
 
-
-
-
-
 interface Located {
   variant: MplugOwlVisualAbstractorVariant;
   dict: Json;
@@ -100,7 +96,8 @@ function locate(json: Json, options: ResolveVisualAbstractorOptions): Located {
       const vc = json.visual_config;
       if (vc !== undefined && vc !== null && !isObject(vc)) fail('visual_config', vc, 'an object');
       const dict = isObject(vc) ? vc.visual_abstractor : undefined;
-      if (dict !== undefined && dict !== null && !isObject(dict)) fail('visual_config.visual_abstractor', dict, 'an object');
+      if (dict !== undefined && dict !== null && !isObject(dict))
+        fail('visual_config.visual_abstractor', dict, 'an object');
       return {
         variant,
         dict: isObject(dict) ? dict : {},
@@ -167,7 +164,12 @@ export function resolveMplugOwlVisualAbstractorConfig(
   const language_hidden_size =
     loc.languageHidden === undefined || loc.languageHidden === null
       ? 4096
-      : posInt({ language_hidden_size: loc.languageHidden }, 'language_hidden_size', 4096, 'language model hidden_size');
+      : posInt(
+          { language_hidden_size: loc.languageHidden },
+          'language_hidden_size',
+          4096,
+          'language model hidden_size',
+        );
 
   if (add_v2t_pos_emb) {
     fail('add_v2t_pos_emb', true, 'false (the reference code path for true is inactive and cannot be built)');
@@ -223,10 +225,8 @@ export function abstractorImageTokens(config: MplugOwlVisualAbstractorConfig): n
 }
 
 /** The released mPLUG-Owl2 abstractor: 64 queries, 1025 keys, 6 layers, 16 heads, SwiGLU 2816, out 4096. */
-export const MPLUG_OWL2_VISUAL_ABSTRACTOR_CONFIG: MplugOwlVisualAbstractorConfig = resolveMplugOwlVisualAbstractorConfig(
-  {},
-  { variant: 'mplug_owl2' },
-);
+export const MPLUG_OWL2_VISUAL_ABSTRACTOR_CONFIG: MplugOwlVisualAbstractorConfig =
+  resolveMplugOwlVisualAbstractorConfig({}, { variant: 'mplug_owl2' });
 
 /** The released mPLUG-Owl v1 abstractor: 64 queries (top-level `query_tokens`), 6 layers, SwiGLU 2816. */
 export const MPLUG_OWL_VISUAL_ABSTRACTOR_CONFIG: MplugOwlVisualAbstractorConfig = resolveMplugOwlVisualAbstractorConfig(

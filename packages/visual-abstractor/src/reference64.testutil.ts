@@ -82,7 +82,8 @@ function ln(x: Float64Array, rows: number, dim: number, w: Float64Array, b: Floa
     for (let i = 0; i < dim; i++) v += ((x[r * dim + i] as number) - mean) ** 2;
     v /= dim;
     const inv = 1 / Math.sqrt(v + eps);
-    for (let i = 0; i < dim; i++) y[r * dim + i] = ((x[r * dim + i] as number) - mean) * inv * (w[i] as number) + (b[i] as number);
+    for (let i = 0; i < dim; i++)
+      y[r * dim + i] = ((x[r * dim + i] as number) - mean) * inv * (w[i] as number) + (b[i] as number);
   }
   return y;
 }
@@ -170,7 +171,14 @@ export function abstractorReference64(
       const g = lin(Yn, q, w(`${M}w1.weight`), w(`${M}w1.bias`), d, inner);
       const u = lin(Yn, q, w(`${M}w3.weight`), w(`${M}w3.bias`), d, inner);
       const gated = Float64Array.from(g, (v, i) => (v / (1 + Math.exp(-v))) * (u[i] as number));
-      const m = lin(ln(gated, q, inner, w(`${M}ffn_ln.weight`), w(`${M}ffn_ln.bias`), ffnEps), q, w(`${M}w2.weight`), w(`${M}w2.bias`), inner, d);
+      const m = lin(
+        ln(gated, q, inner, w(`${M}ffn_ln.weight`), w(`${M}ffn_ln.bias`), ffnEps),
+        q,
+        w(`${M}w2.weight`),
+        w(`${M}w2.bias`),
+        inner,
+        d,
+      );
       X = Float64Array.from(Y, (v, i) => v + (m[i] as number));
     }
     outQ.set(X, img * q * d);

@@ -7,7 +7,10 @@ import { sincos1d, sincos2d } from './sincos.js';
 
 describe('sin-cos position tables', () => {
   it('released size (64 queries, 32×32 grid + CLS, width 1024) equals the float64 formula to float32 rounding', () => {
-    const q = sincos1d(1024, Array.from({ length: 64 }, (_, i) => i));
+    const q = sincos1d(
+      1024,
+      Array.from({ length: 64 }, (_, i) => i),
+    );
     const k = sincos2d(1024, 32, true);
     expect(q.length).toBe(64 * 1024);
     expect(k.length).toBe(1025 * 1024);

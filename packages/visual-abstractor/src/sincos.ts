@@ -10,7 +10,10 @@ const f32 = Math.fround;
 
 function checkDim(dim: number, multiple: number, what: string): void {
   if (!Number.isSafeInteger(dim) || dim < multiple || dim % multiple !== 0) {
-    throw new OwletError(ErrorCode.INVALID_ARGUMENT, `${what}: embedding width must be a positive multiple of ${multiple}, got ${dim}`);
+    throw new OwletError(
+      ErrorCode.INVALID_ARGUMENT,
+      `${what}: embedding width must be a positive multiple of ${multiple}, got ${dim}`,
+    );
   }
 }
 

@@ -119,7 +119,10 @@ export async function benchCommand(argv: string[], signal: AbortSignal): Promise
       process.stdout.write(`${JSON.stringify(result)}\n`);
     } else {
       const rows: [string, string][] = [
-        ['model', `${result.model_type}${result.random_weights ? ' (random weights)' : ''}, ${(result.parameters / 1e6).toFixed(1)}M parameters`],
+        [
+          'model',
+          `${result.model_type}${result.random_weights ? ' (random weights)' : ''}, ${(result.parameters / 1e6).toFixed(1)}M parameters`,
+        ],
         ['backend', `${result.backend}`],
         ['load', `${result.load_ms} ms`],
         ['preprocess (640×480 → ' + size + ')', `${result.preprocess_ms_per_image} ms/image`],

@@ -113,12 +113,20 @@ export async function chatCommand(argv: string[], signal: AbortSignal): Promise<
         rl.prompt();
         continue;
       }
-      const content: ContentPart[] = [...pendingImages.map(() => ({ type: 'image' }) as const), { type: 'text', text: line }];
+      const content: ContentPart[] = [
+        ...pendingImages.map(() => ({ type: 'image' }) as const),
+        { type: 'text', text: line },
+      ];
       const turnImages = [...images, ...pendingImages];
       answering = new AbortController();
       const turnSignal = AbortSignal.any([signal, answering.signal]);
       try {
-        const stream = model.chat({ messages: [...messages, { role: 'user', content }], images: turnImages, ...sampling, signal: turnSignal });
+        const stream = model.chat({
+          messages: [...messages, { role: 'user', content }],
+          images: turnImages,
+          ...sampling,
+          signal: turnSignal,
+        });
         for await (const delta of stream) process.stdout.write(delta);
         const r = await stream.result;
         process.stdout.write(r.finish_reason === 'abort' ? ' [stopped]\n' : '\n');
@@ -127,7 +135,9 @@ export async function chatCommand(argv: string[], signal: AbortSignal): Promise<
         pendingImages = [];
         if (!quiet && tty) {
           const u = r.usage;
-          process.stderr.write(`[${u.completion_tokens} tokens, ${u.decode_tokens_per_s.toFixed(1)} tokens/s, ${u.cached_prompt_tokens}/${u.prompt_tokens} prompt tokens cached]\n`);
+          process.stderr.write(
+            `[${u.completion_tokens} tokens, ${u.decode_tokens_per_s.toFixed(1)} tokens/s, ${u.cached_prompt_tokens}/${u.prompt_tokens} prompt tokens cached]\n`,
+          );
         }
       } catch (e) {
         const c = classify(e);

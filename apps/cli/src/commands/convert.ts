@@ -32,7 +32,8 @@ export async function convertCommand(argv: string[], signal: AbortSignal): Promi
     process.stdout.write(`${CONVERT_HELP}\n`);
     return EXIT.OK;
   }
-  if (positionals.length !== 2) throw new UsageError(`convert needs SRC and DST, got ${positionals.length} argument(s)`, 'owlet convert SRC DST');
+  if (positionals.length !== 2)
+    throw new UsageError(`convert needs SRC and DST, got ${positionals.length} argument(s)`, 'owlet convert SRC DST');
   const [src, dst] = positionals.map((p) => resolve(p)) as [string, string];
   if (!existsSync(src)) throw new UsageError(`source not found: ${positionals[0]}`);
   if (resolve(src) === resolve(dst)) throw new UsageError('SRC and DST must be different folders');

@@ -41,7 +41,8 @@ export async function runCommand(argv: string[], signal: AbortSignal): Promise<n
     process.stdout.write(`${RUN_HELP}\n`);
     return EXIT.OK;
   }
-  if (values.prompt === undefined || values.prompt.trim() === '') throw new UsageError('--prompt is required', RUN_HELP.split('\n')[0]);
+  if (values.prompt === undefined || values.prompt.trim() === '')
+    throw new UsageError('--prompt is required', RUN_HELP.split('\n')[0]);
   const backend = parseBackend(values.backend);
   const sampling = samplingFlags(values);
   const quiet = values.quiet === true;
@@ -57,7 +58,10 @@ export async function runCommand(argv: string[], signal: AbortSignal): Promise<n
       if (info) process.stderr.write(`backend: ${info.name} (${info.reason})\n`);
       if (loaded.randomWeights) process.stderr.write(`${RANDOM_WEIGHTS_NOTICE}\n`);
     }
-    const content: ContentPart[] = [...images.map(() => ({ type: 'image' }) as const), { type: 'text', text: values.prompt }];
+    const content: ContentPart[] = [
+      ...images.map(() => ({ type: 'image' }) as const),
+      { type: 'text', text: values.prompt },
+    ];
     const stream = model.chat({ messages: [{ role: 'user', content }], images, ...sampling, signal });
     if (values.json) {
       for await (const _ of stream) {

@@ -14,7 +14,15 @@ import { ErrorCode, LayerNorm, Linear, OwletError, type Parameter } from '@owlet
 import type { MplugOwlVisionModel } from '@owlet/vision-encoder';
 import type { MplugOwlVisualAbstractorModel } from '@owlet/visual-abstractor';
 
-import { OnnxDataType, modelProto, nodeProto, tensorProto, valueInfoProto, type OnnxAttribute, type ProtoMessage } from './proto.js';
+import {
+  OnnxDataType,
+  modelProto,
+  nodeProto,
+  tensorProto,
+  valueInfoProto,
+  type OnnxAttribute,
+  type ProtoMessage,
+} from './proto.js';
 
 export const ONNX_OPSET = 17;
 export const ONNX_IR_VERSION = 8;
@@ -50,7 +58,10 @@ export class OnnxGraphBuilder {
   floatInit(name: string, dims: readonly number[], data: Float32Array): string {
     const n = dims.reduce((a, b) => a * b, 1);
     if (data.length !== n) {
-      throw new OwletError(ErrorCode.SHAPE_MISMATCH, `onnx initializer ${name}: expected ${n} values for [${dims.join(', ')}], got ${data.length}`);
+      throw new OwletError(
+        ErrorCode.SHAPE_MISMATCH,
+        `onnx initializer ${name}: expected ${n} values for [${dims.join(', ')}], got ${data.length}`,
+      );
     }
     this.initializers.push(tensorProto(name, dims, OnnxDataType.FLOAT, bytesOf(data)));
     this.initializerBytes += data.byteLength;
@@ -63,7 +74,9 @@ export class OnnxGraphBuilder {
     let name = this.consts.get(key);
     if (!name) {
       name = this.fresh('const_i64');
-      this.initializers.push(tensorProto(name, dims, OnnxDataType.INT64, bytesOf(BigInt64Array.from(values.map((v) => BigInt(v))))));
+      this.initializers.push(
+        tensorProto(name, dims, OnnxDataType.INT64, bytesOf(BigInt64Array.from(values.map((v) => BigInt(v))))),
+      );
       this.consts.set(key, name);
     }
     return name;
@@ -224,7 +237,11 @@ class Exporter {
       const key = `encoder.layers.${j}`;
       const a = this.layerNorm(x, layer.input_layernorm, `${key}.input_layernorm`);
       // fused qkv, head-interleaved: feature h·3·Dh + t·Dh + d → [N, L, H, 3·Dh] → [N, H, L, 3·Dh] → q, k, v
-      const qkv = this.splitHeads(this.linear(a, layer.self_attn.query_key_value, `${key}.self_attn.query_key_value`), h, 3 * dh);
+      const qkv = this.splitHeads(
+        this.linear(a, layer.self_attn.query_key_value, `${key}.self_attn.query_key_value`),
+        h,
+        3 * dh,
+      );
       const [q, k, v] = g.nodeMulti('Split', [qkv, g.i64([dh, dh, dh])], 3, { axis: 3 }) as [string, string, string];
       const ctx = this.mergeHeads(this.attention(q, k, v, dh ** -0.5), d);
       x = g.node('Add', [x, this.linear(ctx, layer.self_attn.dense, `${key}.self_attn.dense`)]);
@@ -233,7 +250,10 @@ class Exporter {
       const act =
         c.hidden_act === 'quick_gelu'
           ? g.node('Mul', [f1, g.node('Sigmoid', [g.node('Mul', [f1, g.scalar(1.702)])])])
-          : g.node('Mul', [g.node('Mul', [f1, g.scalar(0.5)]), g.node('Add', [g.node('Erf', [g.node('Mul', [f1, g.scalar(Math.SQRT1_2)])]), g.scalar(1)])]);
+          : g.node('Mul', [
+              g.node('Mul', [f1, g.scalar(0.5)]),
+              g.node('Add', [g.node('Erf', [g.node('Mul', [f1, g.scalar(Math.SQRT1_2)])]), g.scalar(1)]),
+            ]);
       x = g.node('Add', [x, this.linear(act, layer.mlp.fc2, `${key}.mlp.fc2`)]);
     });
     return model.post_layernorm ? this.layerNorm(x, model.post_layernorm, 'post_layernorm') : x;
@@ -277,7 +297,10 @@ class Exporter {
       const mlp = ca.output.mlp;
       const z = this.layerNorm(y, ca.output.norm2, `${key}.output.norm2`);
       const a = this.linear(z, mlp.w1, `${key}.output.mlp.w1`);
-      const gated = g.node('Mul', [g.node('Mul', [a, g.node('Sigmoid', [a])]), this.linear(z, mlp.w3, `${key}.output.mlp.w3`)]);
+      const gated = g.node('Mul', [
+        g.node('Mul', [a, g.node('Sigmoid', [a])]),
+        this.linear(z, mlp.w3, `${key}.output.mlp.w3`),
+      ]);
       const inner = this.layerNorm(gated, mlp.ffn_ln, `${key}.output.mlp.ffn_ln`);
       x = g.node('Add', [y, this.linear(inner, mlp.w2, `${key}.output.mlp.w2`)]);
     });
@@ -301,7 +324,10 @@ export interface ExportedOnnx {
  * the modules are not changed. Fails with a typed error when the protobuf would pass 2 GiB (the
  * format's limit without external data).
  */
-export async function exportVisionToOnnx(vision: MplugOwlVisionModel, abstractor?: MplugOwlVisualAbstractorModel): Promise<ExportedOnnx> {
+export async function exportVisionToOnnx(
+  vision: MplugOwlVisionModel,
+  abstractor?: MplugOwlVisualAbstractorModel,
+): Promise<ExportedOnnx> {
   const g = new OnnxGraphBuilder();
   const ex = new Exporter(g, await snapshot(vision, abstractor));
   const c = vision.config;

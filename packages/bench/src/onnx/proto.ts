@@ -173,7 +173,13 @@ export function attributeProto(name: string, v: OnnxAttribute): ProtoMessage {
   return m;
 }
 
-export function nodeProto(op: string, inputs: readonly string[], outputs: readonly string[], name: string, attrs: Record<string, OnnxAttribute> = {}): ProtoMessage {
+export function nodeProto(
+  op: string,
+  inputs: readonly string[],
+  outputs: readonly string[],
+  name: string,
+  attrs: Record<string, OnnxAttribute> = {},
+): ProtoMessage {
   const m = new ProtoMessage();
   for (const i of inputs) m.string(1, i);
   for (const o of outputs) m.string(2, o);

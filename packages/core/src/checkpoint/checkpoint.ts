@@ -145,7 +145,13 @@ async function openTorchShard(source: ByteSource, signal?: AbortSignal): Promise
     refs.set(t.key, t);
     let n = 1;
     for (const d of t.shape) n *= d;
-    entries.push({ key: t.key, dtype: t.dtype, shape: [...t.shape], byteLength: n * DTYPE_SIZE[t.dtype], file: source.name });
+    entries.push({
+      key: t.key,
+      dtype: t.dtype,
+      shape: [...t.shape],
+      byteLength: n * DTYPE_SIZE[t.dtype],
+      file: source.name,
+    });
   }
   return {
     format: 'pytorch',
@@ -209,9 +215,13 @@ export class Checkpoint {
   info(key: string): CheckpointEntry {
     const hit = this.byKey.get(key);
     if (!hit) {
-      throw new CheckpointError(CheckpointErrorCode.SAFETENSORS_TENSOR_NOT_FOUND, `checkpoint ${this.name} has no tensor ${JSON.stringify(key)}`, {
-        details: { key },
-      });
+      throw new CheckpointError(
+        CheckpointErrorCode.SAFETENSORS_TENSOR_NOT_FOUND,
+        `checkpoint ${this.name} has no tensor ${JSON.stringify(key)}`,
+        {
+          details: { key },
+        },
+      );
     }
     return { ...hit.entry, shape: [...hit.entry.shape] };
   }
@@ -238,7 +248,14 @@ export class Checkpoint {
       let loaded = 0;
       for await (const [e, bytes] of shard.readRaw(wanted, options.signal)) {
         loaded += e.byteLength;
-        this.onProgress?.({ status: 'progress', name: this.name, file: shard.file, loaded, total, progress: total ? (100 * loaded) / total : 100 });
+        this.onProgress?.({
+          status: 'progress',
+          name: this.name,
+          file: shard.file,
+          loaded,
+          total,
+          progress: total ? (100 * loaded) / total : 100,
+        });
         yield [{ ...e, shape: [...e.shape] }, bytes];
       }
       this.onProgress?.({ status: 'done', name: this.name, file: shard.file });
@@ -246,7 +263,9 @@ export class Checkpoint {
   }
 
   /** Streams decoded arrays: Float32Array for float dtypes (F16/BF16/F64 widened), Int32Array otherwise. */
-  async *arrays(options: ReadTensorsOptions = {}): AsyncGenerator<[string, Float32Array | Int32Array, CheckpointEntry]> {
+  async *arrays(
+    options: ReadTensorsOptions = {},
+  ): AsyncGenerator<[string, Float32Array | Int32Array, CheckpointEntry]> {
     for await (const [e, bytes] of this.raw(options)) yield [e.key, decodeToArray(e.dtype, bytes, e.key), e];
   }
 
@@ -292,10 +311,20 @@ export class Checkpoint {
 }
 
 function isByteSource(v: unknown): v is ByteSource {
-  return typeof v === 'object' && v !== null && typeof (v as ByteSource).read === 'function' && typeof (v as ByteSource).size === 'number';
+  return (
+    typeof v === 'object' &&
+    v !== null &&
+    typeof (v as ByteSource).read === 'function' &&
+    typeof (v as ByteSource).size === 'number'
+  );
 }
 function isFolder(v: unknown): v is ByteSourceFolder {
-  return typeof v === 'object' && v !== null && typeof (v as ByteSourceFolder).open === 'function' && typeof (v as ByteSourceFolder).exists === 'function';
+  return (
+    typeof v === 'object' &&
+    v !== null &&
+    typeof (v as ByteSourceFolder).open === 'function' &&
+    typeof (v as ByteSourceFolder).exists === 'function'
+  );
 }
 const isUrl = (s: string) => /^https?:\/\//i.test(s);
 
@@ -347,7 +376,10 @@ async function resolveSource(source: CheckpointSource, options: OpenCheckpointOp
  * ByteSourceFolder), for reading the files beside the weights (config.json, tokenizer.model, …).
  * Sources that are a single file (a Blob, bytes) have no folder: a CHECKPOINT_NOT_FOUND error.
  */
-export async function openCheckpointFolder(source: CheckpointSource, options: OpenCheckpointOptions = {}): Promise<ByteSourceFolder> {
+export async function openCheckpointFolder(
+  source: CheckpointSource,
+  options: OpenCheckpointOptions = {},
+): Promise<ByteSourceFolder> {
   const r = await resolveSource(source, options);
   if (!r.folder) {
     throw new CheckpointError(
@@ -362,7 +394,10 @@ export async function openCheckpointFolder(source: CheckpointSource, options: Op
 export async function loadNode(): Promise<typeof import('./node.js')> {
   const isNode = typeof process !== 'undefined' && typeof process.versions?.node === 'string';
   if (!isNode) {
-    throw new CheckpointError(CheckpointErrorCode.NODE_ONLY, 'file paths need Node.js; in a browser pass a URL, File, Blob or ArrayBuffer');
+    throw new CheckpointError(
+      CheckpointErrorCode.NODE_ONLY,
+      'file paths need Node.js; in a browser pass a URL, File, Blob or ArrayBuffer',
+    );
   }
   return import('./node.js');
 }
@@ -375,7 +410,10 @@ const CANDIDATES = [SAFETENSORS_INDEX_NAME, SAFETENSORS_SINGLE_NAME, PYTORCH_IND
  * a single file or index file, a Blob/File, bytes or several Files. Every header (and the index
  * against its shards, B15/B16) is validated before this resolves; no tensor data is read yet.
  */
-export async function openCheckpoint(source: CheckpointSource, options: OpenCheckpointOptions = {}): Promise<Checkpoint> {
+export async function openCheckpoint(
+  source: CheckpointSource,
+  options: OpenCheckpointOptions = {},
+): Promise<Checkpoint> {
   const { signal, onProgress } = options;
   throwIfAborted(signal);
   const r = await resolveSource(source, options);
@@ -413,7 +451,11 @@ export async function openCheckpoint(source: CheckpointSource, options: OpenChec
     }
     if (file.endsWith('.index.json')) {
       const idxSrc = await folder.open(file, signal);
-      if (!idxSrc) throw new CheckpointError(CheckpointErrorCode.CHECKPOINT_NOT_FOUND, `${file} not found in ${folder.description}`);
+      if (!idxSrc)
+        throw new CheckpointError(
+          CheckpointErrorCode.CHECKPOINT_NOT_FOUND,
+          `${file} not found in ${folder.description}`,
+        );
       const text = await readText(idxSrc, MAX_INDEX_BYTES, signal).finally(() => idxSrc.close());
       const index = parseShardIndex(text, file); // validates every shard name before any shard is opened
       const shards: Shard[] = [];
@@ -421,19 +463,25 @@ export async function openCheckpoint(source: CheckpointSource, options: OpenChec
         const s = await openShardFile(folder, name);
         if (!s) {
           const example = [...index.weightMap].find(([, v]) => v === name)![0];
-          throw new CheckpointError(CheckpointErrorCode.INDEX_SHARD_MISSING, `${file}: shard ${name} (holding ${example}, …) is not in ${folder.description}`, {
-            details: { index: file, shard: name, key: example },
-          });
+          throw new CheckpointError(
+            CheckpointErrorCode.INDEX_SHARD_MISSING,
+            `${file}: shard ${name} (holding ${example}, …) is not in ${folder.description}`,
+            {
+              details: { index: file, shard: name, key: example },
+            },
+          );
         }
         shards.push(await openShard(s, signal));
       }
       checkIndexAgainstShards(index, shards, options.checkTotalSize ?? true);
       const formats = new Set(shards.map((x) => x.format));
-      if (formats.size > 1) throw new CheckpointError(CheckpointErrorCode.INDEX_INVALID, `${file}: shards mix safetensors and .bin files`);
+      if (formats.size > 1)
+        throw new CheckpointError(CheckpointErrorCode.INDEX_INVALID, `${file}: shards mix safetensors and .bin files`);
       return new Checkpoint(r.name, shards[0]!.format, shards, index, onProgress);
     }
     const s = await openShardFile(folder, file);
-    if (!s) throw new CheckpointError(CheckpointErrorCode.CHECKPOINT_NOT_FOUND, `${file} not found in ${folder.description}`);
+    if (!s)
+      throw new CheckpointError(CheckpointErrorCode.CHECKPOINT_NOT_FOUND, `${file} not found in ${folder.description}`);
     const shard = await openShard(s, signal);
     return new Checkpoint(r.name, shard.format, [shard], undefined, onProgress);
   } catch (e) {
@@ -443,23 +491,35 @@ export async function openCheckpoint(source: CheckpointSource, options: OpenChec
 }
 
 /** B16: every indexed tensor is in its shard, no tensor is in two shards or unlisted, total_size agrees. */
-export function checkIndexAgainstShards(index: ShardIndex, shards: readonly Pick<Shard, 'file' | 'entries'>[], checkTotalSize = true): void {
+export function checkIndexAgainstShards(
+  index: ShardIndex,
+  shards: readonly Pick<Shard, 'file' | 'entries'>[],
+  checkTotalSize = true,
+): void {
   const seen = new Map<string, string>();
   let total = 0;
   for (const shard of shards) {
     for (const e of shard.entries) {
       const prev = seen.get(e.key);
       if (prev !== undefined) {
-        throw new CheckpointError(CheckpointErrorCode.INDEX_TENSOR_DUPLICATED, `${e.key} is in two shards: ${prev} and ${shard.file}`, {
-          details: { key: e.key, shards: [prev, shard.file] },
-        });
+        throw new CheckpointError(
+          CheckpointErrorCode.INDEX_TENSOR_DUPLICATED,
+          `${e.key} is in two shards: ${prev} and ${shard.file}`,
+          {
+            details: { key: e.key, shards: [prev, shard.file] },
+          },
+        );
       }
       seen.set(e.key, shard.file);
       const assigned = index.weightMap.get(e.key);
       if (assigned === undefined) {
-        throw new CheckpointError(CheckpointErrorCode.INDEX_TENSOR_UNLISTED, `${shard.file} holds ${e.key}, which ${index.name} does not list`, {
-          details: { key: e.key, shard: shard.file },
-        });
+        throw new CheckpointError(
+          CheckpointErrorCode.INDEX_TENSOR_UNLISTED,
+          `${shard.file} holds ${e.key}, which ${index.name} does not list`,
+          {
+            details: { key: e.key, shard: shard.file },
+          },
+        );
       }
       if (assigned !== shard.file) {
         throw new CheckpointError(
@@ -473,9 +533,13 @@ export function checkIndexAgainstShards(index: ShardIndex, shards: readonly Pick
   }
   for (const [key, shard] of index.weightMap) {
     if (!seen.has(key)) {
-      throw new CheckpointError(CheckpointErrorCode.INDEX_TENSOR_MISSING, `${index.name} lists ${key} in ${shard}, but ${shard} does not hold it`, {
-        details: { key, shard },
-      });
+      throw new CheckpointError(
+        CheckpointErrorCode.INDEX_TENSOR_MISSING,
+        `${index.name} lists ${key} in ${shard}, but ${shard} does not hold it`,
+        {
+          details: { key, shard },
+        },
+      );
     }
   }
   if (checkTotalSize && index.totalSize !== undefined && index.totalSize !== total) {
@@ -495,10 +559,17 @@ export interface LoadCheckpointOptions extends OpenCheckpointOptions, LoadStateD
  * streams the tensors in with `module.loadParameter`, disposing each after assignment. Emits
  * `ready` at the end. A read error midway leaves the parameters loaded so far assigned.
  */
-export async function loadCheckpointInto(module: Module, source: CheckpointSource | Checkpoint, options: LoadCheckpointOptions = {}): Promise<StateDictReport> {
+export async function loadCheckpointInto(
+  module: Module,
+  source: CheckpointSource | Checkpoint,
+  options: LoadCheckpointOptions = {},
+): Promise<StateDictReport> {
   const ckpt = source instanceof Checkpoint ? source : await openCheckpoint(source, options);
   try {
-    const report = module.checkStateDict(ckpt.shapes(), { strict: options.strict ?? true, ignore: options.ignore ?? [] });
+    const report = module.checkStateDict(ckpt.shapes(), {
+      strict: options.strict ?? true,
+      ignore: options.ignore ?? [],
+    });
     const readOpts: ReadTensorsOptions = { keys: report.loaded };
     if (options.signal) readOpts.signal = options.signal;
     for await (const [key, t] of ckpt.tensors(readOpts)) {

@@ -9,7 +9,10 @@ function referenceF32(path: string, key: string): { shape: number[]; values: num
   const buf = readFileSync(path);
   const dv = new DataView(buf.buffer, buf.byteOffset, buf.byteLength);
   const n = Number(dv.getBigUint64(0, true));
-  const header = JSON.parse(buf.subarray(8, 8 + n).toString('utf8')) as Record<string, { dtype: string; shape: number[]; data_offsets: [number, number] }>;
+  const header = JSON.parse(buf.subarray(8, 8 + n).toString('utf8')) as Record<
+    string,
+    { dtype: string; shape: number[]; data_offsets: [number, number] }
+  >;
   const e = header[key]!;
   const values: number[] = [];
   for (let o = e.data_offsets[0]; o < e.data_offsets[1]; o += 4) values.push(dv.getFloat32(8 + n + o, true));

@@ -39,7 +39,11 @@ export interface SafetensorsFileWriterLike {
  * the input (`pytorch_model-k-of-n.bin` → `model-k-of-n.safetensors`, index rewritten to
  * `model.safetensors.index.json` and written last), streamed and atomic per file. Node only.
  */
-export async function convertBinToSafetensors(srcDir: string, dstDir: string, options: ConvertOptions = {}): Promise<ConvertResult> {
+export async function convertBinToSafetensors(
+  srcDir: string,
+  dstDir: string,
+  options: ConvertOptions = {},
+): Promise<ConvertResult> {
   return (await loadNode()).convertBinToSafetensors(srcDir, dstDir, options);
 }
 

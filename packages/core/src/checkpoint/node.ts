@@ -18,10 +18,14 @@ import type { ConvertOptions, ConvertResult } from './node-api.js';
 import { resolveTensorToWrite, safetensorsLayout, type SafetensorsTensorSpec, type TensorToWrite } from './writer.js';
 
 const ioError = (path: string, what: string, e: unknown) =>
-  new CheckpointError(CheckpointErrorCode.CHECKPOINT_IO, `${path}: ${what} failed: ${(e as Error)?.message ?? String(e)}`, {
-    details: { path, code: (e as NodeJS.ErrnoException)?.code },
-    cause: e,
-  });
+  new CheckpointError(
+    CheckpointErrorCode.CHECKPOINT_IO,
+    `${path}: ${what} failed: ${(e as Error)?.message ?? String(e)}`,
+    {
+      details: { path, code: (e as NodeJS.ErrnoException)?.code },
+      cause: e,
+    },
+  );
 
 /** Largest single read handed to the OS (reads of larger tensors loop). */
 const MAX_READ = 1 << 30;
@@ -65,7 +69,10 @@ export async function openFileSource(path: string, name = basename(path)): Promi
           throw ioError(path, `read of ${length} bytes at ${offset}`, e);
         }
         if (n === 0) {
-          throw new CheckpointError(CheckpointErrorCode.CHECKPOINT_IO, `${path}: short read, ${done} of ${length} bytes at ${offset} (file changed?)`);
+          throw new CheckpointError(
+            CheckpointErrorCode.CHECKPOINT_IO,
+            `${path}: short read, ${done} of ${length} bytes at ${offset} (file changed?)`,
+          );
         }
         done += n;
       }
@@ -85,7 +92,10 @@ export function dirFolder(dir: string): ByteSourceFolder {
   const inside = (name: string) => {
     const p = resolve(root, name);
     if (dirname(p) !== root) {
-      throw new CheckpointError(CheckpointErrorCode.INDEX_UNSAFE_SHARD_NAME, `${JSON.stringify(name)} is not a file directly in ${root}`);
+      throw new CheckpointError(
+        CheckpointErrorCode.INDEX_UNSAFE_SHARD_NAME,
+        `${JSON.stringify(name)} is not a file directly in ${root}`,
+      );
     }
     return p;
   };
@@ -98,7 +108,8 @@ export function dirFolder(dir: string): ByteSourceFolder {
       try {
         return (await stat(inside(name))).isFile();
       } catch (e) {
-        if ((e as NodeJS.ErrnoException).code === 'ENOENT' || (e as NodeJS.ErrnoException).code === 'ENOTDIR') return false;
+        if ((e as NodeJS.ErrnoException).code === 'ENOENT' || (e as NodeJS.ErrnoException).code === 'ENOTDIR')
+          return false;
         throw ioError(name, 'stat', e);
       }
     },
@@ -112,7 +123,9 @@ export async function resolvePath(path: string): Promise<{ name: string; folder:
     st = await stat(path);
   } catch (e) {
     if ((e as NodeJS.ErrnoException).code === 'ENOENT') {
-      throw new CheckpointError(CheckpointErrorCode.CHECKPOINT_NOT_FOUND, `${path} does not exist`, { details: { path } });
+      throw new CheckpointError(CheckpointErrorCode.CHECKPOINT_NOT_FOUND, `${path} does not exist`, {
+        details: { path },
+      });
     }
     throw ioError(path, 'stat', e);
   }
@@ -167,7 +180,11 @@ export class SafetensorsFileWriter {
   }
 
   /** Creates the temporary file and writes the header. */
-  static async create(path: string, specs: readonly SafetensorsTensorSpec[], metadata: Record<string, string> = {}): Promise<SafetensorsFileWriter> {
+  static async create(
+    path: string,
+    specs: readonly SafetensorsTensorSpec[],
+    metadata: Record<string, string> = {},
+  ): Promise<SafetensorsFileWriter> {
     const layout = safetensorsLayout(specs, metadata);
     const finalPath = resolve(path);
     const tempPath = tempNameFor(finalPath);
@@ -177,7 +194,15 @@ export class SafetensorsFileWriter {
     } catch (e) {
       throw ioError(tempPath, 'create', e);
     }
-    const w = new SafetensorsFileWriter(finalPath, tempPath, handle, specs, layout.offsets, layout.header.byteLength, layout.fileSize);
+    const w = new SafetensorsFileWriter(
+      finalPath,
+      tempPath,
+      handle,
+      specs,
+      layout.offsets,
+      layout.header.byteLength,
+      layout.fileSize,
+    );
     try {
       await w.writeAt(layout.header, 0);
     } catch (e) {
@@ -192,7 +217,12 @@ export class SafetensorsFileWriter {
     while (done < bytes.byteLength) {
       let n: number;
       try {
-        ({ bytesWritten: n } = await this.handle.write(bytes, done, Math.min(bytes.byteLength - done, MAX_READ), position + done));
+        ({ bytesWritten: n } = await this.handle.write(
+          bytes,
+          done,
+          Math.min(bytes.byteLength - done, MAX_READ),
+          position + done,
+        ));
       } catch (e) {
         throw ioError(this.tempPath, 'write', e);
       }
@@ -202,7 +232,8 @@ export class SafetensorsFileWriter {
 
   /** Writes the next tensor's little-endian bytes; keys must come in spec order. */
   async write(key: string, bytes: Uint8Array): Promise<void> {
-    if (this.finished) throw new CheckpointError(CheckpointErrorCode.CHECKPOINT_IO, `${this.path}: write after commit/abort`);
+    if (this.finished)
+      throw new CheckpointError(CheckpointErrorCode.CHECKPOINT_IO, `${this.path}: write after commit/abort`);
     const spec = this.specs[this.next];
     if (!spec || spec.key !== key) {
       throw new CheckpointError(
@@ -225,7 +256,8 @@ export class SafetensorsFileWriter {
 
   /** Checks every tensor was written, fsyncs, and renames the temporary file onto the final name. */
   async commit(): Promise<void> {
-    if (this.finished) throw new CheckpointError(CheckpointErrorCode.CHECKPOINT_IO, `${this.path}: already committed or aborted`);
+    if (this.finished)
+      throw new CheckpointError(CheckpointErrorCode.CHECKPOINT_IO, `${this.path}: already committed or aborted`);
     if (this.next !== this.specs.length) {
       const missing = this.specs[this.next]!.key;
       await this.abort();
@@ -308,14 +340,21 @@ export function safetensorsNameFor(binName: string): string {
  * file is written to a temporary name and renamed when complete; for sharded input the index
  * `model.safetensors.index.json` is written last, so its presence marks a complete conversion.
  */
-export async function convertBinToSafetensors(srcDir: string, dstDir: string, options: ConvertOptions = {}): Promise<ConvertResult> {
+export async function convertBinToSafetensors(
+  srcDir: string,
+  dstDir: string,
+  options: ConvertOptions = {},
+): Promise<ConvertResult> {
   const openOpts: { onProgress?: (e: CheckpointProgress) => void; signal?: AbortSignal } = {};
   if (options.onProgress) openOpts.onProgress = options.onProgress;
   if (options.signal) openOpts.signal = options.signal;
   const ckpt = await openCheckpoint(srcDir, openOpts);
   try {
     if (ckpt.format !== 'pytorch') {
-      throw new CheckpointError(CheckpointErrorCode.CHECKPOINT_NOT_FOUND, `${srcDir} is a ${ckpt.format} checkpoint, not PyTorch .bin`);
+      throw new CheckpointError(
+        CheckpointErrorCode.CHECKPOINT_NOT_FOUND,
+        `${srcDir} is a ${ckpt.format} checkpoint, not PyTorch .bin`,
+      );
     }
     try {
       await mkdir(dstDir, { recursive: true });
@@ -332,7 +371,8 @@ export async function convertBinToSafetensors(srcDir: string, dstDir: string, op
     const outName = new Map<string, string>();
     for (const f of ckpt.files) {
       const n = safetensorsNameFor(f);
-      if ([...outName.values()].includes(n)) throw new CheckpointError(CheckpointErrorCode.CHECKPOINT_IO, `two shards map to ${n}`);
+      if ([...outName.values()].includes(n))
+        throw new CheckpointError(CheckpointErrorCode.CHECKPOINT_IO, `two shards map to ${n}`);
       outName.set(f, n);
     }
     const files: string[] = [];
@@ -349,7 +389,9 @@ export async function convertBinToSafetensors(srcDir: string, dstDir: string, op
             files.push(outName.get(writerFile!)!);
           }
           writerFile = e.file;
-          writer = await SafetensorsFileWriter.create(join(dstDir, outName.get(e.file)!), byFile.get(e.file)!, { format: 'pt' });
+          writer = await SafetensorsFileWriter.create(join(dstDir, outName.get(e.file)!), byFile.get(e.file)!, {
+            format: 'pt',
+          });
         }
         await writer!.write(e.key, raw);
         bytes += raw.byteLength;
@@ -366,7 +408,8 @@ export async function convertBinToSafetensors(srcDir: string, dstDir: string, op
     const result: ConvertResult = { files, tensors: entries.length, bytes };
     if (ckpt.index) {
       const weightMap = Object.create(null) as Record<string, string>;
-      for (const e of [...entries].sort((a, b) => (a.key < b.key ? -1 : a.key > b.key ? 1 : 0))) weightMap[e.key] = outName.get(e.file)!;
+      for (const e of [...entries].sort((a, b) => (a.key < b.key ? -1 : a.key > b.key ? 1 : 0)))
+        weightMap[e.key] = outName.get(e.file)!;
       const text = `${JSON.stringify({ metadata: { total_size: bytes }, weight_map: weightMap }, null, 2)}\n`;
       await writeTextFileAtomic(join(dstDir, SAFETENSORS_INDEX_NAME), text);
       result.index = SAFETENSORS_INDEX_NAME;
@@ -377,4 +420,3 @@ export async function convertBinToSafetensors(srcDir: string, dstDir: string, op
     await ckpt.close();
   }
 }
-

@@ -62,7 +62,12 @@ class PDict {
   attrs: PDict | null = null;
   constructor(readonly ordered: boolean) {}
 }
-type GlobalKind = 'OrderedDict' | 'rebuild_tensor_v2' | 'rebuild_parameter' | 'rebuild_parameter_with_state' | 'storage_type';
+type GlobalKind =
+  | 'OrderedDict'
+  | 'rebuild_tensor_v2'
+  | 'rebuild_parameter'
+  | 'rebuild_parameter_with_state'
+  | 'storage_type';
 class PGlobal {
   constructor(
     readonly kind: GlobalKind,
@@ -97,17 +102,74 @@ function resolveGlobal(module: string, name: string): PGlobal | undefined {
 }
 
 const OPNAMES: Record<number, string> = {
-  0x28: 'MARK', 0x2e: 'STOP', 0x30: 'POP', 0x31: 'POP_MARK', 0x32: 'DUP', 0x46: 'FLOAT', 0x49: 'INT', 0x4a: 'BININT',
-  0x4b: 'BININT1', 0x4c: 'LONG', 0x4d: 'BININT2', 0x4e: 'NONE', 0x50: 'PERSID', 0x51: 'BINPERSID', 0x52: 'REDUCE',
-  0x53: 'STRING', 0x54: 'BINSTRING', 0x55: 'SHORT_BINSTRING', 0x56: 'UNICODE', 0x58: 'BINUNICODE', 0x61: 'APPEND',
-  0x62: 'BUILD', 0x63: 'GLOBAL', 0x64: 'DICT', 0x7d: 'EMPTY_DICT', 0x65: 'APPENDS', 0x67: 'GET', 0x68: 'BINGET',
-  0x69: 'INST', 0x6a: 'LONG_BINGET', 0x6c: 'LIST', 0x5d: 'EMPTY_LIST', 0x6f: 'OBJ', 0x70: 'PUT', 0x71: 'BINPUT',
-  0x72: 'LONG_BINPUT', 0x73: 'SETITEM', 0x74: 'TUPLE', 0x29: 'EMPTY_TUPLE', 0x75: 'SETITEMS', 0x47: 'BINFLOAT',
-  0x80: 'PROTO', 0x81: 'NEWOBJ', 0x82: 'EXT1', 0x83: 'EXT2', 0x84: 'EXT4', 0x85: 'TUPLE1', 0x86: 'TUPLE2',
-  0x87: 'TUPLE3', 0x88: 'NEWTRUE', 0x89: 'NEWFALSE', 0x8a: 'LONG1', 0x8b: 'LONG4', 0x8c: 'SHORT_BINUNICODE',
-  0x8d: 'BINUNICODE8', 0x8e: 'BINBYTES8', 0x8f: 'EMPTY_SET', 0x90: 'ADDITEMS', 0x91: 'FROZENSET', 0x92: 'NEWOBJ_EX',
-  0x93: 'STACK_GLOBAL', 0x94: 'MEMOIZE', 0x95: 'FRAME', 0x96: 'BYTEARRAY8', 0x97: 'NEXT_BUFFER', 0x98: 'READONLY_BUFFER',
-  0x42: 'BINBYTES', 0x43: 'SHORT_BINBYTES',
+  0x28: 'MARK',
+  0x2e: 'STOP',
+  0x30: 'POP',
+  0x31: 'POP_MARK',
+  0x32: 'DUP',
+  0x46: 'FLOAT',
+  0x49: 'INT',
+  0x4a: 'BININT',
+  0x4b: 'BININT1',
+  0x4c: 'LONG',
+  0x4d: 'BININT2',
+  0x4e: 'NONE',
+  0x50: 'PERSID',
+  0x51: 'BINPERSID',
+  0x52: 'REDUCE',
+  0x53: 'STRING',
+  0x54: 'BINSTRING',
+  0x55: 'SHORT_BINSTRING',
+  0x56: 'UNICODE',
+  0x58: 'BINUNICODE',
+  0x61: 'APPEND',
+  0x62: 'BUILD',
+  0x63: 'GLOBAL',
+  0x64: 'DICT',
+  0x7d: 'EMPTY_DICT',
+  0x65: 'APPENDS',
+  0x67: 'GET',
+  0x68: 'BINGET',
+  0x69: 'INST',
+  0x6a: 'LONG_BINGET',
+  0x6c: 'LIST',
+  0x5d: 'EMPTY_LIST',
+  0x6f: 'OBJ',
+  0x70: 'PUT',
+  0x71: 'BINPUT',
+  0x72: 'LONG_BINPUT',
+  0x73: 'SETITEM',
+  0x74: 'TUPLE',
+  0x29: 'EMPTY_TUPLE',
+  0x75: 'SETITEMS',
+  0x47: 'BINFLOAT',
+  0x80: 'PROTO',
+  0x81: 'NEWOBJ',
+  0x82: 'EXT1',
+  0x83: 'EXT2',
+  0x84: 'EXT4',
+  0x85: 'TUPLE1',
+  0x86: 'TUPLE2',
+  0x87: 'TUPLE3',
+  0x88: 'NEWTRUE',
+  0x89: 'NEWFALSE',
+  0x8a: 'LONG1',
+  0x8b: 'LONG4',
+  0x8c: 'SHORT_BINUNICODE',
+  0x8d: 'BINUNICODE8',
+  0x8e: 'BINBYTES8',
+  0x8f: 'EMPTY_SET',
+  0x90: 'ADDITEMS',
+  0x91: 'FROZENSET',
+  0x92: 'NEWOBJ_EX',
+  0x93: 'STACK_GLOBAL',
+  0x94: 'MEMOIZE',
+  0x95: 'FRAME',
+  0x96: 'BYTEARRAY8',
+  0x97: 'NEXT_BUFFER',
+  0x98: 'READONLY_BUFFER',
+  0x42: 'BINBYTES',
+  0x43: 'SHORT_BINBYTES',
 };
 
 /** Largest data.pkl accepted (a 7B model's state dict pickle is ~100 KB). */
@@ -134,13 +196,20 @@ function describe(v: PValue | Mark | undefined): string {
  */
 export function unpickleStateDict(data: Uint8Array, file: string): TorchTensorRef[] {
   const forbidden = (msg: string, at: number) =>
-    new CheckpointError(CheckpointErrorCode.PICKLE_FORBIDDEN, `${file}: ${msg} (pickle offset ${at}); only torch state dicts are read`, {
+    new CheckpointError(
+      CheckpointErrorCode.PICKLE_FORBIDDEN,
+      `${file}: ${msg} (pickle offset ${at}); only torch state dicts are read`,
+      {
+        details: { file, offset: at },
+      },
+    );
+  const invalid = (msg: string, at: number) =>
+    new CheckpointError(CheckpointErrorCode.PICKLE_INVALID, `${file}: ${msg} (pickle offset ${at})`, {
       details: { file, offset: at },
     });
-  const invalid = (msg: string, at: number) =>
-    new CheckpointError(CheckpointErrorCode.PICKLE_INVALID, `${file}: ${msg} (pickle offset ${at})`, { details: { file, offset: at } });
 
-  if (data.byteLength > MAX_PICKLE_BYTES) throw invalid(`pickle of ${data.byteLength} bytes exceeds ${MAX_PICKLE_BYTES}`, 0);
+  if (data.byteLength > MAX_PICKLE_BYTES)
+    throw invalid(`pickle of ${data.byteLength} bytes exceeds ${MAX_PICKLE_BYTES}`, 0);
   const dv = new DataView(data.buffer, data.byteOffset, data.byteLength);
   const n = data.byteLength;
   let i = 0;
@@ -212,7 +281,8 @@ export function unpickleStateDict(data: Uint8Array, file: string): TorchTensorRe
     for (let k = 0; k < kv.length; k += 2) d.map.set(dictKey(kv[k]!, at), kv[k + 1]!);
   };
   const int = (v: PValue, what: string, at: number): number => {
-    if (typeof v !== 'number' || !Number.isSafeInteger(v)) throw forbidden(`${what} must be an integer, got ${describe(v)}`, at);
+    if (typeof v !== 'number' || !Number.isSafeInteger(v))
+      throw forbidden(`${what} must be an integer, got ${describe(v)}`, at);
     return v;
   };
   const intTuple = (v: PValue, what: string, at: number): number[] => {
@@ -221,7 +291,8 @@ export function unpickleStateDict(data: Uint8Array, file: string): TorchTensorRe
   };
   const emptyHooks = (v: PValue, at: number) => {
     if (v === null) return;
-    if (!(v instanceof PDict) || v.map.size !== 0) throw forbidden(`backward hooks must be an empty OrderedDict, got ${describe(v)}`, at);
+    if (!(v instanceof PDict) || v.map.size !== 0)
+      throw forbidden(`backward hooks must be an empty OrderedDict, got ${describe(v)}`, at);
   };
 
   const reduce = (fn: PValue, args: PValue, at: number): PValue => {
@@ -243,7 +314,8 @@ export function unpickleStateDict(data: Uint8Array, file: string): TorchTensorRe
         const stride = intTuple(a[3]!, 'stride', at);
         if (typeof a[4] !== 'boolean') throw forbidden(`requires_grad must be a bool, got ${describe(a[4])}`, at);
         emptyHooks(a[5]!, at);
-        if (a.length === 7 && a[6] !== null && !(a[6] instanceof PDict)) throw forbidden(`tensor metadata ${describe(a[6])}`, at);
+        if (a.length === 7 && a[6] !== null && !(a[6] instanceof PDict))
+          throw forbidden(`tensor metadata ${describe(a[6])}`, at);
         return new PTensor(storage as TorchStorageRef, offset, shape, stride, a[4]);
       }
       case 'rebuild_parameter':
@@ -254,7 +326,8 @@ export function unpickleStateDict(data: Uint8Array, file: string): TorchTensorRe
         if (!(t instanceof PTensor)) throw forbidden(`${fn.qualified} needs a tensor, got ${describe(t)}`, at);
         if (typeof a[1] !== 'boolean') throw forbidden(`requires_grad must be a bool, got ${describe(a[1])}`, at);
         emptyHooks(a[2]!, at);
-        if (want === 4 && a[3] !== null && !(a[3] instanceof PDict)) throw forbidden(`parameter state ${describe(a[3])}`, at);
+        if (want === 4 && a[3] !== null && !(a[3] instanceof PDict))
+          throw forbidden(`parameter state ${describe(a[3])}`, at);
         const p = new PTensor(t.storage, t.offset, t.shape, t.stride, a[1]);
         p.isParameter = true;
         return p;
@@ -272,7 +345,8 @@ export function unpickleStateDict(data: Uint8Array, file: string): TorchTensorRe
     if (!(type instanceof PGlobal) || type.kind !== 'storage_type' || !type.dtype) {
       throw forbidden(`storage type ${describe(type ?? null)}`, at);
     }
-    if (typeof key !== 'string' || !/^[0-9A-Za-z_]{1,64}$/.test(key)) throw forbidden(`storage key ${describe(key ?? null)}`, at);
+    if (typeof key !== 'string' || !/^[0-9A-Za-z_]{1,64}$/.test(key))
+      throw forbidden(`storage key ${describe(key ?? null)}`, at);
     if (typeof location !== 'string') throw forbidden(`storage location ${describe(location ?? null)}`, at);
     const count = int(numel ?? null, 'storage numel', at);
     if (count < 0) throw invalid(`negative storage size ${count}`, at);
@@ -373,7 +447,8 @@ export function unpickleStateDict(data: Uint8Array, file: string): TorchTensorRe
         for (let k = len - 1; k >= 0; k--) v = (v << 8n) | BigInt(data[i + k]!);
         if (len > 0 && data[i + len - 1]! & 0x80) v -= 1n << BigInt(8 * len);
         i += len;
-        if (v > BigInt(Number.MAX_SAFE_INTEGER) || v < BigInt(Number.MIN_SAFE_INTEGER)) throw forbidden(`integer ${v} beyond 2^53`, at);
+        if (v > BigInt(Number.MAX_SAFE_INTEGER) || v < BigInt(Number.MIN_SAFE_INTEGER))
+          throw forbidden(`integer ${v} beyond 2^53`, at);
         stack.push(Number(v));
         break;
       }
@@ -513,7 +588,9 @@ export function unpickleStateDict(data: Uint8Array, file: string): TorchTensorRe
 /** Checks that a strided view stays inside its storage and its sizes are sane. */
 function validateView(file: string, key: string, t: PTensor): void {
   const bad = (msg: string) =>
-    new CheckpointError(CheckpointErrorCode.TORCH_INVALID_TENSOR, `${file}: ${key}: ${msg}`, { details: { file, key } });
+    new CheckpointError(CheckpointErrorCode.TORCH_INVALID_TENSOR, `${file}: ${key}: ${msg}`, {
+      details: { file, key },
+    });
   if (t.shape.length !== t.stride.length) throw bad(`size has ${t.shape.length} dims, stride ${t.stride.length}`);
   if (t.shape.length > 64) throw bad(`${t.shape.length} dimensions`);
   if (t.offset < 0) throw bad(`negative storage offset ${t.offset}`);
@@ -527,7 +604,8 @@ function validateView(file: string, key: string, t: PTensor): void {
     numel *= BigInt(s);
     if (s > 0) reach += BigInt(s - 1) * BigInt(st);
   }
-  if (numel * BigInt(DTYPE_SIZE[t.storage.dtype]) > BigInt(Number.MAX_SAFE_INTEGER)) throw bad(`${numel} elements is beyond 2^53 bytes`);
+  if (numel * BigInt(DTYPE_SIZE[t.storage.dtype]) > BigInt(Number.MAX_SAFE_INTEGER))
+    throw bad(`${numel} elements is beyond 2^53 bytes`);
   if (numel > 0n && reach >= BigInt(t.storage.numel)) {
     throw bad(
       `view (offset ${t.offset}, size [${t.shape.join(', ')}], stride [${t.stride.join(', ')}]) reaches element ${reach} of a ${t.storage.numel}-element storage`,

@@ -39,11 +39,19 @@ describe('safetensors validation (reliability checklist)', () => {
     high2[7] = 0xff; // 2^63-scale N
     expectCode(() => readSafetensors(high2), 'SAFETENSORS_HEADER_TOO_LARGE');
     // exactly at the limit: not "too large" — it fails only because the file is shorter
-    expectCode(() => readSafetensors(rawSafetensors('{}', 0, { n: 100_000_000n })), 'SAFETENSORS_INVALID_HEADER_LENGTH');
+    expectCode(
+      () => readSafetensors(rawSafetensors('{}', 0, { n: 100_000_000n })),
+      'SAFETENSORS_INVALID_HEADER_LENGTH',
+    );
     // streamed: the reader never asks for more than the 8 length bytes
     const reads: number[] = [];
     const inner = bytesSource(big, 'big.safetensors');
-    const spy: ByteSource = { name: inner.name, size: inner.size, read: (o, l, s) => (reads.push(l), inner.read(o, l, s)), close: () => inner.close() };
+    const spy: ByteSource = {
+      name: inner.name,
+      size: inner.size,
+      read: (o, l, s) => (reads.push(l), inner.read(o, l, s)),
+      close: () => inner.close(),
+    };
     await expect(openCheckpoint(spy)).rejects.toMatchObject({ code: 'SAFETENSORS_HEADER_TOO_LARGE' });
     expect(Math.max(...reads)).toBeLessThanOrEqual(8);
   });
@@ -61,29 +69,49 @@ describe('safetensors validation (reliability checklist)', () => {
     expectCode(() => readSafetensors(rawSafetensors('{')), 'SAFETENSORS_INVALID_HEADER_DESERIALIZATION');
     expectCode(() => readSafetensors(rawSafetensors('[]')), 'SAFETENSORS_INVALID_HEADER_DESERIALIZATION');
     expectCode(() => readSafetensors(rawSafetensors('')), 'SAFETENSORS_INVALID_HEADER_DESERIALIZATION');
-    expectCode(() => readSafetensors(rawSafetensors('['.repeat(100_000))), 'SAFETENSORS_INVALID_HEADER_DESERIALIZATION');
+    expectCode(
+      () => readSafetensors(rawSafetensors('['.repeat(100_000))),
+      'SAFETENSORS_INVALID_HEADER_DESERIALIZATION',
+    );
   });
 
   it('B5: overlapping, gapped, not-from-zero and reversed offsets → INVALID_OFFSET', () => {
     const all: Record<string, unknown> = {};
     for (let i = 0; i < 10; i++) all[`t${i}`] = t16();
     expectCode(() => readSafetensors(rawSafetensors(all, 16)), 'SAFETENSORS_INVALID_OFFSET');
-    expectCode(() => readSafetensors(rawSafetensors({ a: t16('F32', 0, 16), b: t16('F32', 20, 36) }, 36)), 'SAFETENSORS_INVALID_OFFSET');
+    expectCode(
+      () => readSafetensors(rawSafetensors({ a: t16('F32', 0, 16), b: t16('F32', 20, 36) }, 36)),
+      'SAFETENSORS_INVALID_OFFSET',
+    );
     expectCode(() => readSafetensors(rawSafetensors({ a: t16('F32', 4, 20) }, 20)), 'SAFETENSORS_INVALID_OFFSET');
-    expectCode(() => readSafetensors(rawSafetensors({ a: t16('F32', 0, 16), b: t16('F32', 16, 8) }, 16)), 'SAFETENSORS_INVALID_OFFSET');
+    expectCode(
+      () => readSafetensors(rawSafetensors({ a: t16('F32', 0, 16), b: t16('F32', 16, 8) }, 16)),
+      'SAFETENSORS_INVALID_OFFSET',
+    );
   });
 
   it('B6: I32 [2,2] with [0,4] → TENSOR_INVALID_INFO', () => {
-    expectCode(() => readSafetensors(rawSafetensors({ a: t16('I32', 0, 4, [2, 2]) }, 4)), 'SAFETENSORS_TENSOR_INVALID_INFO');
+    expectCode(
+      () => readSafetensors(rawSafetensors({ a: t16('I32', 0, 4, [2, 2]) }, 4)),
+      'SAFETENSORS_TENSOR_INVALID_INFO',
+    );
   });
 
   it('B7: huge shapes overflow → VALIDATION_OVERFLOW (BigInt arithmetic, never a wrapped size)', () => {
-    for (const shape of ['[2, 18446744073709551614]', '[2, 9223372036854775807]', '[281474976710656]', '[16777216, 16777216, 16777216]']) {
+    for (const shape of [
+      '[2, 18446744073709551614]',
+      '[2, 9223372036854775807]',
+      '[281474976710656]',
+      '[16777216, 16777216, 16777216]',
+    ]) {
       const h = `{"a":{"dtype":"F32","shape":${shape},"data_offsets":[0,8]}}`;
       expectCode(() => readSafetensors(rawSafetensors(h, 8)), 'SAFETENSORS_VALIDATION_OVERFLOW');
     }
     // an offset above 2^48 − 1
-    expectCode(() => readSafetensors(rawSafetensors('{"a":{"dtype":"U8","shape":[1],"data_offsets":[0,281474976710656]}}', 1)), 'SAFETENSORS_VALIDATION_OVERFLOW');
+    expectCode(
+      () => readSafetensors(rawSafetensors('{"a":{"dtype":"U8","shape":[1],"data_offsets":[0,281474976710656]}}', 1)),
+      'SAFETENSORS_VALIDATION_OVERFLOW',
+    );
   });
 
   it('B8: 16 bytes of trailing junk; 2 bytes missing → METADATA_INCOMPLETE_BUFFER', () => {
@@ -97,10 +125,23 @@ describe('safetensors validation (reliability checklist)', () => {
 
   it('B9: duplicate keys, __proto__ and constructor are rejected with no prototype change', () => {
     const before = Object.getOwnPropertyNames(Object.prototype).sort();
-    expectCode(() => readSafetensors(rawSafetensors(`{"a":${JSON.stringify(t16())},"a":${JSON.stringify(t16('F32', 16, 32))}}`, 32)), 'SAFETENSORS_DUPLICATE_KEY');
-    expectCode(() => readSafetensors(rawSafetensors(`{"__proto__":${JSON.stringify(t16())}}`, 16)), 'SAFETENSORS_INVALID_KEY');
-    expectCode(() => readSafetensors(rawSafetensors(`{"constructor":${JSON.stringify(t16())}}`, 16)), 'SAFETENSORS_INVALID_KEY');
-    expectCode(() => readSafetensors(rawSafetensors(`{"__metadata__":{"x":"1","x":"2"}}`)), 'SAFETENSORS_DUPLICATE_KEY');
+    expectCode(
+      () =>
+        readSafetensors(rawSafetensors(`{"a":${JSON.stringify(t16())},"a":${JSON.stringify(t16('F32', 16, 32))}}`, 32)),
+      'SAFETENSORS_DUPLICATE_KEY',
+    );
+    expectCode(
+      () => readSafetensors(rawSafetensors(`{"__proto__":${JSON.stringify(t16())}}`, 16)),
+      'SAFETENSORS_INVALID_KEY',
+    );
+    expectCode(
+      () => readSafetensors(rawSafetensors(`{"constructor":${JSON.stringify(t16())}}`, 16)),
+      'SAFETENSORS_INVALID_KEY',
+    );
+    expectCode(
+      () => readSafetensors(rawSafetensors(`{"__metadata__":{"x":"1","x":"2"}}`)),
+      'SAFETENSORS_DUPLICATE_KEY',
+    );
     // __proto__ in __metadata__ is an ordinary key of a null-prototype record
     const a = readSafetensors(rawSafetensors(`{"__metadata__":{"__proto__":"p","polluted":"no"}}`));
     expect(Object.getPrototypeOf(a.metadata)).toBe(null);
@@ -112,8 +153,21 @@ describe('safetensors validation (reliability checklist)', () => {
   it('B10: bad dtypes and offsets that are strings, negative, fractional or null → rejected', () => {
     expectCode(() => readSafetensors(rawSafetensors({ a: t16('F31') }, 16)), 'SAFETENSORS_INVALID_DTYPE');
     expectCode(() => readSafetensors(rawSafetensors({ a: t16('f32') }, 16)), 'SAFETENSORS_INVALID_DTYPE');
-    expectCode(() => readSafetensors(rawSafetensors({ a: { dtype: 7, shape: [4], data_offsets: [0, 16] } }, 16)), 'SAFETENSORS_INVALID_HEADER_DESERIALIZATION');
-    for (const offs of ['["0",16]', '[-1,15]', '[0,16.0]', '[1.5,16]', '[null,16]', '[0]', '[0,16,16]', '[0,1e1]', '"0,16"']) {
+    expectCode(
+      () => readSafetensors(rawSafetensors({ a: { dtype: 7, shape: [4], data_offsets: [0, 16] } }, 16)),
+      'SAFETENSORS_INVALID_HEADER_DESERIALIZATION',
+    );
+    for (const offs of [
+      '["0",16]',
+      '[-1,15]',
+      '[0,16.0]',
+      '[1.5,16]',
+      '[null,16]',
+      '[0]',
+      '[0,16,16]',
+      '[0,1e1]',
+      '"0,16"',
+    ]) {
       const h = `{"a":{"dtype":"F32","shape":[4],"data_offsets":${offs}}}`;
       expectCode(() => readSafetensors(rawSafetensors(h, 16)), 'SAFETENSORS_INVALID_HEADER_DESERIALIZATION');
     }
@@ -125,7 +179,10 @@ describe('safetensors validation (reliability checklist)', () => {
 
   it('B11: __metadata__ with a non-string value or a nested object → INVALID_METADATA', () => {
     expectCode(() => readSafetensors(rawSafetensors({ __metadata__: { a: 1 } })), 'SAFETENSORS_INVALID_METADATA');
-    expectCode(() => readSafetensors(rawSafetensors({ __metadata__: { a: { b: 'c' } } })), 'SAFETENSORS_INVALID_METADATA');
+    expectCode(
+      () => readSafetensors(rawSafetensors({ __metadata__: { a: { b: 'c' } } })),
+      'SAFETENSORS_INVALID_METADATA',
+    );
     expectCode(() => readSafetensors(rawSafetensors({ __metadata__: ['a'] })), 'SAFETENSORS_INVALID_METADATA');
     expect(readSafetensors(rawSafetensors({ __metadata__: { format: 'pt' } })).metadata).toEqual({ format: 'pt' });
   });
@@ -151,9 +208,15 @@ describe('safetensors validation (reliability checklist)', () => {
   });
 
   it('B13: F4 tensor with an odd element count → MISALIGNED_SLICE', () => {
-    expectCode(() => readSafetensors(rawSafetensors({ a: { dtype: 'F4', shape: [3], data_offsets: [0, 2] } }, 2)), 'SAFETENSORS_MISALIGNED_SLICE');
+    expectCode(
+      () => readSafetensors(rawSafetensors({ a: { dtype: 'F4', shape: [3], data_offsets: [0, 2] } }, 2)),
+      'SAFETENSORS_MISALIGNED_SLICE',
+    );
     // an even count of a format dtype owlet does not load is a typed "unsupported", not a crash
-    expectCode(() => readSafetensors(rawSafetensors({ a: { dtype: 'F4', shape: [4], data_offsets: [0, 2] } }, 2)), 'SAFETENSORS_UNSUPPORTED_DTYPE');
+    expectCode(
+      () => readSafetensors(rawSafetensors({ a: { dtype: 'F4', shape: [4], data_offsets: [0, 2] } }, 2)),
+      'SAFETENSORS_UNSUPPORTED_DTYPE',
+    );
   });
 
   it('B14a: fuzz — 1,000 random byte strings and 1,500 mutations of a valid file give only CheckpointErrors', () => {
@@ -176,7 +239,8 @@ describe('safetensors validation (reliability checklist)', () => {
         for (const k of a.keys()) a.array(k);
         ok++;
       } catch (e) {
-        if (!(e instanceof CheckpointError)) throw new Error(`untyped ${String(e)} for input ${Buffer.from(bytes).toString('hex').slice(0, 200)}`);
+        if (!(e instanceof CheckpointError))
+          throw new Error(`untyped ${String(e)} for input ${Buffer.from(bytes).toString('hex').slice(0, 200)}`);
         typed++;
       }
     };
@@ -233,7 +297,18 @@ const same = (a: number, b: number) => (Number.isNaN(a) && Number.isNaN(b)) || O
 describe('safetensors writer round trip', () => {
   it('every dtype: write → read gives identical bytes and correctly widened values', () => {
     const all16 = new Uint16Array(65536).map((_, i) => i);
-    const f32 = new Float32Array([0, -0, 1, -1, 3.4028234663852886e38, 1.401298464324817e-45, Infinity, -Infinity, NaN, Math.PI]);
+    const f32 = new Float32Array([
+      0,
+      -0,
+      1,
+      -1,
+      3.4028234663852886e38,
+      1.401298464324817e-45,
+      Infinity,
+      -Infinity,
+      NaN,
+      Math.PI,
+    ]);
     const f64 = new Float64Array([0, -0, 1e300, -1e-300, Math.E, NaN, Infinity]);
     const tensors = new Map<string, { dtype: SafetensorsDType; shape: number[]; data: TensorValues }>([
       ['f32', { dtype: 'F32', shape: [2, 5], data: f32 }],
@@ -260,7 +335,12 @@ describe('safetensors writer round trip', () => {
       expect(info.dtype).toBe(t.dtype);
       expect(info.shape).toEqual(t.shape);
       const raw = a.rawBytes(k);
-      const expected = t.dtype === 'BOOL' ? new Uint8Array([1, 0, 1]) : t.dtype === 'I32' && k === 'scalar' ? new Uint8Array(new Int32Array([42]).buffer) : new Uint8Array((t.data as ArrayBufferView).buffer);
+      const expected =
+        t.dtype === 'BOOL'
+          ? new Uint8Array([1, 0, 1])
+          : t.dtype === 'I32' && k === 'scalar'
+            ? new Uint8Array(new Int32Array([42]).buffer)
+            : new Uint8Array((t.data as ArrayBufferView).buffer);
       expect(Buffer.from(raw).equals(Buffer.from(expected)), k).toBe(true);
       expect(info.byteLength).toBe(t.shape.reduce((x, y) => x * y, 1) * DTYPE_SIZE[t.dtype]);
     }
@@ -268,7 +348,8 @@ describe('safetensors writer round trip', () => {
     const b = a.array('bf16');
     for (let i = 0; i < 65536; i++) {
       if (!same(h[i]!, halfValue(i))) throw new Error(`F16 ${i.toString(16)}: ${h[i]} vs ${halfValue(i)}`);
-      if (!same(b[i]!, Math.fround(bf16Value(i)))) throw new Error(`BF16 ${i.toString(16)}: ${b[i]} vs ${bf16Value(i)}`);
+      if (!same(b[i]!, Math.fround(bf16Value(i))))
+        throw new Error(`BF16 ${i.toString(16)}: ${b[i]} vs ${bf16Value(i)}`);
     }
     expect(Array.from(a.array('f64'))).toEqual(Array.from(f64, (x) => Math.fround(x)));
     expect(Array.from(a.array('i64'))).toEqual([0, -1, 2147483647, -2147483648]);
@@ -277,7 +358,9 @@ describe('safetensors writer round trip', () => {
   });
 
   it('I64 values outside int32 → SAFETENSORS_VALUE_OUT_OF_RANGE naming the tensor', () => {
-    const a = readSafetensors(writeSafetensors({ big: { dtype: 'I64', shape: [2], data: new BigInt64Array([1n, 1n << 40n]) } }));
+    const a = readSafetensors(
+      writeSafetensors({ big: { dtype: 'I64', shape: [2], data: new BigInt64Array([1n, 1n << 40n]) } }),
+    );
     expect(() => a.array('big')).toThrow(/big: I64 element 1 is 1099511627776/);
     expect(codeOf(() => a.array('big'))).toBe('SAFETENSORS_VALUE_OUT_OF_RANGE');
   });
@@ -289,7 +372,8 @@ describe('safetensors writer round trip', () => {
       if (Number.isNaN(v)) continue;
       if (f32ToF16Bits([v])[0] !== i) throw new Error(`F16 ${i}: ${v} → ${f32ToF16Bits([v])[0]}`);
       const bv = bf16Value(i);
-      if (!Number.isNaN(bv) && f32ToBf16Bits([bv])[0] !== i) throw new Error(`BF16 ${i}: ${bv} → ${f32ToBf16Bits([bv])[0]}`);
+      if (!Number.isNaN(bv) && f32ToBf16Bits([bv])[0] !== i)
+        throw new Error(`BF16 ${i}: ${bv} → ${f32ToBf16Bits([bv])[0]}`);
     }
     // ties: 1 + 2^-11 lies halfway between 1 and 1 + 2^-10 → even (1); 1 + 3·2^-11 → 1 + 2^-9
     expect(halfValue(f32ToF16Bits([1 + 2 ** -11])[0]!)).toBe(1);
@@ -331,12 +415,29 @@ describe('safetensors writer round trip', () => {
   });
 
   it('writer refuses bad input with typed errors', () => {
-    expect(codeOf(() => writeSafetensors({ a: { dtype: 'F32', shape: [2], data: [1] } }))).toBe('SAFETENSORS_INVALID_TENSOR_DATA');
-    expect(codeOf(() => writeSafetensors({ a: { dtype: 'U8', shape: [1], data: [256] } }))).toBe('SAFETENSORS_INVALID_TENSOR_DATA');
-    expect(codeOf(() => writeSafetensors([['constructor', { dtype: 'U8', shape: [1], data: [1] }]]))).toBe('SAFETENSORS_INVALID_KEY');
-    expect(codeOf(() => writeSafetensors([['__metadata__', { dtype: 'U8', shape: [1], data: [1] }]]))).toBe('SAFETENSORS_INVALID_KEY');
-    expect(codeOf(() => writeSafetensors([['x', { dtype: 'U8', shape: [1], data: [1] }], ['x', { dtype: 'U8', shape: [1], data: [1] }]]))).toBe('SAFETENSORS_DUPLICATE_KEY');
-    expect(codeOf(() => writeSafetensors({ a: { dtype: 'F31' as SafetensorsDType, shape: [1], data: [1] } }))).toBe('SAFETENSORS_INVALID_DTYPE');
+    expect(codeOf(() => writeSafetensors({ a: { dtype: 'F32', shape: [2], data: [1] } }))).toBe(
+      'SAFETENSORS_INVALID_TENSOR_DATA',
+    );
+    expect(codeOf(() => writeSafetensors({ a: { dtype: 'U8', shape: [1], data: [256] } }))).toBe(
+      'SAFETENSORS_INVALID_TENSOR_DATA',
+    );
+    expect(codeOf(() => writeSafetensors([['constructor', { dtype: 'U8', shape: [1], data: [1] }]]))).toBe(
+      'SAFETENSORS_INVALID_KEY',
+    );
+    expect(codeOf(() => writeSafetensors([['__metadata__', { dtype: 'U8', shape: [1], data: [1] }]]))).toBe(
+      'SAFETENSORS_INVALID_KEY',
+    );
+    expect(
+      codeOf(() =>
+        writeSafetensors([
+          ['x', { dtype: 'U8', shape: [1], data: [1] }],
+          ['x', { dtype: 'U8', shape: [1], data: [1] }],
+        ]),
+      ),
+    ).toBe('SAFETENSORS_DUPLICATE_KEY');
+    expect(codeOf(() => writeSafetensors({ a: { dtype: 'F31' as SafetensorsDType, shape: [1], data: [1] } }))).toBe(
+      'SAFETENSORS_INVALID_DTYPE',
+    );
     expect(codeOf(() => writeSafetensors({}, { a: 1 as unknown as string }))).toBe('SAFETENSORS_INVALID_METADATA');
   });
 });

@@ -262,7 +262,9 @@ export function parseSafetensorsHeader(headerBytes: Uint8Array, fileSize: number
     throw err(
       CheckpointErrorCode.SAFETENSORS_METADATA_INCOMPLETE_BUFFER,
       `safetensors tensors end at byte ${dataOffset + cursor}, but the file has ${fileSize} bytes (${
-        fileSize > dataOffset + cursor ? `${fileSize - dataOffset - cursor} trailing` : `${dataOffset + cursor - fileSize} missing`
+        fileSize > dataOffset + cursor
+          ? `${fileSize - dataOffset - cursor} trailing`
+          : `${dataOffset + cursor - fileSize} missing`
       })`,
       { expected: dataOffset + cursor, actual: fileSize },
     );
@@ -276,7 +278,13 @@ export function parseSafetensorsHeader(headerBytes: Uint8Array, fileSize: number
         { key: t.key, dtype: t.dtype },
       );
     }
-    tensors.set(t.key, { dtype: t.dtype, shape: t.shape, byteLength: byteLengths.get(t.key)!, begin: t.begin, end: t.end });
+    tensors.set(t.key, {
+      dtype: t.dtype,
+      shape: t.shape,
+      byteLength: byteLengths.get(t.key)!,
+      begin: t.begin,
+      end: t.end,
+    });
   }
   return { metadata: Object.freeze(metadata), tensors, headerLength, dataOffset, dataLength: cursor };
 }
@@ -288,7 +296,9 @@ export function parseSafetensorsBytes(bytes: Uint8Array): SafetensorsHeader {
 }
 
 export function tensorNotFound(key: string, where: string): CheckpointError {
-  return err(CheckpointErrorCode.SAFETENSORS_TENSOR_NOT_FOUND, `${where} has no tensor ${JSON.stringify(key)}`, { key });
+  return err(CheckpointErrorCode.SAFETENSORS_TENSOR_NOT_FOUND, `${where} has no tensor ${JSON.stringify(key)}`, {
+    key,
+  });
 }
 
 /** Makes a tf.Tensor (float32 or int32) from decoded values. */
@@ -363,4 +373,3 @@ export class SafetensorsArchive {
 export function readSafetensors(bytes: Uint8Array | ArrayBuffer): SafetensorsArchive {
   return new SafetensorsArchive(bytes);
 }
-

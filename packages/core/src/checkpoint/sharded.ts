@@ -54,7 +54,10 @@ export function validateShardName(name: string, indexName: string, extension: st
 /** Parses an index file and validates every shard name (nothing is opened here). */
 export function parseShardIndex(text: string, indexName: string): ShardIndex {
   const bad = (msg: string, cause?: unknown) =>
-    new CheckpointError(CheckpointErrorCode.INDEX_INVALID, `${indexName}: ${msg}`, { details: { index: indexName }, cause });
+    new CheckpointError(CheckpointErrorCode.INDEX_INVALID, `${indexName}: ${msg}`, {
+      details: { index: indexName },
+      cause,
+    });
   let json;
   try {
     json = parseJson(text);
@@ -81,15 +84,21 @@ export function parseShardIndex(text: string, indexName: string): ShardIndex {
     const ts = meta.get('total_size');
     if (ts !== undefined && ts !== null) {
       const b = jsonUnsignedInteger(ts);
-      if (b === undefined || b > BigInt(Number.MAX_SAFE_INTEGER)) throw bad(`metadata.total_size must be a non-negative integer, got ${jsonTypeName(ts)}`);
+      if (b === undefined || b > BigInt(Number.MAX_SAFE_INTEGER))
+        throw bad(`metadata.total_size must be a non-negative integer, got ${jsonTypeName(ts)}`);
       totalSize = Number(b);
     }
   }
-  const extension = indexName.endsWith('.bin.index.json') ? '.bin' : indexName.endsWith('.safetensors.index.json') ? '.safetensors' : '';
+  const extension = indexName.endsWith('.bin.index.json')
+    ? '.bin'
+    : indexName.endsWith('.safetensors.index.json')
+      ? '.safetensors'
+      : '';
   const weightMap = new Map<string, string>();
   const names = new Set<string>();
   for (const [key, shard] of wm) {
-    if (typeof shard !== 'string') throw bad(`weight_map[${JSON.stringify(key)}] must be a string, got ${jsonTypeName(shard)}`);
+    if (typeof shard !== 'string')
+      throw bad(`weight_map[${JSON.stringify(key)}] must be a string, got ${jsonTypeName(shard)}`);
     validateShardName(shard, indexName, extension || (shard.endsWith('.bin') ? '.bin' : '.safetensors'));
     weightMap.set(key, shard);
     names.add(shard);

@@ -29,12 +29,20 @@ export interface ByteSourceFolder {
 
 export function throwIfAborted(signal: AbortSignal | undefined): void {
   if (signal?.aborted) {
-    throw new CheckpointError(CheckpointErrorCode.ABORTED, 'checkpoint operation was aborted', { cause: signal.reason });
+    throw new CheckpointError(CheckpointErrorCode.ABORTED, 'checkpoint operation was aborted', {
+      cause: signal.reason,
+    });
   }
 }
 
 export function checkRange(source: { name: string; size: number }, offset: number, length: number): void {
-  if (!Number.isSafeInteger(offset) || !Number.isSafeInteger(length) || offset < 0 || length < 0 || offset + length > source.size) {
+  if (
+    !Number.isSafeInteger(offset) ||
+    !Number.isSafeInteger(length) ||
+    offset < 0 ||
+    length < 0 ||
+    offset + length > source.size
+  ) {
     throw new CheckpointError(
       CheckpointErrorCode.CHECKPOINT_IO,
       `${source.name}: read of ${length} bytes at ${offset} is outside the file (${source.size} bytes)`,
@@ -77,9 +85,13 @@ export function blobSource(blob: Blob, name?: string): ByteSource {
       try {
         buf = await blob.slice(offset, offset + length).arrayBuffer();
       } catch (e) {
-        throw new CheckpointError(CheckpointErrorCode.CHECKPOINT_IO, `${fileName}: reading the blob failed: ${String(e)}`, {
-          cause: e,
-        });
+        throw new CheckpointError(
+          CheckpointErrorCode.CHECKPOINT_IO,
+          `${fileName}: reading the blob failed: ${String(e)}`,
+          {
+            cause: e,
+          },
+        );
       }
       if (buf.byteLength !== length) {
         throw new CheckpointError(
@@ -94,7 +106,10 @@ export function blobSource(blob: Blob, name?: string): ByteSource {
 }
 
 /** A folder made of Blobs/Files by name (a browser folder picker, drag and drop, or a Map you build). */
-export function blobFolder(files: Iterable<Blob | File> | Map<string, Blob | ArrayBuffer | Uint8Array>, description = 'files'): ByteSourceFolder {
+export function blobFolder(
+  files: Iterable<Blob | File> | Map<string, Blob | ArrayBuffer | Uint8Array>,
+  description = 'files',
+): ByteSourceFolder {
   const map = new Map<string, Blob | ArrayBuffer | Uint8Array>();
   if (files instanceof Map) {
     for (const [k, v] of files) map.set(k, v);
@@ -102,7 +117,10 @@ export function blobFolder(files: Iterable<Blob | File> | Map<string, Blob | Arr
     for (const f of files) {
       const n = (f as File).name;
       if (typeof n !== 'string') {
-        throw new CheckpointError(CheckpointErrorCode.CHECKPOINT_IO, 'blobFolder: every item needs a file name (pass File objects or a Map)');
+        throw new CheckpointError(
+          CheckpointErrorCode.CHECKPOINT_IO,
+          'blobFolder: every item needs a file name (pass File objects or a Map)',
+        );
       }
       // webkitRelativePath from a folder picker: keep the base name only
       map.set(n.split('/').pop()!, f);
@@ -138,7 +156,13 @@ function ioError(url: string, message: string, cause?: unknown, status?: number)
   });
 }
 
-async function readBody(res: Response, url: string, expected: number | undefined, signal?: AbortSignal, onBytes?: (n: number) => void): Promise<Uint8Array> {
+async function readBody(
+  res: Response,
+  url: string,
+  expected: number | undefined,
+  signal?: AbortSignal,
+  onBytes?: (n: number) => void,
+): Promise<Uint8Array> {
   if (!res.body) {
     const buf = new Uint8Array(await res.arrayBuffer());
     onBytes?.(buf.byteLength);
@@ -186,13 +210,20 @@ async function readBody(res: Response, url: string, expected: number | undefined
  * means the server ignores Range, and the whole body is downloaded once into memory (with
  * `onBytes` progress). A 404 gives `undefined`; any other failure a CHECKPOINT_IO error.
  */
-export async function openUrlSource(url: string, options: UrlSourceOptions = {}, signal?: AbortSignal): Promise<ByteSource | undefined> {
+export async function openUrlSource(
+  url: string,
+  options: UrlSourceOptions = {},
+  signal?: AbortSignal,
+): Promise<ByteSource | undefined> {
   const f = options.fetch ?? globalThis.fetch;
   if (typeof f !== 'function') throw ioError(url, 'no fetch implementation is available');
   const name = decodeURIComponent(new URL(url).pathname.split('/').pop() ?? url);
   const request = async (headers: Record<string, string>) => {
     throwIfAborted(signal);
-    const init: RequestInit = { ...options.init, headers: { ...(options.init?.headers as Record<string, string> | undefined), ...headers } };
+    const init: RequestInit = {
+      ...options.init,
+      headers: { ...(options.init?.headers as Record<string, string> | undefined), ...headers },
+    };
     if (signal) init.signal = signal;
     try {
       return await f(url, init);
@@ -222,7 +253,10 @@ export async function openUrlSource(url: string, options: UrlSourceOptions = {},
           throwIfAborted(sig);
           const init: RequestInit = {
             ...options.init,
-            headers: { ...(options.init?.headers as Record<string, string> | undefined), Range: `bytes=${offset}-${offset + length - 1}` },
+            headers: {
+              ...(options.init?.headers as Record<string, string> | undefined),
+              Range: `bytes=${offset}-${offset + length - 1}`,
+            },
           };
           const s = sig ?? signal;
           if (s) init.signal = s;

@@ -6,7 +6,11 @@
 import { mulberry32 } from '@owlet/test-utils';
 
 /** A safetensors file from a header (object or raw JSON text) and a data section. */
-export function rawSafetensors(header: unknown, data: Uint8Array | number = 0, options: { n?: bigint; pad?: number } = {}): Uint8Array {
+export function rawSafetensors(
+  header: unknown,
+  data: Uint8Array | number = 0,
+  options: { n?: bigint; pad?: number } = {},
+): Uint8Array {
   const text = typeof header === 'string' ? header : JSON.stringify(header);
   const h = new TextEncoder().encode(text + ' '.repeat(options.pad ?? 0));
   const d = typeof data === 'number' ? new Uint8Array(data) : data;
@@ -178,10 +182,18 @@ export function buildZip(members: ZipMember[], options: { zip64?: boolean } = {}
 }
 
 /** A torch.save-like file: `archive/data.pkl`, `archive/data/<key>` storages, `archive/version`. */
-export function buildTorchFile(pickle: Uint8Array, storages: Record<string, Uint8Array>, options: { zip64?: boolean; deflate?: (d: Uint8Array) => Uint8Array } = {}): Uint8Array {
+export function buildTorchFile(
+  pickle: Uint8Array,
+  storages: Record<string, Uint8Array>,
+  options: { zip64?: boolean; deflate?: (d: Uint8Array) => Uint8Array } = {},
+): Uint8Array {
   const members: ZipMember[] = [{ name: 'archive/data.pkl', data: pickle }];
   for (const [k, v] of Object.entries(storages)) {
-    members.push(options.deflate ? { name: `archive/data/${k}`, data: v, method: 8, compressed: options.deflate(v) } : { name: `archive/data/${k}`, data: v });
+    members.push(
+      options.deflate
+        ? { name: `archive/data/${k}`, data: v, method: 8, compressed: options.deflate(v) }
+        : { name: `archive/data/${k}`, data: v },
+    );
   }
   members.push({ name: 'archive/version', data: new TextEncoder().encode('3\n') });
   return buildZip(members, options.zip64 === undefined ? {} : { zip64: options.zip64 });

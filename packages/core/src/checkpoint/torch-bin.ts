@@ -49,7 +49,10 @@ export class TorchBinFile {
     if (order) {
       const text = new TextDecoder().decode(await zip.readAll(order, signal)).trim();
       if (text !== 'little') {
-        throw new CheckpointError(CheckpointErrorCode.TORCH_UNSUPPORTED_FORMAT, `${file}: byte order ${JSON.stringify(text)} is not supported`);
+        throw new CheckpointError(
+          CheckpointErrorCode.TORCH_UNSUPPORTED_FORMAT,
+          `${file}: byte order ${JSON.stringify(text)} is not supported`,
+        );
       }
     }
     const pkl = zip.get(pkls[0]!)!;
@@ -60,13 +63,21 @@ export class TorchBinFile {
       if (members.has(s.key)) continue;
       const m = zip.get(`${prefix}data/${s.key}`);
       if (!m) {
-        throw new CheckpointError(CheckpointErrorCode.ZIP_ENTRY_NOT_FOUND, `${file}: storage ${s.key} of ${t.key} has no member ${prefix}data/${s.key}`, {
-          details: { file, key: t.key, storage: s.key },
-        });
+        throw new CheckpointError(
+          CheckpointErrorCode.ZIP_ENTRY_NOT_FOUND,
+          `${file}: storage ${s.key} of ${t.key} has no member ${prefix}data/${s.key}`,
+          {
+            details: { file, key: t.key, storage: s.key },
+          },
+        );
       }
       const want = s.numel * DTYPE_SIZE[s.dtype];
       if (m.size !== want) {
-        throw bad(file, t.key, `storage ${s.key} should hold ${s.numel} ${s.dtype} elements (${want} bytes), its member has ${m.size}`);
+        throw bad(
+          file,
+          t.key,
+          `storage ${s.key} should hold ${s.numel} ${s.dtype} elements (${want} bytes), its member has ${m.size}`,
+        );
       }
       members.set(s.key, m);
     }

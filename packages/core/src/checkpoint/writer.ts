@@ -58,16 +58,22 @@ function numel(key: string, shape: readonly number[]): number {
   let n = 1;
   for (const d of shape) {
     if (!Number.isSafeInteger(d) || d < 0 || d > SAFETENSORS_MAX_DIM) {
-      throw dataError(`${key}: shape [${shape.join(', ')}] has a dimension that is not an integer in [0, 2^48 − 1]`, { key });
+      throw dataError(`${key}: shape [${shape.join(', ')}] has a dimension that is not an integer in [0, 2^48 − 1]`, {
+        key,
+      });
     }
     n *= d;
   }
-  if (!Number.isSafeInteger(n)) throw dataError(`${key}: shape [${shape.join(', ')}] has more than 2^53 elements`, { key });
+  if (!Number.isSafeInteger(n))
+    throw dataError(`${key}: shape [${shape.join(', ')}] has more than 2^53 elements`, { key });
   return n;
 }
 
 /** Lays out a header for `specs` (in that order) and `metadata` (string → string). */
-export function safetensorsLayout(specs: readonly SafetensorsTensorSpec[], metadata: Record<string, string> = {}): SafetensorsLayout {
+export function safetensorsLayout(
+  specs: readonly SafetensorsTensorSpec[],
+  metadata: Record<string, string> = {},
+): SafetensorsLayout {
   const header: Record<string, unknown> = Object.create(null) as Record<string, unknown>;
   const metaKeys = Object.keys(metadata);
   if (metaKeys.length > 0) {
@@ -75,7 +81,10 @@ export function safetensorsLayout(specs: readonly SafetensorsTensorSpec[], metad
     for (const k of metaKeys) {
       const v = metadata[k];
       if (typeof v !== 'string') {
-        throw new CheckpointError(CheckpointErrorCode.SAFETENSORS_INVALID_METADATA, `metadata[${JSON.stringify(k)}] must be a string, got ${typeof v}`);
+        throw new CheckpointError(
+          CheckpointErrorCode.SAFETENSORS_INVALID_METADATA,
+          `metadata[${JSON.stringify(k)}] must be a string, got ${typeof v}`,
+        );
       }
       meta[k] = v;
     }
@@ -85,13 +94,25 @@ export function safetensorsLayout(specs: readonly SafetensorsTensorSpec[], metad
   let cursor = 0;
   for (const s of specs) {
     if (s.key === '__metadata__' || FORBIDDEN_TENSOR_KEYS.includes(s.key)) {
-      throw new CheckpointError(CheckpointErrorCode.SAFETENSORS_INVALID_KEY, `tensor name ${JSON.stringify(s.key)} cannot be written`, { details: { key: s.key } });
+      throw new CheckpointError(
+        CheckpointErrorCode.SAFETENSORS_INVALID_KEY,
+        `tensor name ${JSON.stringify(s.key)} cannot be written`,
+        { details: { key: s.key } },
+      );
     }
     if (offsets.has(s.key)) {
-      throw new CheckpointError(CheckpointErrorCode.SAFETENSORS_DUPLICATE_KEY, `tensor ${JSON.stringify(s.key)} is given twice`, { details: { key: s.key } });
+      throw new CheckpointError(
+        CheckpointErrorCode.SAFETENSORS_DUPLICATE_KEY,
+        `tensor ${JSON.stringify(s.key)} is given twice`,
+        { details: { key: s.key } },
+      );
     }
     if (!isSafetensorsDType(s.dtype)) {
-      throw new CheckpointError(CheckpointErrorCode.SAFETENSORS_INVALID_DTYPE, `${s.key}: cannot write dtype ${String(s.dtype)}`, { details: { key: s.key } });
+      throw new CheckpointError(
+        CheckpointErrorCode.SAFETENSORS_INVALID_DTYPE,
+        `${s.key}: cannot write dtype ${String(s.dtype)}`,
+        { details: { key: s.key } },
+      );
     }
     const bytes = numel(s.key, s.shape) * DTYPE_SIZE[s.dtype];
     if (!Number.isSafeInteger(cursor + bytes)) throw dataError(`${s.key}: the data section would exceed 2^53 bytes`);
@@ -135,7 +156,10 @@ function intArray<T extends Int32Array | Int16Array | Int8Array | Uint8Array>(
   for (let i = 0; i < data.length; i++) {
     const v = Number(data[i]);
     if (!Number.isInteger(v) || v < lo || v > hi) {
-      throw dataError(`${key}: element ${i} = ${String(data[i])} is not a ${dtype} value (integer in [${lo}, ${hi}])`, { key, index: i });
+      throw dataError(`${key}: element ${i} = ${String(data[i])} is not a ${dtype} value (integer in [${lo}, ${hi}])`, {
+        key,
+        index: i,
+      });
     }
     out[i] = v;
   }
@@ -143,10 +167,19 @@ function intArray<T extends Int32Array | Int16Array | Int8Array | Uint8Array>(
 }
 
 /** Encodes one tensor's values as little-endian bytes of `dtype` (checked against `shape`). */
-export function encodeTensorBytes(key: string, dtype: SafetensorsDType, shape: readonly number[], data: TensorValues): Uint8Array {
+export function encodeTensorBytes(
+  key: string,
+  dtype: SafetensorsDType,
+  shape: readonly number[],
+  data: TensorValues,
+): Uint8Array {
   const n = numel(key, shape);
   if (data.length !== n) {
-    throw dataError(`${key}: shape [${shape.join(', ')}] has ${n} elements, data has ${data.length}`, { key, expected: n, actual: data.length });
+    throw dataError(`${key}: shape [${shape.join(', ')}] has ${n} elements, data has ${data.length}`, {
+      key,
+      expected: n,
+      actual: data.length,
+    });
   }
   const nums = data as ArrayLike<number>;
   switch (dtype) {
@@ -163,13 +196,16 @@ export function encodeTensorBytes(key: string, dtype: SafetensorsDType, shape: r
       const out = new BigInt64Array(n);
       for (let i = 0; i < n; i++) {
         const v = Number(nums[i]);
-        if (!Number.isSafeInteger(v)) throw dataError(`${key}: element ${i} = ${String(nums[i])} is not a safe integer for I64`, { key, index: i });
+        if (!Number.isSafeInteger(v))
+          throw dataError(`${key}: element ${i} = ${String(nums[i])} is not a safe integer for I64`, { key, index: i });
         out[i] = BigInt(v);
       }
       return asBytes(out);
     }
     case 'I32':
-      return asBytes(data instanceof Int32Array ? data : intArray(Int32Array, key, dtype, nums, -2147483648, 2147483647));
+      return asBytes(
+        data instanceof Int32Array ? data : intArray(Int32Array, key, dtype, nums, -2147483648, 2147483647),
+      );
     case 'I16':
       return asBytes(data instanceof Int16Array ? data : intArray(Int16Array, key, dtype, nums, -32768, 32767));
     case 'I8':
@@ -185,22 +221,39 @@ export function encodeTensorBytes(key: string, dtype: SafetensorsDType, shape: r
 }
 
 function isTensor(v: unknown): v is tf.Tensor {
-  return typeof v === 'object' && v !== null && typeof (v as tf.Tensor).dataSync === 'function' && Array.isArray((v as tf.Tensor).shape);
+  return (
+    typeof v === 'object' &&
+    v !== null &&
+    typeof (v as tf.Tensor).dataSync === 'function' &&
+    Array.isArray((v as tf.Tensor).shape)
+  );
 }
 
 /** Spec and bytes of one TensorToWrite. */
-export function resolveTensorToWrite(key: string, t: TensorToWrite): { spec: SafetensorsTensorSpec; bytes: Uint8Array } {
+export function resolveTensorToWrite(
+  key: string,
+  t: TensorToWrite,
+): { spec: SafetensorsTensorSpec; bytes: Uint8Array } {
   if (isTensor(t)) {
-    const dtype: SafetensorsDType = t.dtype === 'float32' ? 'F32' : t.dtype === 'int32' ? 'I32' : t.dtype === 'bool' ? 'BOOL' : (() => {
-      throw dataError(`${key}: cannot write a ${t.dtype} tensor`, { key });
-    })();
+    const dtype: SafetensorsDType =
+      t.dtype === 'float32'
+        ? 'F32'
+        : t.dtype === 'int32'
+          ? 'I32'
+          : t.dtype === 'bool'
+            ? 'BOOL'
+            : (() => {
+                throw dataError(`${key}: cannot write a ${t.dtype} tensor`, { key });
+              })();
     const values = t.dataSync() as Float32Array | Int32Array | Uint8Array;
     return { spec: { key, dtype, shape: t.shape }, bytes: encodeTensorBytes(key, dtype, t.shape, values) };
   }
   if ('bytes' in t) {
     const want = numel(key, t.shape) * DTYPE_SIZE[t.dtype];
     if (t.bytes.byteLength !== want) {
-      throw dataError(`${key}: ${t.dtype} [${t.shape.join(', ')}] needs ${want} bytes, got ${t.bytes.byteLength}`, { key });
+      throw dataError(`${key}: ${t.dtype} [${t.shape.join(', ')}] needs ${want} bytes, got ${t.bytes.byteLength}`, {
+        key,
+      });
     }
     return { spec: { key, dtype: t.dtype, shape: t.shape }, bytes: t.bytes };
   }
@@ -209,7 +262,8 @@ export function resolveTensorToWrite(key: string, t: TensorToWrite): { spec: Saf
 
 function entriesOf<V>(input: Map<string, V> | Record<string, V> | Iterable<readonly [string, V]>): [string, V][] {
   if (input instanceof Map) return [...input.entries()];
-  if (typeof (input as Iterable<unknown>)[Symbol.iterator] === 'function') return [...(input as Iterable<readonly [string, V]>)].map(([k, v]) => [k, v]);
+  if (typeof (input as Iterable<unknown>)[Symbol.iterator] === 'function')
+    return [...(input as Iterable<readonly [string, V]>)].map(([k, v]) => [k, v]);
   return Object.keys(input).map((k) => [k, (input as Record<string, V>)[k]!]);
 }
 

@@ -26,7 +26,8 @@ export interface ZipEntry {
   localHeaderOffset: number;
 }
 
-const invalid = (file: string, msg: string) => new CheckpointError(CheckpointErrorCode.ZIP_INVALID, `${file}: ${msg}`, { details: { file } });
+const invalid = (file: string, msg: string) =>
+  new CheckpointError(CheckpointErrorCode.ZIP_INVALID, `${file}: ${msg}`, { details: { file } });
 const unsupported = (file: string, msg: string) =>
   new CheckpointError(CheckpointErrorCode.ZIP_UNSUPPORTED, `${file}: ${msg}`, { details: { file } });
 
@@ -74,11 +75,13 @@ export class ZipArchive {
     if (hasLocator) {
       const z64Offset = u64(tdv, eocd - 20 + 8, file);
       if (tdv.getUint32(eocd - 20 + 16, true) > 1) throw unsupported(file, 'multi-disk zip archives are not supported');
-      if (z64Offset + 56 > recordStart - 20) throw invalid(file, `ZIP64 end record offset ${z64Offset} is out of bounds`);
+      if (z64Offset + 56 > recordStart - 20)
+        throw invalid(file, `ZIP64 end record offset ${z64Offset} is out of bounds`);
       const z = await source.read(z64Offset, 56, signal);
       const zdv = new DataView(z.buffer, z.byteOffset, 56);
       if (zdv.getUint32(0, true) !== SIG_ZIP64_EOCD) throw invalid(file, 'ZIP64 end record signature mismatch');
-      if (zdv.getUint32(16, true) !== 0 || zdv.getUint32(20, true) !== 0) throw unsupported(file, 'multi-disk zip archives are not supported');
+      if (zdv.getUint32(16, true) !== 0 || zdv.getUint32(20, true) !== 0)
+        throw unsupported(file, 'multi-disk zip archives are not supported');
       count = u64(zdv, 32, file);
       cdSize = u64(zdv, 40, file);
       cdOffset = u64(zdv, 48, file);
@@ -87,16 +90,21 @@ export class ZipArchive {
       throw unsupported(file, 'multi-disk zip archives are not supported');
     }
     if (cdOffset + cdSize > recordStart) {
-      throw invalid(file, `central directory [${cdOffset}, ${cdOffset + cdSize}) overlaps the end record at ${recordStart}`);
+      throw invalid(
+        file,
+        `central directory [${cdOffset}, ${cdOffset + cdSize}) overlaps the end record at ${recordStart}`,
+      );
     }
-    if (cdSize > MAX_CENTRAL_DIRECTORY) throw unsupported(file, `central directory of ${cdSize} bytes exceeds ${MAX_CENTRAL_DIRECTORY}`);
+    if (cdSize > MAX_CENTRAL_DIRECTORY)
+      throw unsupported(file, `central directory of ${cdSize} bytes exceeds ${MAX_CENTRAL_DIRECTORY}`);
     if (count * 46 > cdSize) throw invalid(file, `${count} entries cannot fit in a ${cdSize}-byte central directory`);
     const cd = await source.read(cdOffset, cdSize, signal);
     const dv = new DataView(cd.buffer, cd.byteOffset, cd.byteLength);
     const entries = new Map<string, ZipEntry>();
     let p = 0;
     for (let k = 0; k < count; k++) {
-      if (p + 46 > cdSize || dv.getUint32(p, true) !== SIG_CENTRAL) throw invalid(file, `central directory entry ${k} is corrupt`);
+      if (p + 46 > cdSize || dv.getUint32(p, true) !== SIG_CENTRAL)
+        throw invalid(file, `central directory entry ${k} is corrupt`);
       const flags = dv.getUint16(p + 8, true);
       const method = dv.getUint16(p + 10, true);
       const crc32 = dv.getUint32(p + 16, true);
@@ -142,12 +150,19 @@ export class ZipArchive {
       }
       if (flags & 0x1) throw unsupported(file, `${name} is encrypted`);
       if (diskStart !== 0) throw unsupported(file, 'multi-disk zip archives are not supported');
-      if (method !== 0 && method !== 8) throw unsupported(file, `${name} uses compression method ${method}; only stored (0) and deflate (8) are supported`);
+      if (method !== 0 && method !== 8)
+        throw unsupported(
+          file,
+          `${name} uses compression method ${method}; only stored (0) and deflate (8) are supported`,
+        );
       if (method === 0 && compressedSize !== uncompressedSize) {
         throw invalid(file, `${name} is stored but its sizes differ (${compressedSize} vs ${uncompressedSize})`);
       }
       if (localHeaderOffset + 30 + compressedSize > cdOffset) {
-        throw invalid(file, `${name}: data at ${localHeaderOffset} (+${compressedSize}) runs into the central directory at ${cdOffset}`);
+        throw invalid(
+          file,
+          `${name}: data at ${localHeaderOffset} (+${compressedSize}) runs into the central directory at ${cdOffset}`,
+        );
       }
       if (entries.has(name)) throw invalid(file, `entry ${JSON.stringify(name)} appears twice`);
       entries.set(name, { name, method, compressedSize, size: uncompressedSize, crc32, localHeaderOffset });
@@ -170,7 +185,10 @@ export class ZipArchive {
     if (dv.getUint32(0, true) !== SIG_LOCAL) throw invalid(file, `${entry.name}: local header signature mismatch`);
     const start = entry.localHeaderOffset + 30 + dv.getUint16(26, true) + dv.getUint16(28, true);
     if (start + entry.compressedSize > this.centralOffset) {
-      throw invalid(file, `${entry.name}: data [${start}, ${start + entry.compressedSize}) runs into the central directory`);
+      throw invalid(
+        file,
+        `${entry.name}: data [${start}, ${start + entry.compressedSize}) runs into the central directory`,
+      );
     }
     this.dataOffsets.set(entry.name, start);
     return start;
@@ -179,7 +197,10 @@ export class ZipArchive {
   /** Reads `length` bytes at `offset` of a member's uncompressed data. */
   async read(entry: ZipEntry, offset: number, length: number, signal?: AbortSignal): Promise<Uint8Array> {
     if (offset < 0 || length < 0 || offset + length > entry.size) {
-      throw invalid(this.source.name, `${entry.name}: read [${offset}, ${offset + length}) outside the member's ${entry.size} bytes`);
+      throw invalid(
+        this.source.name,
+        `${entry.name}: read [${offset}, ${offset + length}) outside the member's ${entry.size} bytes`,
+      );
     }
     if (entry.method === 0) {
       const start = await this.dataOffset(entry, signal);
@@ -201,18 +222,26 @@ export class ZipArchive {
 /** Inflates raw deflate data, refusing output other than exactly `expectedSize` bytes. */
 export async function inflateRaw(data: Uint8Array, expectedSize: number, what: string): Promise<Uint8Array> {
   if (typeof DecompressionStream !== 'function') {
-    throw new CheckpointError(CheckpointErrorCode.ZIP_UNSUPPORTED, `${what}: deflate needs DecompressionStream, absent in this runtime`);
+    throw new CheckpointError(
+      CheckpointErrorCode.ZIP_UNSUPPORTED,
+      `${what}: deflate needs DecompressionStream, absent in this runtime`,
+    );
   }
   const out = new Uint8Array(expectedSize);
   let n = 0;
-  const stream = new Blob([data as Uint8Array<ArrayBuffer>]).stream().pipeThrough(new DecompressionStream('deflate-raw'));
+  const stream = new Blob([data as Uint8Array<ArrayBuffer>])
+    .stream()
+    .pipeThrough(new DecompressionStream('deflate-raw'));
   const reader = stream.getReader();
   try {
     for (;;) {
       const { done, value } = await reader.read();
       if (done) break;
       if (n + value.byteLength > expectedSize) {
-        throw new CheckpointError(CheckpointErrorCode.ZIP_INVALID, `${what}: inflates to more than the declared ${expectedSize} bytes`);
+        throw new CheckpointError(
+          CheckpointErrorCode.ZIP_INVALID,
+          `${what}: inflates to more than the declared ${expectedSize} bytes`,
+        );
       }
       out.set(value, n);
       n += value.byteLength;
@@ -220,10 +249,15 @@ export async function inflateRaw(data: Uint8Array, expectedSize: number, what: s
   } catch (e) {
     await reader.cancel().catch(() => {});
     if (e instanceof CheckpointError) throw e;
-    throw new CheckpointError(CheckpointErrorCode.ZIP_INVALID, `${what}: corrupt deflate data (${String(e)})`, { cause: e });
+    throw new CheckpointError(CheckpointErrorCode.ZIP_INVALID, `${what}: corrupt deflate data (${String(e)})`, {
+      cause: e,
+    });
   }
   if (n !== expectedSize) {
-    throw new CheckpointError(CheckpointErrorCode.ZIP_INVALID, `${what}: inflates to ${n} bytes, the directory declares ${expectedSize}`);
+    throw new CheckpointError(
+      CheckpointErrorCode.ZIP_INVALID,
+      `${what}: inflates to ${n} bytes, the directory declares ${expectedSize}`,
+    );
   }
   return out;
 }

@@ -21,7 +21,10 @@ export class Linear extends Module {
     super();
     this.inFeatures = inFeatures;
     this.outFeatures = outFeatures;
-    this.weight = this.registerParameter('weight', [outFeatures, inFeatures], { init: options.init ?? Init.normal(0.02), linearWeight: true });
+    this.weight = this.registerParameter('weight', [outFeatures, inFeatures], {
+      init: options.init ?? Init.normal(0.02),
+      linearWeight: true,
+    });
     this.bias = options.bias === false ? null : this.registerParameter('bias', [outFeatures], { init: Init.zeros() });
   }
 

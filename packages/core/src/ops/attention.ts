@@ -49,7 +49,11 @@ export function attention(q: tf.Tensor, k: tf.Tensor, v: tf.Tensor, options: Att
  * Grouped-query heads share their K/V through a reshape (`[B, H, Lq, D]` = `[B·Hkv, rep·Lq, D]`),
  * never a tile. q [B, H, Lq, D], segments of k/v [B, Hkv, n_i, D] → [B, H, Lq, D].
  */
-export function attentionOverSegments(q: tf.Tensor, segments: readonly KVSegment[], options: AttentionOptions = {}): tf.Tensor {
+export function attentionOverSegments(
+  q: tf.Tensor,
+  segments: readonly KVSegment[],
+  options: AttentionOptions = {},
+): tf.Tensor {
   checkShape(segments.length > 0, 'attention', 'no key/value segments');
   const first = segments[0] as KVSegment;
   checkShape(
@@ -61,7 +65,13 @@ export function attentionOverSegments(q: tf.Tensor, segments: readonly KVSegment
   const hkv = first.k.shape[1] as number;
   for (const s of segments) {
     checkShape(
-      s.k.shape[0] === b && s.k.shape[1] === hkv && s.k.shape[3] === d && s.v.shape[0] === b && s.v.shape[1] === hkv && s.v.shape[2] === s.k.shape[2] && s.v.shape[3] === d,
+      s.k.shape[0] === b &&
+        s.k.shape[1] === hkv &&
+        s.k.shape[3] === d &&
+        s.v.shape[0] === b &&
+        s.v.shape[1] === hkv &&
+        s.v.shape[2] === s.k.shape[2] &&
+        s.v.shape[3] === d,
       'attention',
       `q ${formatShape(q.shape)}, k ${formatShape(s.k.shape)} and v ${formatShape(s.v.shape)} disagree`,
     );
@@ -69,7 +79,11 @@ export function attentionOverSegments(q: tf.Tensor, segments: readonly KVSegment
   checkShape(h % hkv === 0, 'attention', `${h} query heads are not a multiple of ${hkv} key/value heads`);
   const lens = segments.map((s) => s.k.shape[2] as number);
   const lk = lens.reduce((x, n) => x + n, 0);
-  checkShape(!options.causal || lk >= lq, 'attention', `causal attention needs at least as many keys (${lk}) as queries (${lq})`);
+  checkShape(
+    !options.causal || lk >= lq,
+    'attention',
+    `causal attention needs at least as many keys (${lk}) as queries (${lq})`,
+  );
   const rep = h / hkv;
   const scale = options.scale ?? 1 / Math.sqrt(d);
   return tf.tidy(() => {

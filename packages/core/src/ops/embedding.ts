@@ -14,9 +14,13 @@ export function embedding(weight: tf.Tensor, ids: tf.Tensor | readonly number[] 
     for (let i = 0; i < ids.length; i++) {
       const id = ids[i] as number;
       if (!Number.isInteger(id) || id < 0 || id >= vocab) {
-        throw new OwletError(ErrorCode.INVALID_ARGUMENT, `embedding: id ${id} at position ${i} is outside the vocabulary [0, ${vocab})`, {
-          details: { id, position: i, vocab },
-        });
+        throw new OwletError(
+          ErrorCode.INVALID_ARGUMENT,
+          `embedding: id ${id} at position ${i} is outside the vocabulary [0, ${vocab})`,
+          {
+            details: { id, position: i, vocab },
+          },
+        );
       }
     }
   } else {

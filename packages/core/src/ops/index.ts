@@ -4,5 +4,12 @@ export { linear } from './linear.js';
 export { layerNorm, rmsNorm } from './norm.js';
 export { embedding } from './embedding.js';
 export { rope, ropeTables, applyRope, rotateHalf, ropeInvFreq, type RopeTables } from './rope.js';
-export { attention, attentionOverSegments, causalMask, MASK_VALUE, type AttentionOptions, type KVSegment } from './attention.js';
+export {
+  attention,
+  attentionOverSegments,
+  causalMask,
+  MASK_VALUE,
+  type AttentionOptions,
+  type KVSegment,
+} from './attention.js';
 export { swiglu, quickGelu, gelu, silu, softmax } from './activations.js';

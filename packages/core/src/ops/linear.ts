@@ -22,7 +22,11 @@ export function linear(x: tf.Tensor, weight: tf.Tensor | Parameter, bias?: tf.Te
     `input has ${lastDim(x)} features, weight ${formatShape(transposed ? [out, inF] : w.shape)} expects ${inF}`,
   );
   if (b) {
-    checkShape(b.rank === 1 && b.shape[0] === out, 'linear', `bias ${formatShape(b.shape)} does not match ${out} outputs`);
+    checkShape(
+      b.rank === 1 && b.shape[0] === out,
+      'linear',
+      `bias ${formatShape(b.shape)} does not match ${out} outputs`,
+    );
   }
   return tf.tidy(() => {
     const lead = x.shape.slice(0, -1);

@@ -85,7 +85,11 @@ describeBackends('ops', ({ it }) => {
     await expectNoLeaks(async () => {
       const [xt, wt, bt] = [t(x, [4, d]), t(w, [d]), t(b, [d])];
       for (const eps of [1e-5, 1e-6]) {
-        expectAllClose(await read(layerNorm(xt, wt, bt, eps)), refLayerNorm(x, d, w, b, eps), { atol: 5e-5, rtol: 1e-4, label: `layerNorm eps ${eps}` });
+        expectAllClose(await read(layerNorm(xt, wt, bt, eps)), refLayerNorm(x, d, w, b, eps), {
+          atol: 5e-5,
+          rtol: 1e-4,
+          label: `layerNorm eps ${eps}`,
+        });
       }
       const a = await read(layerNorm(xt, wt, bt, 1e-5));
       const c = await read(layerNorm(xt, wt, bt, 1e-6));
@@ -103,7 +107,11 @@ describeBackends('ops', ({ it }) => {
     await expectNoLeaks(async () => {
       const [xt, wt] = [t(x, [5, d]), t(w, [d])];
       for (const eps of [1e-5, 1e-6]) {
-        expectAllClose(await read(rmsNorm(xt, wt, eps)), refRmsNorm(x, d, w, eps), { atol: 5e-5, rtol: 1e-4, label: `rmsNorm eps ${eps}` });
+        expectAllClose(await read(rmsNorm(xt, wt, eps)), refRmsNorm(x, d, w, eps), {
+          atol: 5e-5,
+          rtol: 1e-4,
+          label: `rmsNorm eps ${eps}`,
+        });
       }
       tf.dispose([xt, wt]);
     }, 'rmsNorm');
@@ -130,7 +138,10 @@ describeBackends('ops', ({ it }) => {
 
   it('rope matches the HF rotate_half reference at arbitrary positions', async () => {
     const shape: [number, number, number, number] = [2, 3, 4, 8];
-    const x = rnd(shape.reduce((a, b) => a * b), 10);
+    const x = rnd(
+      shape.reduce((a, b) => a * b),
+      10,
+    );
     const pos = [
       [0, 1, 2, 3],
       [7, 100, 31, 2047],
@@ -143,7 +154,10 @@ describeBackends('ops', ({ it }) => {
       const small = [[0, 1, 2, 3]];
       const x1 = t(x.subarray(0, 3 * 4 * 8), [1, 3, 4, 8]);
       const tables = ropeTables([0, 1, 2, 3], 8, 500000);
-      expectAllClose(await read(applyRope(x1, tables)), refRope(x.subarray(0, 96), [1, 3, 4, 8], small, 500000), { atol: ATOL, label: 'rope theta' });
+      expectAllClose(await read(applyRope(x1, tables)), refRope(x.subarray(0, 96), [1, 3, 4, 8], small, 500000), {
+        atol: ATOL,
+        label: 'rope theta',
+      });
       tf.dispose([xt, x1, tables.cos, tables.sin]);
     }, 'rope');
   });
@@ -160,13 +174,23 @@ describeBackends('ops', ({ it }) => {
       const q = rnd(c.B * c.H * c.Lq * c.D, seed++);
       const k = rnd(c.B * c.Hkv * c.Lk * c.D, seed++);
       const v = rnd(c.B * c.Hkv * c.Lk * c.D, seed++);
-      const mask = c.masked ? Float64Array.from({ length: c.Lq * c.Lk }, (_, i) => (i % 3 === 1 ? -1e9 : 0)) : undefined;
+      const mask = c.masked
+        ? Float64Array.from({ length: c.Lq * c.Lk }, (_, i) => (i % 3 === 1 ? -1e9 : 0))
+        : undefined;
       await expectNoLeaks(async () => {
-        const [qt, kt, vt] = [t(q, [c.B, c.H, c.Lq, c.D]), t(k, [c.B, c.Hkv, c.Lk, c.D]), t(v, [c.B, c.Hkv, c.Lk, c.D])];
+        const [qt, kt, vt] = [
+          t(q, [c.B, c.H, c.Lq, c.D]),
+          t(k, [c.B, c.Hkv, c.Lk, c.D]),
+          t(v, [c.B, c.Hkv, c.Lk, c.D]),
+        ];
         const mt = mask ? t(mask, [c.Lq, c.Lk]) : null;
         const y = attention(qt, kt, vt, { causal: c.causal, mask: mt });
         expect(y.shape).toEqual([c.B, c.H, c.Lq, c.D]);
-        expectAllClose(await read(y), refAttention(q, k, v, c, c.causal, mask), { atol: ATOL, rtol: RTOL, label: JSON.stringify(c) });
+        expectAllClose(await read(y), refAttention(q, k, v, c, c.causal, mask), {
+          atol: ATOL,
+          rtol: RTOL,
+          label: JSON.stringify(c),
+        });
         tf.dispose([qt, kt, vt, ...(mt ? [mt] : [])]);
       }, 'attention');
     }
@@ -184,9 +208,16 @@ describeBackends('ops', ({ it }) => {
         [0, 4],
         [4, 2],
         [6, 1],
-      ].map(([s0, n]) => ({ k: tf.slice(kt, [0, 0, s0!, 0], [-1, -1, n!, -1]), v: tf.slice(vt, [0, 0, s0!, 0], [-1, -1, n!, -1]) }));
+      ].map(([s0, n]) => ({
+        k: tf.slice(kt, [0, 0, s0!, 0], [-1, -1, n!, -1]),
+        v: tf.slice(vt, [0, 0, s0!, 0], [-1, -1, n!, -1]),
+      }));
       const y = attentionOverSegments(qt, segs, { causal: true, mask: mt });
-      expectAllClose(await read(y), refAttention(q, k, v, c, true, mask), { atol: ATOL, rtol: RTOL, label: 'segments' });
+      expectAllClose(await read(y), refAttention(q, k, v, c, true, mask), {
+        atol: ATOL,
+        rtol: RTOL,
+        label: 'segments',
+      });
       tf.dispose([qt, kt, vt, mt, ...segs.flatMap((s) => [s.k, s.v])]);
     }, 'attentionOverSegments');
   });
@@ -204,10 +235,26 @@ describeBackends('ops', ({ it }) => {
     await expectNoLeaks(async () => {
       const xt = t(x, [8, 8]);
       const ut = t(u, [8, 8]);
-      expectAllClose(await read(silu(xt)), x.map((a) => a * sigmoid(a)), { atol: ATOL, rtol: RTOL, label: 'silu' });
-      expectAllClose(await read(quickGelu(xt)), x.map((a) => a * sigmoid(1.702 * a)), { atol: ATOL, rtol: RTOL, label: 'quickGelu' });
-      expectAllClose(await read(gelu(xt)), x.map((a) => 0.5 * a * (1 + erf(a / Math.SQRT2))), { atol: 1e-4, rtol: 1e-4, label: 'gelu' });
-      expectAllClose(await read(swiglu(xt, ut)), x.map((a, i) => a * sigmoid(a) * (u[i] as number)), { atol: ATOL, rtol: RTOL, label: 'swiglu' });
+      expectAllClose(
+        await read(silu(xt)),
+        x.map((a) => a * sigmoid(a)),
+        { atol: ATOL, rtol: RTOL, label: 'silu' },
+      );
+      expectAllClose(
+        await read(quickGelu(xt)),
+        x.map((a) => a * sigmoid(1.702 * a)),
+        { atol: ATOL, rtol: RTOL, label: 'quickGelu' },
+      );
+      expectAllClose(
+        await read(gelu(xt)),
+        x.map((a) => 0.5 * a * (1 + erf(a / Math.SQRT2))),
+        { atol: 1e-4, rtol: 1e-4, label: 'gelu' },
+      );
+      expectAllClose(
+        await read(swiglu(xt, ut)),
+        x.map((a, i) => a * sigmoid(a) * (u[i] as number)),
+        { atol: ATOL, rtol: RTOL, label: 'swiglu' },
+      );
       expectAllClose(await read(softmax(xt)), refSoftmaxRows(x, 8), { atol: 1e-6, rtol: 1e-5, label: 'softmax' });
       // axis 0 = softmax of the transpose
       const xT = new Float64Array(n);
@@ -233,12 +280,28 @@ describeBackends('ops', ({ it }) => {
     const r = rnd(n * out, 43);
     await expectNoLeaks(async () => {
       const [xt, wt, bt, rt] = [t(x, [n, inF]), t(w, [out, inF]), t(b, [out]), t(r, [n, out])];
-      const grads = tf.grads((a: tf.Tensor, ww: tf.Tensor, bb: tf.Tensor) => tf.sum(tf.mul(linear(a, ww, bb), rt)))([xt, wt, bt]);
+      const grads = tf.grads((a: tf.Tensor, ww: tf.Tensor, bb: tf.Tensor) => tf.sum(tf.mul(linear(a, ww, bb), rt)))([
+        xt,
+        wt,
+        bt,
+      ]);
       const [gx, gw, gb] = await Promise.all(grads.map(read));
       const L = (xx: Float64Array, ww: Float64Array, bb: Float64Array) => dot(refLinear(xx, n, inF, ww, out, bb), r);
-      expectAllClose(gx!, finiteDiff((v) => L(v, w, b), x), { atol: GRAD_ATOL, rtol: GRAD_RTOL, label: 'dL/dx' });
-      expectAllClose(gw!, finiteDiff((v) => L(x, v, b), w), { atol: GRAD_ATOL, rtol: GRAD_RTOL, label: 'dL/dW' });
-      expectAllClose(gb!, finiteDiff((v) => L(x, w, v), b), { atol: GRAD_ATOL, rtol: GRAD_RTOL, label: 'dL/db' });
+      expectAllClose(
+        gx!,
+        finiteDiff((v) => L(v, w, b), x),
+        { atol: GRAD_ATOL, rtol: GRAD_RTOL, label: 'dL/dx' },
+      );
+      expectAllClose(
+        gw!,
+        finiteDiff((v) => L(x, v, b), w),
+        { atol: GRAD_ATOL, rtol: GRAD_RTOL, label: 'dL/dW' },
+      );
+      expectAllClose(
+        gb!,
+        finiteDiff((v) => L(x, w, v), b),
+        { atol: GRAD_ATOL, rtol: GRAD_RTOL, label: 'dL/db' },
+      );
       tf.dispose([xt, wt, bt, rt]);
     }, 'linear grads');
   });
@@ -254,8 +317,16 @@ describeBackends('ops', ({ it }) => {
       const grads = tf.grads((a: tf.Tensor, ww: tf.Tensor) => tf.sum(tf.mul(rmsNorm(a, ww, eps), rt)))([xt, wt]);
       const [gx, gw] = await Promise.all(grads.map(read));
       const L = (xx: Float64Array, ww: Float64Array) => dot(refRmsNorm(xx, d, ww, eps), r);
-      expectAllClose(gx!, finiteDiff((v) => L(v, w), x), { atol: GRAD_ATOL, rtol: GRAD_RTOL, label: 'dL/dx' });
-      expectAllClose(gw!, finiteDiff((v) => L(x, v), w), { atol: GRAD_ATOL, rtol: GRAD_RTOL, label: 'dL/dw' });
+      expectAllClose(
+        gx!,
+        finiteDiff((v) => L(v, w), x),
+        { atol: GRAD_ATOL, rtol: GRAD_RTOL, label: 'dL/dx' },
+      );
+      expectAllClose(
+        gw!,
+        finiteDiff((v) => L(x, v), w),
+        { atol: GRAD_ATOL, rtol: GRAD_RTOL, label: 'dL/dw' },
+      );
       tf.dispose([xt, wt, rt]);
     }, 'rmsNorm grads');
   });
@@ -269,12 +340,26 @@ describeBackends('ops', ({ it }) => {
     const eps = 1e-5;
     await expectNoLeaks(async () => {
       const [xt, wt, bt, rt] = [t(x, [3, d]), t(w, [d]), t(b, [d]), t(r, [3, d])];
-      const grads = tf.grads((a: tf.Tensor, ww: tf.Tensor, bb: tf.Tensor) => tf.sum(tf.mul(layerNorm(a, ww, bb, eps), rt)))([xt, wt, bt]);
+      const grads = tf.grads((a: tf.Tensor, ww: tf.Tensor, bb: tf.Tensor) =>
+        tf.sum(tf.mul(layerNorm(a, ww, bb, eps), rt)),
+      )([xt, wt, bt]);
       const [gx, gw, gb] = await Promise.all(grads.map(read));
       const L = (xx: Float64Array, ww: Float64Array, bb: Float64Array) => dot(refLayerNorm(xx, d, ww, bb, eps), r);
-      expectAllClose(gx!, finiteDiff((v) => L(v, w, b), x), { atol: GRAD_ATOL, rtol: GRAD_RTOL, label: 'dL/dx' });
-      expectAllClose(gw!, finiteDiff((v) => L(x, v, b), w), { atol: GRAD_ATOL, rtol: GRAD_RTOL, label: 'dL/dw' });
-      expectAllClose(gb!, finiteDiff((v) => L(x, w, v), b), { atol: GRAD_ATOL, rtol: GRAD_RTOL, label: 'dL/db' });
+      expectAllClose(
+        gx!,
+        finiteDiff((v) => L(v, w, b), x),
+        { atol: GRAD_ATOL, rtol: GRAD_RTOL, label: 'dL/dx' },
+      );
+      expectAllClose(
+        gw!,
+        finiteDiff((v) => L(x, v, b), w),
+        { atol: GRAD_ATOL, rtol: GRAD_RTOL, label: 'dL/dw' },
+      );
+      expectAllClose(
+        gb!,
+        finiteDiff((v) => L(x, w, v), b),
+        { atol: GRAD_ATOL, rtol: GRAD_RTOL, label: 'dL/db' },
+      );
       tf.dispose([xt, wt, bt, rt]);
     }, 'layerNorm grads');
   });
@@ -288,12 +373,26 @@ describeBackends('ops', ({ it }) => {
     await expectNoLeaks(async () => {
       const shape = [1, 2, 3, 4];
       const [qt, kt, vt, rt] = [t(q, shape), t(k, shape), t(v, shape), t(r, shape)];
-      const grads = tf.grads((a: tf.Tensor, bb: tf.Tensor, c: tf.Tensor) => tf.sum(tf.mul(attention(a, bb, c, { causal: true }), rt)))([qt, kt, vt]);
+      const grads = tf.grads((a: tf.Tensor, bb: tf.Tensor, c: tf.Tensor) =>
+        tf.sum(tf.mul(attention(a, bb, c, { causal: true }), rt)),
+      )([qt, kt, vt]);
       const [gq, gk, gv] = await Promise.all(grads.map(read));
       const L = (qq: Float64Array, kk: Float64Array, vv: Float64Array) => dot(refAttention(qq, kk, vv, dims, true), r);
-      expectAllClose(gq!, finiteDiff((x) => L(x, k, v), q), { atol: GRAD_ATOL, rtol: GRAD_RTOL, label: 'dL/dq' });
-      expectAllClose(gk!, finiteDiff((x) => L(q, x, v), k), { atol: GRAD_ATOL, rtol: GRAD_RTOL, label: 'dL/dk' });
-      expectAllClose(gv!, finiteDiff((x) => L(q, k, x), v), { atol: GRAD_ATOL, rtol: GRAD_RTOL, label: 'dL/dv' });
+      expectAllClose(
+        gq!,
+        finiteDiff((x) => L(x, k, v), q),
+        { atol: GRAD_ATOL, rtol: GRAD_RTOL, label: 'dL/dq' },
+      );
+      expectAllClose(
+        gk!,
+        finiteDiff((x) => L(q, x, v), k),
+        { atol: GRAD_ATOL, rtol: GRAD_RTOL, label: 'dL/dk' },
+      );
+      expectAllClose(
+        gv!,
+        finiteDiff((x) => L(q, k, x), v),
+        { atol: GRAD_ATOL, rtol: GRAD_RTOL, label: 'dL/dv' },
+      );
       tf.dispose([qt, kt, vt, rt]);
     }, 'attention grads');
   });

@@ -3,7 +3,14 @@
  * Arrays are row-major; shapes are given explicitly.
  */
 
-export function refLinear(x: Float64Array, n: number, inF: number, w: Float64Array, out: number, b?: Float64Array): Float64Array {
+export function refLinear(
+  x: Float64Array,
+  n: number,
+  inF: number,
+  w: Float64Array,
+  out: number,
+  b?: Float64Array,
+): Float64Array {
   const y = new Float64Array(n * out);
   for (let r = 0; r < n; r++) {
     for (let o = 0; o < out; o++) {
@@ -26,7 +33,8 @@ export function refLayerNorm(x: Float64Array, d: number, w: Float64Array, b: Flo
     for (let i = 0; i < d; i++) v += ((x[r * d + i] as number) - mean) ** 2;
     v /= d;
     const inv = 1 / Math.sqrt(v + eps);
-    for (let i = 0; i < d; i++) y[r * d + i] = ((x[r * d + i] as number) - mean) * inv * (w[i] as number) + (b[i] as number);
+    for (let i = 0; i < d; i++)
+      y[r * d + i] = ((x[r * d + i] as number) - mean) * inv * (w[i] as number) + (b[i] as number);
   }
   return y;
 }
@@ -73,7 +81,12 @@ export function refSoftmaxRows(x: Float64Array, d: number): Float64Array {
 }
 
 /** HF rotate_half RoPE on x [B, H, L, D] with positions [B][L]. */
-export function refRope(x: Float64Array, shape: [number, number, number, number], pos: number[][], theta: number): Float64Array {
+export function refRope(
+  x: Float64Array,
+  shape: [number, number, number, number],
+  pos: number[][],
+  theta: number,
+): Float64Array {
   const [B, H, L, D] = shape;
   const half = D / 2;
   const y = new Float64Array(x.length);
@@ -134,7 +147,8 @@ export function refAttention(
         }
         for (let d = 0; d < D; d++) {
           let acc = 0;
-          for (let j = 0; j < Lk; j++) acc += ((scores[j] as number) / z) * (v[((b * Hkv + hk) * Lk + j) * D + d] as number);
+          for (let j = 0; j < Lk; j++)
+            acc += ((scores[j] as number) / z) * (v[((b * Hkv + hk) * Lk + j) * D + d] as number);
           out[((b * H + h) * Lq + i) * D + d] = acc;
         }
       }

@@ -42,7 +42,11 @@ export function ropeTables(
   const invFreq = ropeInvFreq(dim, theta);
   let rows: number[][];
   if (positionIds instanceof tf.Tensor) {
-    checkShape(positionIds.rank === 1 || positionIds.rank === 2, 'rope', `position ids must be [L] or [B, L], got ${formatShape(positionIds.shape)}`);
+    checkShape(
+      positionIds.rank === 1 || positionIds.rank === 2,
+      'rope',
+      `position ids must be [L] or [B, L], got ${formatShape(positionIds.shape)}`,
+    );
     const a = positionIds.arraySync() as number[] | number[][];
     rows = positionIds.rank === 1 ? [a as number[]] : (a as number[][]);
   } else if (positionIds.length > 0 && Array.isArray(positionIds[0])) {

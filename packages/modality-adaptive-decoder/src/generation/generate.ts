@@ -119,7 +119,9 @@ export interface GenerateOutput {
 
 function checkNumber(name: string, v: unknown, ok: (n: number) => boolean, expected: string): void {
   if (v !== undefined && (typeof v !== 'number' || !ok(v))) {
-    throw new OwletError(ErrorCode.INVALID_ARGUMENT, `${name} must be ${expected}, got ${String(v)}`, { details: { name, value: v } });
+    throw new OwletError(ErrorCode.INVALID_ARGUMENT, `${name} must be ${expected}, got ${String(v)}`, {
+      details: { name, value: v },
+    });
   }
 }
 
@@ -135,9 +137,27 @@ export async function generate(model: CausalLM, options: GenerateOptions): Promi
   checkNumber('seed', o.seed, (n) => Number.isSafeInteger(n), 'a safe integer');
   const cfg = model.config;
   const maxNew = o.max_new_tokens ?? 20;
-  const eos = o.eos_token_id === undefined ? eosIds(cfg) : o.eos_token_id === null ? [] : typeof o.eos_token_id === 'number' ? [o.eos_token_id] : [...o.eos_token_id];
-  for (const e of eos) checkNumber('eos_token_id', e, (n) => Number.isSafeInteger(n) && n >= 0 && n < cfg.vocab_size, `an id in [0, ${cfg.vocab_size})`);
-  const stopping = new StoppingCriteria({ maxNewTokens: maxNew, eosTokenIds: eos, stopStrings: o.stop_strings ?? [], decode: o.decode });
+  const eos =
+    o.eos_token_id === undefined
+      ? eosIds(cfg)
+      : o.eos_token_id === null
+        ? []
+        : typeof o.eos_token_id === 'number'
+          ? [o.eos_token_id]
+          : [...o.eos_token_id];
+  for (const e of eos)
+    checkNumber(
+      'eos_token_id',
+      e,
+      (n) => Number.isSafeInteger(n) && n >= 0 && n < cfg.vocab_size,
+      `an id in [0, ${cfg.vocab_size})`,
+    );
+  const stopping = new StoppingCriteria({
+    maxNewTokens: maxNew,
+    eosTokenIds: eos,
+    stopStrings: o.stop_strings ?? [],
+    decode: o.decode,
+  });
   const hasIds = o.input_ids !== undefined && o.input_ids !== null;
   if (hasIds === (o.inputs_embeds !== undefined && o.inputs_embeds !== null)) {
     throw new OwletError(ErrorCode.INVALID_ARGUMENT, 'generate: pass exactly one of input_ids and inputs_embeds');
@@ -148,9 +168,11 @@ export async function generate(model: CausalLM, options: GenerateOptions): Promi
   const promptLen = promptIds ? promptIds[0]!.length : (o.inputs_embeds!.shape[1] as number);
 
   const processors = new LogitsProcessorList();
-  if (o.repetition_penalty !== undefined && o.repetition_penalty !== 1) processors.push(new RepetitionPenaltyLogitsProcessor(o.repetition_penalty));
+  if (o.repetition_penalty !== undefined && o.repetition_penalty !== 1)
+    processors.push(new RepetitionPenaltyLogitsProcessor(o.repetition_penalty));
   const history: number[] = promptIds ? [...promptIds[0]!] : [];
-  if ((o.min_new_tokens ?? 0) > 0) processors.push(new MinNewTokensLengthLogitsProcessor(history.length, o.min_new_tokens!, eos));
+  if ((o.min_new_tokens ?? 0) > 0)
+    processors.push(new MinNewTokensLengthLogitsProcessor(history.length, o.min_new_tokens!, eos));
   const doSample = o.do_sample ?? false;
   if (doSample) {
     if (o.temperature !== undefined && o.temperature !== 1) processors.push(new TemperatureLogitsWarper(o.temperature));
@@ -212,7 +234,12 @@ export async function generate(model: CausalLM, options: GenerateOptions): Promi
           finish = 'abort';
           break;
         }
-        out = model.forward({ input_ids: [[token]], modality_indicators: [[0]], past_key_values: cache, logits_to_keep: 1 });
+        out = model.forward({
+          input_ids: [[token]],
+          modality_indicators: [[0]],
+          past_key_values: cache,
+          logits_to_keep: 1,
+        });
       }
     }
   } catch (e) {

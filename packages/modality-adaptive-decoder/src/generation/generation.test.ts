@@ -74,7 +74,12 @@ describe('logits processors (host, float64)', () => {
   });
 
   plainIt('top-p keeps the smallest set whose mass exceeds p (at least one token)', () => {
-    for (const [seed, p] of [[4, 0.9], [5, 0.5], [6, 0.05], [7, 0.999]] as const) {
+    for (const [seed, p] of [
+      [4, 0.9],
+      [5, 0.5],
+      [6, 0.05],
+      [7, 0.999],
+    ] as const) {
       const s = row(seed);
       const got = Float64Array.from(s);
       new TopPLogitsWarper(p).process([], got);
@@ -135,7 +140,12 @@ describeBackends('generate', ({ it: matrixIt }) => {
 
   it('greedy: cached generation equals argmax over no-cache recomputation; no leaks', async () => {
     await expectNoLeaks(async () => {
-      const res = await model.generate({ input_ids: PROMPT, max_new_tokens: 6, eos_token_id: null, output_logits: true });
+      const res = await model.generate({
+        input_ids: PROMPT,
+        max_new_tokens: 6,
+        eos_token_id: null,
+        output_logits: true,
+      });
       expect(res.generated_ids).toHaveLength(6);
       expect(res.sequences[0]).toEqual([...PROMPT[0]!, ...res.generated_ids]);
       const seq = [...PROMPT[0]!];
@@ -155,7 +165,16 @@ describeBackends('generate', ({ it: matrixIt }) => {
 
   it('sampling is reproducible with a seed and changes with it; processed scores are returned', async () => {
     await expectNoLeaks(async () => {
-      const opts = { input_ids: PROMPT, max_new_tokens: 10, do_sample: true, temperature: 1.5, top_k: 20, top_p: 0.95, repetition_penalty: 1.1, eos_token_id: null };
+      const opts = {
+        input_ids: PROMPT,
+        max_new_tokens: 10,
+        do_sample: true,
+        temperature: 1.5,
+        top_k: 20,
+        top_p: 0.95,
+        repetition_penalty: 1.1,
+        eos_token_id: null,
+      };
       const a = await model.generate({ ...opts, seed: 1234, output_scores: true, output_logits: true });
       const b = await model.generate({ ...opts, seed: 1234 });
       const c = await model.generate({ ...opts, seed: 99 });
@@ -164,8 +183,16 @@ describeBackends('generate', ({ it: matrixIt }) => {
       // Scores = warpers applied to the logits, in the transformers order.
       const ids = [...PROMPT[0]!];
       a.scores!.forEach((s, k) => {
-        const ref = refTopP(refTopK(refRepetition([...new Set(ids)], Float64Array.from(a.logits![k]!), 1.1).map((v) => v / 1.5), 20), 0.95);
-        s.forEach((v, i) => (v === -Infinity ? expect(ref[i]).toBe(-Infinity) : expect(Math.abs(v - ref[i]!)).toBeLessThan(1e-5)));
+        const ref = refTopP(
+          refTopK(
+            refRepetition([...new Set(ids)], Float64Array.from(a.logits![k]!), 1.1).map((v) => v / 1.5),
+            20,
+          ),
+          0.95,
+        );
+        s.forEach((v, i) =>
+          v === -Infinity ? expect(ref[i]).toBe(-Infinity) : expect(Math.abs(v - ref[i]!)).toBeLessThan(1e-5),
+        );
         expect(s[a.generated_ids[k]!]).not.toBe(-Infinity);
         ids.push(a.generated_ids[k]!);
       });
@@ -180,7 +207,13 @@ describeBackends('generate', ({ it: matrixIt }) => {
       expect(eos.finish_reason).toBe('eos');
       expect(eos.generated_ids).toEqual(g.slice(0, g.indexOf(g[2]!) + 1));
       const decode = (ids: number[]) => ids.map((i) => `<${i}>`).join('');
-      const stop = await model.generate({ input_ids: PROMPT, max_new_tokens: 8, eos_token_id: null, stop_strings: [`<${g[3]}>`], decode });
+      const stop = await model.generate({
+        input_ids: PROMPT,
+        max_new_tokens: 8,
+        eos_token_id: null,
+        stop_strings: [`<${g[3]}>`],
+        decode,
+      });
       expect(stop.finish_reason).toBe('stop_string');
       expect(stop.stop_string).toBe(`<${g[3]}>`);
       expect(stop.generated_ids).toEqual(g.slice(0, g.indexOf(g[3]!) + 1));
@@ -188,8 +221,17 @@ describeBackends('generate', ({ it: matrixIt }) => {
       const streamed: number[] = [];
       let ended = 0;
       const ab = await model.generate({
-        input_ids: PROMPT, max_new_tokens: 8, eos_token_id: null, signal: ac.signal,
-        streamer: { put: (ids) => { streamed.push(...ids); if (streamed.length === 3) ac.abort(); }, end: () => ended++ },
+        input_ids: PROMPT,
+        max_new_tokens: 8,
+        eos_token_id: null,
+        signal: ac.signal,
+        streamer: {
+          put: (ids) => {
+            streamed.push(...ids);
+            if (streamed.length === 3) ac.abort();
+          },
+          end: () => ended++,
+        },
       });
       expect(ab.finish_reason).toBe('abort');
       expect(ab.generated_ids).toEqual(g.slice(0, 3));
@@ -198,25 +240,51 @@ describeBackends('generate', ({ it: matrixIt }) => {
       const pre = await model.generate({ input_ids: PROMPT, signal: AbortSignal.abort() });
       expect(pre.finish_reason).toBe('abort');
       expect(pre.generated_ids).toEqual([]);
-      const minNew = await model.generate({ input_ids: PROMPT, max_new_tokens: 8, eos_token_id: g[0]!, min_new_tokens: 2 });
+      const minNew = await model.generate({
+        input_ids: PROMPT,
+        max_new_tokens: 8,
+        eos_token_id: g[0]!,
+        min_new_tokens: 2,
+      });
       expect(minNew.generated_ids[0]).not.toBe(g[0]);
     });
   });
 
   it('multi-turn: continuing a returned cache equals generating from the whole conversation', async () => {
     await expectNoLeaks(async () => {
-      const t1 = await model.generate({ input_ids: PROMPT, max_new_tokens: 4, eos_token_id: null, return_past_key_values: true });
+      const t1 = await model.generate({
+        input_ids: PROMPT,
+        max_new_tokens: 4,
+        eos_token_id: null,
+        return_past_key_values: true,
+      });
       const cache = t1.past_key_values!;
       expect(cache.length).toBe(PROMPT[0]!.length + 4 - 1);
       const user2 = [5, 9, 12];
-      const t2 = await model.generate({ input_ids: [[t1.generated_ids[3]!, ...user2]], past_key_values: cache, max_new_tokens: 4, eos_token_id: null, output_logits: true });
+      const t2 = await model.generate({
+        input_ids: [[t1.generated_ids[3]!, ...user2]],
+        past_key_values: cache,
+        max_new_tokens: 4,
+        eos_token_id: null,
+        output_logits: true,
+      });
       expect(t2.past_key_values).toBe(cache);
-      const whole = await model.generate({ input_ids: [[...PROMPT[0]!, ...t1.generated_ids, ...user2]], max_new_tokens: 4, eos_token_id: null, output_logits: true });
+      const whole = await model.generate({
+        input_ids: [[...PROMPT[0]!, ...t1.generated_ids, ...user2]],
+        max_new_tokens: 4,
+        eos_token_id: null,
+        output_logits: true,
+      });
       expect(t2.generated_ids).toEqual(whole.generated_ids);
       t2.logits!.forEach((r, k) => r.forEach((v, i) => expect(Math.abs(v - whole.logits![k]![i]!)).toBeLessThan(2e-5)));
       // Roll the second turn back and regenerate it: same answer.
       cache.truncate(PROMPT[0]!.length + 3);
-      const again = await model.generate({ input_ids: [[t1.generated_ids[3]!, ...user2]], past_key_values: cache, max_new_tokens: 4, eos_token_id: null });
+      const again = await model.generate({
+        input_ids: [[t1.generated_ids[3]!, ...user2]],
+        past_key_values: cache,
+        max_new_tokens: 4,
+        eos_token_id: null,
+      });
       expect(again.generated_ids).toEqual(t2.generated_ids);
       cache.dispose();
     });
@@ -225,7 +293,12 @@ describeBackends('generate', ({ it: matrixIt }) => {
   it('generate from inputs_embeds with image modality; the cache and its tensors are released', async () => {
     await expectNoLeaks(async () => {
       const x = tf.tensor3d(Float32Array.from(randn(6 * 16, 5)), [1, 6, 16]);
-      const res = await model.generate({ inputs_embeds: x, modality_indicators: [[0, 1, 1, 1, 0, 0]], max_new_tokens: 5, eos_token_id: null });
+      const res = await model.generate({
+        inputs_embeds: x,
+        modality_indicators: [[0, 1, 1, 1, 0, 0]],
+        max_new_tokens: 5,
+        eos_token_id: null,
+      });
       expect(res.sequences).toEqual([res.generated_ids]);
       expect(res.past_key_values).toBeUndefined();
       expect(res.usage.prompt_tokens).toBe(6);
@@ -236,21 +309,54 @@ describeBackends('generate', ({ it: matrixIt }) => {
   it('rejects bad options with typed errors before any work; errors mid-generation release everything', async () => {
     const before = tf.memory().numTensors;
     const bad: Record<string, unknown>[] = [
-      { top_k: -1 }, { top_k: 1.5 }, { temperature: Number.NaN }, { temperature: Infinity }, { temperature: 0 },
-      { top_p: 0 }, { top_p: 1.5 }, { max_new_tokens: 0 }, { repetition_penalty: -2 }, { seed: 0.5 }, { eos_token_id: 50 },
-      { stop_strings: ['x'] }, { stop_strings: [''], decode: () => '' },
+      { top_k: -1 },
+      { top_k: 1.5 },
+      { temperature: Number.NaN },
+      { temperature: Infinity },
+      { temperature: 0 },
+      { top_p: 0 },
+      { top_p: 1.5 },
+      { max_new_tokens: 0 },
+      { repetition_penalty: -2 },
+      { seed: 0.5 },
+      { eos_token_id: 50 },
+      { stop_strings: ['x'] },
+      { stop_strings: [''], decode: () => '' },
     ];
     for (const b of bad) {
-      await expect(model.generate({ input_ids: PROMPT, do_sample: true, ...b }), JSON.stringify(b)).rejects.toBeInstanceOf(OwletError);
+      await expect(
+        model.generate({ input_ids: PROMPT, do_sample: true, ...b }),
+        JSON.stringify(b),
+      ).rejects.toBeInstanceOf(OwletError);
     }
-    await expect(model.generate({ input_ids: [[1, 2], [3, 4]] })).rejects.toThrow(/batch size must be 1/);
+    await expect(
+      model.generate({
+        input_ids: [
+          [1, 2],
+          [3, 4],
+        ],
+      }),
+    ).rejects.toThrow(/batch size must be 1/);
     const cache = new KVCache(2);
     await expect(
-      model.generate({ input_ids: PROMPT, past_key_values: cache, streamer: () => { throw new Error('consumer failed'); } }),
+      model.generate({
+        input_ids: PROMPT,
+        past_key_values: cache,
+        streamer: () => {
+          throw new Error('consumer failed');
+        },
+      }),
     ).rejects.toThrow('consumer failed');
     expect(cache.length).toBe(0); // rolled back
     cache.dispose();
-    await expect(model.generate({ input_ids: PROMPT, streamer: () => { throw new Error('x'); } })).rejects.toThrow('x');
+    await expect(
+      model.generate({
+        input_ids: PROMPT,
+        streamer: () => {
+          throw new Error('x');
+        },
+      }),
+    ).rejects.toThrow('x');
     expect(tf.memory().numTensors).toBe(before);
   });
 });

@@ -11,13 +11,16 @@ export interface LogitsProcessor {
 }
 
 function invalid(name: string, value: unknown, expected: string): never {
-  throw new OwletError(ErrorCode.INVALID_ARGUMENT, `${name} must be ${expected}, got ${String(value)}`, { details: { name, value } });
+  throw new OwletError(ErrorCode.INVALID_ARGUMENT, `${name} must be ${expected}, got ${String(value)}`, {
+    details: { name, value },
+  });
 }
 
 /** Divides positive scores of already-seen tokens by `penalty` and multiplies negative ones (CTRL). */
 export class RepetitionPenaltyLogitsProcessor implements LogitsProcessor {
   constructor(readonly penalty: number) {
-    if (typeof penalty !== 'number' || !Number.isFinite(penalty) || penalty <= 0) invalid('repetition_penalty', penalty, 'a finite number > 0');
+    if (typeof penalty !== 'number' || !Number.isFinite(penalty) || penalty <= 0)
+      invalid('repetition_penalty', penalty, 'a finite number > 0');
   }
 
   process(ids: readonly number[], scores: Float64Array): void {
@@ -36,7 +39,8 @@ export class MinNewTokensLengthLogitsProcessor implements LogitsProcessor {
     readonly minNewTokens: number,
     readonly eosTokenIds: readonly number[],
   ) {
-    if (!Number.isSafeInteger(minNewTokens) || minNewTokens < 0) invalid('min_new_tokens', minNewTokens, 'a non-negative integer');
+    if (!Number.isSafeInteger(minNewTokens) || minNewTokens < 0)
+      invalid('min_new_tokens', minNewTokens, 'a non-negative integer');
   }
 
   process(ids: readonly number[], scores: Float64Array): void {
@@ -83,13 +87,16 @@ export class TopPLogitsWarper implements LogitsProcessor {
     readonly topP: number,
     readonly minTokensToKeep = 1,
   ) {
-    if (typeof topP !== 'number' || !Number.isFinite(topP) || topP <= 0 || topP > 1) invalid('top_p', topP, 'a number in (0, 1]');
+    if (typeof topP !== 'number' || !Number.isFinite(topP) || topP <= 0 || topP > 1)
+      invalid('top_p', topP, 'a number in (0, 1]');
   }
 
   process(_ids: readonly number[], scores: Float64Array): void {
     const n = scores.length;
     // Stable ascending order (ties keep index order, as torch.sort's stable path).
-    const order = Array.from({ length: n }, (_, i) => i).sort((a, b) => (scores[a] as number) - (scores[b] as number) || a - b);
+    const order = Array.from({ length: n }, (_, i) => i).sort(
+      (a, b) => (scores[a] as number) - (scores[b] as number) || a - b,
+    );
     const probs = softmax64(scores);
     let cum = 0;
     const cutoff = 1 - this.topP;

@@ -23,15 +23,24 @@ export class StoppingCriteria {
 
   constructor(private readonly options: StoppingOptions) {
     if (!Number.isSafeInteger(options.maxNewTokens) || options.maxNewTokens < 1) {
-      throw new OwletError(ErrorCode.INVALID_ARGUMENT, `max_new_tokens must be a positive integer, got ${options.maxNewTokens}`);
+      throw new OwletError(
+        ErrorCode.INVALID_ARGUMENT,
+        `max_new_tokens must be a positive integer, got ${options.maxNewTokens}`,
+      );
     }
     for (const s of options.stopStrings) {
       if (typeof s !== 'string' || s.length === 0) {
-        throw new OwletError(ErrorCode.INVALID_ARGUMENT, `stop_strings must be non-empty strings, got ${JSON.stringify(s)}`);
+        throw new OwletError(
+          ErrorCode.INVALID_ARGUMENT,
+          `stop_strings must be non-empty strings, got ${JSON.stringify(s)}`,
+        );
       }
     }
     if (options.stopStrings.length > 0 && typeof options.decode !== 'function') {
-      throw new OwletError(ErrorCode.INVALID_ARGUMENT, 'stop_strings need a decode function ((ids) => string) to turn generated ids into text');
+      throw new OwletError(
+        ErrorCode.INVALID_ARGUMENT,
+        'stop_strings need a decode function ((ids) => string) to turn generated ids into text',
+      );
     }
     this.eos = new Set(options.eosTokenIds);
   }

@@ -48,9 +48,13 @@ export interface PreprocessorConfig {
 }
 
 function bad(field: string, value: unknown, expected: string): never {
-  throw new OwletError('INVALID_CONFIG', `preprocessor_config.${field}: expected ${expected}, got ${JSON.stringify(value)}`, {
-    details: { field, value },
-  });
+  throw new OwletError(
+    'INVALID_CONFIG',
+    `preprocessor_config.${field}: expected ${expected}, got ${JSON.stringify(value)}`,
+    {
+      details: { field, value },
+    },
+  );
 }
 
 function posInt(field: string, v: unknown): number {
@@ -64,10 +68,19 @@ function bool(field: string, v: unknown, dflt: boolean): boolean {
   return v;
 }
 
-function triple(field: string, v: unknown, dflt: readonly [number, number, number], positive: boolean): [number, number, number] {
+function triple(
+  field: string,
+  v: unknown,
+  dflt: readonly [number, number, number],
+  positive: boolean,
+): [number, number, number] {
   if (v === undefined) return [...dflt];
   if (typeof v === 'number' && Number.isFinite(v)) v = [v, v, v];
-  if (!Array.isArray(v) || v.length !== 3 || !v.every((x) => typeof x === 'number' && Number.isFinite(x) && (!positive || x > 0))) {
+  if (
+    !Array.isArray(v) ||
+    v.length !== 3 ||
+    !v.every((x) => typeof x === 'number' && Number.isFinite(x) && (!positive || x > 0))
+  ) {
     bad(field, v, positive ? 'three positive numbers' : 'three finite numbers');
   }
   return [v[0], v[1], v[2]];
@@ -106,7 +119,8 @@ export function resolvePreprocessorConfig(json: PreprocessorConfigJson = {}): Pr
     bad('resample', resample, 'a Pillow filter id 0–5');
   }
   const factor = json.rescale_factor ?? 1 / 255;
-  if (typeof factor !== 'number' || !Number.isFinite(factor) || factor <= 0) bad('rescale_factor', factor, 'a positive number');
+  if (typeof factor !== 'number' || !Number.isFinite(factor) || factor <= 0)
+    bad('rescale_factor', factor, 'a positive number');
   if (json.do_convert_rgb === false) bad('do_convert_rgb', false, 'true (the vision encoder needs RGB)');
   return Object.freeze({
     shortest_edge: shortest,

@@ -62,34 +62,56 @@ export function rgbaToMode(rgba: Uint8Array | Uint8ClampedArray, n: number, mode
  * @throws OwletError `IMAGE_TOO_LARGE` (from the header, before decoding), `IMAGE_DECODE_FAILED`,
  *   `IMAGE_UNSUPPORTED` (no `createImageBitmap` / `OffscreenCanvas` in this environment).
  */
-export async function decodeImageBrowser(input: Blob | Uint8Array | ArrayBuffer, options: BrowserDecodeOptions = {}): Promise<DecodedImage> {
+export async function decodeImageBrowser(
+  input: Blob | Uint8Array | ArrayBuffer,
+  options: BrowserDecodeOptions = {},
+): Promise<DecodedImage> {
   const g = globalThis as unknown as {
     createImageBitmap?: (b: Blob, o?: Record<string, string>) => Promise<BitmapLike>;
-    OffscreenCanvas?: new (w: number, h: number) => {
-      getContext(kind: '2d', o?: Record<string, unknown>): {
+    OffscreenCanvas?: new (
+      w: number,
+      h: number,
+    ) => {
+      getContext(
+        kind: '2d',
+        o?: Record<string, unknown>,
+      ): {
         drawImage(b: BitmapLike, x: number, y: number): void;
         getImageData(x: number, y: number, w: number, h: number): { data: Uint8ClampedArray };
       } | null;
     };
   };
   if (typeof g.createImageBitmap !== 'function' || typeof g.OffscreenCanvas !== 'function') {
-    throw new OwletError(PreprocessErrorCode.IMAGE_UNSUPPORTED, 'browser decoding needs createImageBitmap and OffscreenCanvas, which this environment lacks');
+    throw new OwletError(
+      PreprocessErrorCode.IMAGE_UNSUPPORTED,
+      'browser decoding needs createImageBitmap and OffscreenCanvas, which this environment lacks',
+    );
   }
   const blob = input instanceof Blob ? input : new Blob([input instanceof Uint8Array ? input.slice() : input]);
   if (blob.size === 0) {
-    throw new OwletError(PreprocessErrorCode.IMAGE_DECODE_FAILED, 'image bytes are empty', { details: { byteLength: 0 } });
+    throw new OwletError(PreprocessErrorCode.IMAGE_DECODE_FAILED, 'image bytes are empty', {
+      details: { byteLength: 0 },
+    });
   }
   const head = new Uint8Array(await blob.slice(0, HEADER_BYTES).arrayBuffer());
   const header = readImageHeader(head);
   if (header) checkImageLimits(header.width, header.height, options);
   let bitmap: BitmapLike;
   try {
-    bitmap = await g.createImageBitmap(blob, { premultiplyAlpha: 'none', colorSpaceConversion: 'none', imageOrientation: 'none' });
-  } catch (e) {
-    throw new OwletError(PreprocessErrorCode.IMAGE_DECODE_FAILED, `the browser could not decode the image (${blob.size} bytes): ${(e as Error).message}`, {
-      cause: e,
-      details: { byteLength: blob.size },
+    bitmap = await g.createImageBitmap(blob, {
+      premultiplyAlpha: 'none',
+      colorSpaceConversion: 'none',
+      imageOrientation: 'none',
     });
+  } catch (e) {
+    throw new OwletError(
+      PreprocessErrorCode.IMAGE_DECODE_FAILED,
+      `the browser could not decode the image (${blob.size} bytes): ${(e as Error).message}`,
+      {
+        cause: e,
+        details: { byteLength: blob.size },
+      },
+    );
   }
   try {
     const { width, height } = bitmap;

@@ -22,26 +22,43 @@ let sharpPromise: Promise<SharpModule> | null = null;
 async function loadSharp(): Promise<SharpModule> {
   // A variable specifier keeps browser bundlers from pulling sharp (a Node addon) into web bundles.
   const specifier = 'sharp';
-  sharpPromise ??= import(/* @vite-ignore */ specifier).then((m) => ((m as unknown as { default?: SharpModule }).default ?? m) as SharpModule);
+  sharpPromise ??= import(/* @vite-ignore */ specifier).then(
+    (m) => ((m as unknown as { default?: SharpModule }).default ?? m) as SharpModule,
+  );
   try {
     return await sharpPromise;
   } catch (e) {
     sharpPromise = null;
-    throw new OwletError(PreprocessErrorCode.IMAGE_UNSUPPORTED, `image decoding in Node needs the sharp package, which failed to load: ${(e as Error).message}`, {
-      cause: e,
-    });
+    throw new OwletError(
+      PreprocessErrorCode.IMAGE_UNSUPPORTED,
+      `image decoding in Node needs the sharp package, which failed to load: ${(e as Error).message}`,
+      {
+        cause: e,
+      },
+    );
   }
 }
 
 function decodeError(msg: string, cause: unknown, details: Record<string, unknown> = {}): OwletError {
   // sharp's own limitInputPixels guard (formats our header parser does not read)
   const overLimit = cause instanceof Error && /exceeds pixel limit/i.test(cause.message);
-  return new OwletError(overLimit ? PreprocessErrorCode.IMAGE_TOO_LARGE : PreprocessErrorCode.IMAGE_DECODE_FAILED, msg, { cause, details });
+  return new OwletError(
+    overLimit ? PreprocessErrorCode.IMAGE_TOO_LARGE : PreprocessErrorCode.IMAGE_DECODE_FAILED,
+    msg,
+    { cause, details },
+  );
 }
 
 /** Pillow's mode for what sharp reports, refined by the header where sharp loses information. */
 function pillowModeFor(
-  meta: { channels?: number; space?: string; isPalette?: boolean; hasAlpha?: boolean; format?: string; bitsPerSample?: number },
+  meta: {
+    channels?: number;
+    space?: string;
+    isPalette?: boolean;
+    hasAlpha?: boolean;
+    format?: string;
+    bitsPerSample?: number;
+  },
   headerMode: PillowMode | undefined,
 ): PillowMode {
   if (headerMode) return headerMode; // PNG colour type / JPEG components are authoritative
@@ -100,7 +117,10 @@ function toModeLayout(raw: Uint8Array, n: number, channels: number, mode: Pillow
  * @throws OwletError `IMAGE_TOO_LARGE` (over the cap; nothing decoded), `IMAGE_DECODE_FAILED`
  *   (not an image, truncated, corrupt), `IMAGE_UNSUPPORTED`.
  */
-export async function decodeImageNode(input: Uint8Array | ArrayBuffer, options: NodeDecodeOptions = {}): Promise<DecodedImage> {
+export async function decodeImageNode(
+  input: Uint8Array | ArrayBuffer,
+  options: NodeDecodeOptions = {},
+): Promise<DecodedImage> {
   const bytes = input instanceof Uint8Array ? input : new Uint8Array(input);
   if (bytes.length === 0) throw decodeError('image bytes are empty', undefined, { byteLength: 0 });
   const header = readImageHeader(bytes);
@@ -109,12 +129,21 @@ export async function decodeImageNode(input: Uint8Array | ArrayBuffer, options: 
   const sharp = await loadSharp();
   const buf = Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength);
   const open = () =>
-    sharp(buf, { limitInputPixels: maxPixels, failOn: 'error', ignoreIcc: true, autoOrient: false, sequentialRead: true, animated: false });
+    sharp(buf, {
+      limitInputPixels: maxPixels,
+      failOn: 'error',
+      ignoreIcc: true,
+      autoOrient: false,
+      sequentialRead: true,
+      animated: false,
+    });
   let meta: Awaited<ReturnType<ReturnType<SharpModule>['metadata']>>;
   try {
     meta = await open().metadata();
   } catch (e) {
-    throw decodeError(`not a decodable image (${bytes.length} bytes): ${(e as Error).message}`, e, { byteLength: bytes.length });
+    throw decodeError(`not a decodable image (${bytes.length} bytes): ${(e as Error).message}`, e, {
+      byteLength: bytes.length,
+    });
   }
   if (meta.width === undefined || meta.height === undefined) throw decodeError('image header has no size', undefined);
   checkImageLimits(meta.width, meta.height, options);
@@ -131,6 +160,8 @@ export async function decodeImageNode(input: Uint8Array | ArrayBuffer, options: 
     return { width: info.width, height: info.height, mode, data: pixels };
   } catch (e) {
     if (isOwletError(e)) throw e;
-    throw decodeError(`decoding the ${meta.format ?? 'image'} failed: ${(e as Error).message}`, e, { format: meta.format });
+    throw decodeError(`decoding the ${meta.format ?? 'image'} failed: ${(e as Error).message}`, e, {
+      format: meta.format,
+    });
   }
 }

@@ -46,7 +46,10 @@ export function imageBytes(file: string): Uint8Array {
 }
 
 /** Index and value of the first difference of two equal-length arrays, or null. */
-export function firstDiff(a: ArrayLike<number>, b: ArrayLike<number>): { index: number; a: number; b: number; count: number; maxAbs: number } | null {
+export function firstDiff(
+  a: ArrayLike<number>,
+  b: ArrayLike<number>,
+): { index: number; a: number; b: number; count: number; maxAbs: number } | null {
   if (a.length !== b.length) return { index: -1, a: a.length, b: b.length, count: -1, maxAbs: Infinity };
   let first = -1;
   let count = 0;

@@ -39,9 +39,13 @@ export function checkImageLimits(width: number, height: number, limits: ImageLim
   const maxPixels = limits.maxPixels ?? DEFAULT_MAX_PIXELS;
   const maxEdge = limits.maxEdge ?? DEFAULT_MAX_EDGE;
   if (!(width >= 1 && height >= 1)) {
-    throw new OwletError(PreprocessErrorCode.IMAGE_DECODE_FAILED, `image header gives an empty size ${width}×${height}`, {
-      details: { width, height },
-    });
+    throw new OwletError(
+      PreprocessErrorCode.IMAGE_DECODE_FAILED,
+      `image header gives an empty size ${width}×${height}`,
+      {
+        details: { width, height },
+      },
+    );
   }
   if (width * height > maxPixels) {
     throw new OwletError(
@@ -107,7 +111,8 @@ export function readImageHeader(bytes: Uint8Array): ImageHeader | null {
     });
   };
   if (b.length >= 8 && PNG_SIG.every((v, i) => b[i] === v)) {
-    if (b.length < 29 || String.fromCharCode(b[12]!, b[13]!, b[14]!, b[15]!) !== 'IHDR') fail('PNG without an IHDR chunk');
+    if (b.length < 29 || String.fromCharCode(b[12]!, b[13]!, b[14]!, b[15]!) !== 'IHDR')
+      fail('PNG without an IHDR chunk');
     const width = u32be(b, 16);
     const height = u32be(b, 20);
     const depth = b[24]!;
@@ -145,11 +150,18 @@ export function readImageHeader(bytes: Uint8Array): ImageHeader | null {
     }
     return fail('JPEG header cut short before its frame header');
   }
-  if (b.length >= 6 && (String.fromCharCode(...b.subarray(0, 6)) === 'GIF87a' || String.fromCharCode(...b.subarray(0, 6)) === 'GIF89a')) {
+  if (
+    b.length >= 6 &&
+    (String.fromCharCode(...b.subarray(0, 6)) === 'GIF87a' || String.fromCharCode(...b.subarray(0, 6)) === 'GIF89a')
+  ) {
     if (b.length < 10) fail('GIF header cut short');
     return { format: 'gif', width: u16le(b, 6), height: u16le(b, 8), mode: 'P' };
   }
-  if (b.length >= 12 && String.fromCharCode(...b.subarray(0, 4)) === 'RIFF' && String.fromCharCode(...b.subarray(8, 12)) === 'WEBP') {
+  if (
+    b.length >= 12 &&
+    String.fromCharCode(...b.subarray(0, 4)) === 'RIFF' &&
+    String.fromCharCode(...b.subarray(8, 12)) === 'WEBP'
+  ) {
     if (b.length < 30) fail('WebP header cut short');
     const chunk = String.fromCharCode(...b.subarray(12, 16));
     if (chunk === 'VP8 ') return { format: 'webp', width: u16le(b, 26) & 0x3fff, height: u16le(b, 28) & 0x3fff };

@@ -138,7 +138,10 @@ export function unpremultiply(channels: 2 | 4): PixelConverter {
 export function validateImage(img: DecodedImage): void {
   const ch = MODE_CHANNELS[img.mode];
   if (ch === undefined) {
-    throw new OwletError('INVALID_ARGUMENT', `unknown image mode ${String(img.mode)}; expected one of ${Object.keys(MODE_CHANNELS).join(', ')}`);
+    throw new OwletError(
+      'INVALID_ARGUMENT',
+      `unknown image mode ${String(img.mode)}; expected one of ${Object.keys(MODE_CHANNELS).join(', ')}`,
+    );
   }
   if (!Number.isInteger(img.width) || !Number.isInteger(img.height) || img.width < 1 || img.height < 1) {
     throw new OwletError('INVALID_ARGUMENT', `image size must be positive integers, got ${img.width}×${img.height}`, {

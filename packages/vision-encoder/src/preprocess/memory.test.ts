@@ -26,12 +26,21 @@ function gradient(w: number, h: number): DecodedImage {
 const peakRssBytes = () => process.resourceUsage().maxRSS * 1024;
 
 describe('B26: degenerate and extreme aspect ratios', () => {
-  const cases: [number, number][] = [[1, 1], [1, 2], [2, 1], [1, 65535], [65535, 1]];
+  const cases: [number, number][] = [
+    [1, 1],
+    [1, 2],
+    [2, 1],
+    [1, 65535],
+    [65535, 1],
+  ];
   const entries: EntryPoint[] = ['pad', 'resize', 'clip_default', 'v1'];
 
   it('every entry point gives a valid output and peak RSS grows < 64 MB', () => {
     // warm-up (JIT, V8 heap sizing) on a 1×4096 / 4096×1 pair, so the measurement is the cases' own
-    for (const [w, h] of [[1, 4096], [4096, 1]] as const) {
+    for (const [w, h] of [
+      [1, 4096],
+      [4096, 1],
+    ] as const) {
       for (const entry of entries) preprocessToUint8(gradient(w, h), entry === 'v1' ? v1 : v2, { entryPoint: entry });
     }
     const peak0 = peakRssBytes();
@@ -50,12 +59,15 @@ describe('B26: degenerate and extreme aspect ratios', () => {
         expect(out.data.length).toBe(3 * side * side);
         expect(out.exact).toBe(true);
         const grow = (heap1.heapUsed + heap1.arrayBuffers - heap0.heapUsed - heap0.arrayBuffers) / 2 ** 20;
-        report.push(`${w}×${h} ${entry}: ${ms.toFixed(0)} ms, heap+buffers ${grow >= 0 ? '+' : ''}${grow.toFixed(1)} MB`);
+        report.push(
+          `${w}×${h} ${entry}: ${ms.toFixed(0)} ms, heap+buffers ${grow >= 0 ? '+' : ''}${grow.toFixed(1)} MB`,
+        );
       }
     }
     const growth = (peakRssBytes() - peak0) / 2 ** 20;
-    console.log(`[preprocess] B26\n  ${report.join('\n  ')}\n  peak RSS growth over all cases: ${growth.toFixed(1)} MB`);
+    console.log(
+      `[preprocess] B26\n  ${report.join('\n  ')}\n  peak RSS growth over all cases: ${growth.toFixed(1)} MB`,
+    );
     expect(growth).toBeLessThan(64);
   }, 120_000);
-
 });

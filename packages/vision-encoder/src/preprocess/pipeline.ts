@@ -149,9 +149,13 @@ export function preprocessToUint8(img: DecodedImage, cfg: PreprocessorConfig, op
   switch (entryPoint) {
     case 'pad': {
       const rgb = rgbRows(imageRows(img), img.mode);
-      const color = options.padColor ?? (cfg.image_mean.map((m) => Math.trunc(255 * m)) as unknown as [number, number, number]);
+      const color =
+        options.padColor ?? (cfg.image_mean.map((m) => Math.trunc(255 * m)) as unknown as [number, number, number]);
       if (!color.every((c) => Number.isInteger(c) && c >= 0 && c <= 255)) {
-        throw new OwletError('INVALID_ARGUMENT', `padColor must be three integers in [0, 255], got ${JSON.stringify(color)}`);
+        throw new OwletError(
+          'INVALID_ARGUMENT',
+          `padColor must be three integers in [0, 255], got ${JSON.stringify(color)}`,
+        );
       }
       const square = img.width === img.height ? rgb : new PadToSquare(rgb, Uint8Array.from(color));
       return clipGeometry(square, cfg);
@@ -173,7 +177,10 @@ export function preprocessToUint8(img: DecodedImage, cfg: PreprocessorConfig, op
     case 'clip_default':
       return clipGeometry(rgbRows(imageRows(img), img.mode), cfg);
     default:
-      throw new OwletError('INVALID_ARGUMENT', `unknown entry point ${JSON.stringify(entryPoint)}; expected pad, resize, v1 or clip_default`);
+      throw new OwletError(
+        'INVALID_ARGUMENT',
+        `unknown entry point ${JSON.stringify(entryPoint)}; expected pad, resize, v1 or clip_default`,
+      );
   }
 }
 

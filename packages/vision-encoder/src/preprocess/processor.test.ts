@@ -83,12 +83,21 @@ describe('MplugOwlImageProcessor inputs and config', () => {
     expect([c.shortest_edge, c.crop_height, c.crop_width, c.resample]).toEqual([448, 448, 448, 3]);
     const v1 = resolvePreprocessorConfig({ resolution: 224 });
     expect([v1.shortest_edge, v1.crop_height, v1.resolution]).toEqual([224, 224, 224]);
-    expect(resolvePreprocessorConfig({ size: { shortest_edge: 336 }, crop_size: { height: 300, width: 320 } })).toMatchObject({
+    expect(
+      resolvePreprocessorConfig({ size: { shortest_edge: 336 }, crop_size: { height: 300, width: 320 } }),
+    ).toMatchObject({
       shortest_edge: 336,
       crop_height: 300,
       crop_width: 320,
     });
-    for (const bad of [{ size: 0 }, { size: { height: 3, width: 3 } }, { resample: 9 }, { image_std: [1, 0, 1] }, { image_mean: [1, 2] }, { do_resize: 'yes' }]) {
+    for (const bad of [
+      { size: 0 },
+      { size: { height: 3, width: 3 } },
+      { resample: 9 },
+      { image_std: [1, 0, 1] },
+      { image_mean: [1, 2] },
+      { do_resize: 'yes' },
+    ]) {
       let err: unknown;
       try {
         resolvePreprocessorConfig(bad as never);
@@ -104,16 +113,31 @@ describe('MplugOwlImageProcessor inputs and config', () => {
     expect(readImageHeader(imageBytes('palette_P_210x150.png'))).toMatchObject({ width: 210, height: 150, mode: 'P' });
     expect(readImageHeader(imageBytes('gray_L_200x300.png'))).toMatchObject({ width: 200, height: 300, mode: 'L' });
     expect(readImageHeader(imageBytes('rgba_320x240.png'))).toMatchObject({ mode: 'RGBA' });
-    expect(readImageHeader(imageBytes('rgb_480x640.jpg'))).toMatchObject({ format: 'jpeg', width: 480, height: 640, mode: 'RGB' });
-    const webp = new Uint8Array(await sharp({ create: { width: 33, height: 21, channels: 3, background: '#808080' } }).webp().toBuffer());
+    expect(readImageHeader(imageBytes('rgb_480x640.jpg'))).toMatchObject({
+      format: 'jpeg',
+      width: 480,
+      height: 640,
+      mode: 'RGB',
+    });
+    const webp = new Uint8Array(
+      await sharp({ create: { width: 33, height: 21, channels: 3, background: '#808080' } })
+        .webp()
+        .toBuffer(),
+    );
     expect(readImageHeader(webp)).toMatchObject({ format: 'webp', width: 33, height: 21 });
-    const gif = new Uint8Array(await sharp({ create: { width: 13, height: 8, channels: 3, background: '#808080' } }).gif().toBuffer());
+    const gif = new Uint8Array(
+      await sharp({ create: { width: 13, height: 8, channels: 3, background: '#808080' } })
+        .gif()
+        .toBuffer(),
+    );
     expect(readImageHeader(gif)).toMatchObject({ format: 'gif', width: 13, height: 8, mode: 'P' });
     expect(readImageHeader(new TextEncoder().encode('not an image'))).toBeNull();
   });
 
   it('CMYK JPEG decodes as CMYK and converts with Pillow’s formula', async () => {
-    const jpg = new Uint8Array(await sharp(imageBytes('rgb_17x5.png')).toColourspace('cmyk').jpeg({ quality: 100 }).toBuffer());
+    const jpg = new Uint8Array(
+      await sharp(imageBytes('rgb_17x5.png')).toColourspace('cmyk').jpeg({ quality: 100 }).toBuffer(),
+    );
     const img = await decodeImageNode(jpg);
     expect(img.mode).toBe('CMYK');
     expect(img.data.length).toBe(17 * 5 * 4);
@@ -169,7 +193,9 @@ describe('browser decoding (createImageBitmap / OffscreenCanvas stubbed)', () =>
     const png = imageBytes('rgb_640x480.png');
     const stub = stubBrowser(new Uint8ClampedArray(4), 1, 1);
     try {
-      await expect(decodeImageBrowser(png, { maxPixels: 640 * 480 - 1 })).rejects.toMatchObject({ code: PreprocessErrorCode.IMAGE_TOO_LARGE });
+      await expect(decodeImageBrowser(png, { maxPixels: 640 * 480 - 1 })).rejects.toMatchObject({
+        code: PreprocessErrorCode.IMAGE_TOO_LARGE,
+      });
       expect(stub.decodes()).toBe(0);
     } finally {
       stub.restore();
@@ -177,6 +203,8 @@ describe('browser decoding (createImageBitmap / OffscreenCanvas stubbed)', () =>
   });
 
   it('without createImageBitmap it fails with IMAGE_UNSUPPORTED', async () => {
-    await expect(decodeImageBrowser(imageBytes('rgb_17x5.png'))).rejects.toMatchObject({ code: PreprocessErrorCode.IMAGE_UNSUPPORTED });
+    await expect(decodeImageBrowser(imageBytes('rgb_17x5.png'))).rejects.toMatchObject({
+      code: PreprocessErrorCode.IMAGE_UNSUPPORTED,
+    });
   });
 });

@@ -19,7 +19,14 @@ import {
 import { decodeImageBrowser } from './decode-browser.js';
 import { checkImageLimits, type ImageLimits } from './header.js';
 import { MODE_CHANNELS, validateImage, type DecodedImage, type PillowMode } from './image.js';
-import { applyLUT, pixelLUT, preprocessToUint8, type EntryPoint, type PipelineOptions, type Uint8Planar } from './pipeline.js';
+import {
+  applyLUT,
+  pixelLUT,
+  preprocessToUint8,
+  type EntryPoint,
+  type PipelineOptions,
+  type Uint8Planar,
+} from './pipeline.js';
 
 /** Raw interleaved pixels (e.g. canvas `ImageData`: 4 channels). */
 export interface RawImageInput {
@@ -44,10 +51,16 @@ const CHANNEL_MODES: Record<number, PillowMode> = { 1: 'L', 2: 'LA', 3: 'RGB', 4
 export function imageFromRaw(raw: RawImageInput, limits: ImageLimits = {}): DecodedImage {
   const mode = raw.mode ?? CHANNEL_MODES[raw.channels ?? -1];
   if (!mode) {
-    throw new OwletError('INVALID_ARGUMENT', `raw image needs a mode or channels in 1–4, got channels=${String(raw.channels)}`);
+    throw new OwletError(
+      'INVALID_ARGUMENT',
+      `raw image needs a mode or channels in 1–4, got channels=${String(raw.channels)}`,
+    );
   }
   checkImageLimits(raw.width, raw.height, limits);
-  const data = raw.data instanceof Uint8Array ? raw.data : new Uint8Array(raw.data.buffer, raw.data.byteOffset, raw.data.byteLength);
+  const data =
+    raw.data instanceof Uint8Array
+      ? raw.data
+      : new Uint8Array(raw.data.buffer, raw.data.byteOffset, raw.data.byteLength);
   const img: DecodedImage = { width: raw.width, height: raw.height, mode, data };
   validateImage(img);
   return img;
@@ -59,9 +72,13 @@ export function imageFromRaw(raw: RawImageInput, limits: ImageLimits = {}): Deco
  */
 export async function imageFromTensor(t: tf.Tensor, limits: ImageLimits = {}): Promise<DecodedImage> {
   if (t.rank !== 3 || !CHANNEL_MODES[t.shape[2]!]) {
-    throw new OwletError('SHAPE_MISMATCH', `image tensor must be [H, W, C] with C in 1–4, got [${t.shape.join(', ')}]`, {
-      details: { shape: t.shape },
-    });
+    throw new OwletError(
+      'SHAPE_MISMATCH',
+      `image tensor must be [H, W, C] with C in 1–4, got [${t.shape.join(', ')}]`,
+      {
+        details: { shape: t.shape },
+      },
+    );
   }
   const [h, w, c] = t.shape as [number, number, number];
   checkImageLimits(w, h, limits);
@@ -70,9 +87,13 @@ export async function imageFromTensor(t: tf.Tensor, limits: ImageLimits = {}): P
   for (let i = 0; i < values.length; i++) {
     const v = values[i] as number;
     if (!(v >= 0 && v <= 255 && Number.isInteger(v))) {
-      throw new OwletError('INVALID_ARGUMENT', `image tensor values must be integers in [0, 255]; element ${i} is ${v}`, {
-        details: { index: i, value: v },
-      });
+      throw new OwletError(
+        'INVALID_ARGUMENT',
+        `image tensor values must be integers in [0, 255]; element ${i} is ${v}`,
+        {
+          details: { index: i, value: v },
+        },
+      );
     }
     data[i] = v;
   }
@@ -80,18 +101,33 @@ export async function imageFromTensor(t: tf.Tensor, limits: ImageLimits = {}): P
 }
 
 function isDecoded(x: unknown): x is DecodedImage {
-  return typeof x === 'object' && x !== null && 'mode' in x && 'data' in x && 'width' in x && (x as DecodedImage).mode in MODE_CHANNELS && (x as DecodedImage).data instanceof Uint8Array && !('channels' in x);
+  return (
+    typeof x === 'object' &&
+    x !== null &&
+    'mode' in x &&
+    'data' in x &&
+    'width' in x &&
+    (x as DecodedImage).mode in MODE_CHANNELS &&
+    (x as DecodedImage).data instanceof Uint8Array &&
+    !('channels' in x)
+  );
 }
 
 /**
  * Decodes encoded bytes: Node through sharp (dynamically imported), browsers through
  * `createImageBitmap`. Size limits are checked from the header before decoding.
  */
-export async function decodeImage(input: Uint8Array | ArrayBuffer | Blob, limits: ImageLimits = {}): Promise<DecodedImage> {
+export async function decodeImage(
+  input: Uint8Array | ArrayBuffer | Blob,
+  limits: ImageLimits = {},
+): Promise<DecodedImage> {
   const isNode = typeof process !== 'undefined' && typeof process.versions?.node === 'string';
   if (isNode) {
     const { decodeImageNode } = await import('./decode-node.js');
-    const bytes = typeof Blob !== 'undefined' && input instanceof Blob ? new Uint8Array(await input.arrayBuffer()) : (input as Uint8Array | ArrayBuffer);
+    const bytes =
+      typeof Blob !== 'undefined' && input instanceof Blob
+        ? new Uint8Array(await input.arrayBuffer())
+        : (input as Uint8Array | ArrayBuffer);
     return decodeImageNode(bytes, limits);
   }
   return decodeImageBrowser(input, limits);
@@ -134,11 +170,20 @@ export class MplugOwlImageProcessor {
    * @param config `preprocessor_config.json` contents (resolved with CLIP defaults) or a resolved config.
    * @param options entry point, size limits, padding colour.
    */
-  constructor(config: PreprocessorConfigJson | PreprocessorConfig = OWL2_PREPROCESSOR_CONFIG, options: ImageProcessorOptions = {}) {
-    this.config = Object.isFrozen(config) && 'shortest_edge' in config ? (config as PreprocessorConfig) : resolvePreprocessorConfig(config as PreprocessorConfigJson);
+  constructor(
+    config: PreprocessorConfigJson | PreprocessorConfig = OWL2_PREPROCESSOR_CONFIG,
+    options: ImageProcessorOptions = {},
+  ) {
+    this.config =
+      Object.isFrozen(config) && 'shortest_edge' in config
+        ? (config as PreprocessorConfig)
+        : resolvePreprocessorConfig(config as PreprocessorConfigJson);
     this.entryPoint = options.entryPoint ?? 'pad';
     if (!['pad', 'resize', 'v1', 'clip_default'].includes(this.entryPoint)) {
-      throw new OwletError('INVALID_ARGUMENT', `unknown entry point ${JSON.stringify(this.entryPoint)}; expected pad, resize, v1 or clip_default`);
+      throw new OwletError(
+        'INVALID_ARGUMENT',
+        `unknown entry point ${JSON.stringify(this.entryPoint)}; expected pad, resize, v1 or clip_default`,
+      );
     }
     this.options = { ...options };
     this.lut = pixelLUT(this.config);
@@ -162,7 +207,11 @@ export class MplugOwlImageProcessor {
   /** Turns any {@link ImageInput} into a {@link DecodedImage}, enforcing the size limits. */
   async toDecoded(input: ImageInput): Promise<DecodedImage> {
     if (input instanceof tf.Tensor) return imageFromTensor(input, this.options);
-    if (input instanceof Uint8Array || input instanceof ArrayBuffer || (typeof Blob !== 'undefined' && input instanceof Blob)) {
+    if (
+      input instanceof Uint8Array ||
+      input instanceof ArrayBuffer ||
+      (typeof Blob !== 'undefined' && input instanceof Blob)
+    ) {
       return decodeImage(input, this.options);
     }
     if (isDecoded(input)) {

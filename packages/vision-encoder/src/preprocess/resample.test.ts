@@ -43,7 +43,11 @@ function refCoeffs(inSize: number, outSize: number): { lo: number[]; k: number[]
     for (let x = xmin; x < xmax; x++) w.push(bicubic((x - center + 0.5) * (1 / fscale)));
     const ww = w.reduce((a, b) => a + b, 0);
     lo.push(xmin);
-    k.push(w.map((v) => (ww !== 0 ? v / ww : v)).map((v) => (v < 0 ? Math.trunc(-0.5 + v * 4194304) + 0 : Math.trunc(0.5 + v * 4194304))));
+    k.push(
+      w
+        .map((v) => (ww !== 0 ? v / ww : v))
+        .map((v) => (v < 0 ? Math.trunc(-0.5 + v * 4194304) + 0 : Math.trunc(0.5 + v * 4194304))),
+    );
   }
   return { lo, k };
 }
@@ -129,7 +133,8 @@ function refPremultiplied(im: Img, r: number): Img {
   for (let i = 0; i < r * r; i++) {
     const a = res.d[i * im.c + im.c - 1]!;
     if (a === 0 || a === 255) continue;
-    for (let c = 0; c < im.c - 1; c++) res.d[i * im.c + c] = Math.min(255, Math.floor((255 * res.d[i * im.c + c]!) / a));
+    for (let c = 0; c < im.c - 1; c++)
+      res.d[i * im.c + c] = Math.min(255, Math.floor((255 * res.d[i * im.c + c]!) / a));
   }
   return res;
 }
@@ -217,14 +222,29 @@ function randomImage(w: number, h: number, mode: PillowMode, seed: number): Deco
     data[i] = Math.max(0, Math.min(255, Math.round(base + 60 * (rnd() - 0.5)) + (rnd() < 0.05 ? 200 : 0)));
   }
   if (mode === '1') for (let i = 0; i < data.length; i++) data[i] = data[i]! > 127 ? 255 : 0;
-  if (mode === 'RGBA' || mode === 'LA') for (let i = c - 1; i < data.length; i += c) data[i] = rnd() < 0.2 ? 0 : rnd() < 0.2 ? 255 : data[i]!;
+  if (mode === 'RGBA' || mode === 'LA')
+    for (let i = c - 1; i < data.length; i += c) data[i] = rnd() < 0.2 ? 0 : rnd() < 0.2 ? 255 : data[i]!;
   return { width: w, height: h, mode, data };
 }
 
 const small = resolvePreprocessorConfig({ size: 12, crop_size: 12, resolution: 10 });
 const wideCrop = resolvePreprocessorConfig({ size: 9, crop_size: { height: 14, width: 11 }, resolution: 9 });
 const SIZES: [number, number][] = [
-  [1, 1], [1, 2], [2, 1], [1, 37], [37, 1], [2, 45], [45, 2], [3, 40], [40, 3], [17, 5], [5, 17], [9, 9], [12, 12], [30, 20], [13, 64],
+  [1, 1],
+  [1, 2],
+  [2, 1],
+  [1, 37],
+  [37, 1],
+  [2, 45],
+  [45, 2],
+  [3, 40],
+  [40, 3],
+  [17, 5],
+  [5, 17],
+  [9, 9],
+  [12, 12],
+  [30, 20],
+  [13, 64],
 ];
 
 describe('streaming pipeline = full-canvas Pillow reference', () => {
@@ -244,7 +264,12 @@ describe('streaming pipeline = full-canvas Pillow reference', () => {
 
   for (const mode of ['L', 'LA', 'RGBA', 'P', '1', 'CMYK'] as const) {
     it(`mode ${mode}: v1 (own-mode resize) and pad match the reference`, () => {
-      for (const [w, h] of [[23, 14], [7, 31], [10, 10], [3, 3]] as const) {
+      for (const [w, h] of [
+        [23, 14],
+        [7, 31],
+        [10, 10],
+        [3, 3],
+      ] as const) {
         const img = randomImage(w, h, mode, w * 31 + h);
         for (const entry of ['v1', 'pad'] as const) {
           const ours = preprocessToUint8(img, small, { entryPoint: entry });
@@ -256,7 +281,11 @@ describe('streaming pipeline = full-canvas Pillow reference', () => {
 
   it('released 448 config: 1×600, 600×1, 3×500 through pad and resize (large downscale windows)', () => {
     const v2 = resolvePreprocessorConfig({ size: 448, crop_size: 448 });
-    for (const [w, h] of [[1, 600], [600, 1], [3, 500]] as const) {
+    for (const [w, h] of [
+      [1, 600],
+      [600, 1],
+      [3, 500],
+    ] as const) {
       const img = randomImage(w, h, 'RGB', w + h);
       for (const entry of ['pad', 'resize'] as const) {
         const ours = preprocessToUint8(img, v2, { entryPoint: entry });
@@ -268,7 +297,14 @@ describe('streaming pipeline = full-canvas Pillow reference', () => {
   it('resizeImage equals the reference for up- and downscaling, both axes and one axis', () => {
     const img = randomImage(19, 11, 'RGB', 7);
     const im: Img = { w: 19, h: 11, c: 3, d: img.data };
-    for (const [ow, oh] of [[7, 5], [40, 23], [19, 30], [5, 11], [1, 1], [19, 11]] as const) {
+    for (const [ow, oh] of [
+      [7, 5],
+      [40, 23],
+      [19, 30],
+      [5, 11],
+      [1, 1],
+      [19, 11],
+    ] as const) {
       expect(firstDiff(resizeImage(img, ow, oh).data, refResize(im, ow, oh).d), `${ow}×${oh}`).toBeNull();
     }
   });
@@ -287,7 +323,12 @@ describe('streaming pipeline = full-canvas Pillow reference', () => {
   });
 
   it('coefficients: each output sums to 2^22 within rounding, bounds as Pillow rounds them', () => {
-    for (const [i, o] of [[640, 448], [65535, 448], [1, 448], [5, 17]] as const) {
+    for (const [i, o] of [
+      [640, 448],
+      [65535, 448],
+      [1, 448],
+      [5, 17],
+    ] as const) {
       const cx = axisCoefficients(i, o, FILTERS[Resampling.BICUBIC]);
       const ref = refCoeffs(i, o);
       for (let t = 0; t < o; t++) {

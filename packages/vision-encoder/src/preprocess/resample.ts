@@ -661,13 +661,7 @@ export class CropRows implements RowSource {
  * placing the image at `(top, left)` inside an `outH × outW` zero canvas (transformers'
  * center-crop padding); `channels` must equal `src.channels`.
  */
-export function readPlanar(
-  src: RowSource,
-  outH = src.height,
-  outW = src.width,
-  top = 0,
-  left = 0,
-): Uint8Array {
+export function readPlanar(src: RowSource, outH = src.height, outW = src.width, top = 0, left = 0): Uint8Array {
   const C = src.channels;
   const plane = outH * outW;
   const out = new Uint8Array(C * plane);

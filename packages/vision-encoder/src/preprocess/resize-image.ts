@@ -10,7 +10,12 @@ import { MapRows, type RowSource } from './rows.js';
  * mode: `P` and `1` always use NEAREST, `RGBA`/`LA` are resampled premultiplied (RGBa/La) unless
  * NEAREST, an unchanged size returns a copy. Returns a new image of the same mode.
  */
-export function resizeImage(image: DecodedImage, width: number, height: number, resample: Resampling = Resampling.BICUBIC): DecodedImage {
+export function resizeImage(
+  image: DecodedImage,
+  width: number,
+  height: number,
+  resample: Resampling = Resampling.BICUBIC,
+): DecodedImage {
   validateImage(image);
   if (!Number.isInteger(width) || !Number.isInteger(height) || width < 1 || height < 1) {
     throw new OwletError('INVALID_ARGUMENT', `resize target must be positive integers, got ${width}×${height}`);

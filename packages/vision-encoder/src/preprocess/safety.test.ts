@@ -29,7 +29,10 @@ async function expectCode(p: Promise<unknown>, code: string, withinMs: number): 
 describe('B27: pixel cap enforced from the header', () => {
   it('a 14000×14000 flat PNG (~600 KB) is rejected before decoding', async () => {
     const png = new Uint8Array(
-      await sharp({ create: { width: 14000, height: 14000, channels: 3, background: { r: 9, g: 99, b: 199 } }, limitInputPixels: false })
+      await sharp({
+        create: { width: 14000, height: 14000, channels: 3, background: { r: 9, g: 99, b: 199 } },
+        limitInputPixels: false,
+      })
         .png({ compressionLevel: 9 })
         .toBuffer(),
     );
@@ -38,7 +41,9 @@ describe('B27: pixel cap enforced from the header', () => {
     const rss0 = process.memoryUsage().rss;
     const ms = await expectCode(decodeImageNode(png), PreprocessErrorCode.IMAGE_TOO_LARGE, 1000);
     const grew = (process.memoryUsage().rss - rss0) / 2 ** 20;
-    console.log(`[preprocess] B27 14000×14000 PNG (${png.length} B): rejected in ${ms.toFixed(1)} ms, RSS +${grew.toFixed(1)} MB`);
+    console.log(
+      `[preprocess] B27 14000×14000 PNG (${png.length} B): rejected in ${ms.toFixed(1)} ms, RSS +${grew.toFixed(1)} MB`,
+    );
     expect(grew).toBeLessThan(64); // a decode would need 14000²·3 B ≈ 560 MB
     // the same through the processor
     await expectCode(MplugOwlImageProcessor.owl2().preprocess(png), PreprocessErrorCode.IMAGE_TOO_LARGE, 1000);
@@ -47,7 +52,9 @@ describe('B27: pixel cap enforced from the header', () => {
 
   it('just under / at / just over a configured cap', async () => {
     const png = new Uint8Array(
-      await sharp({ create: { width: 300, height: 200, channels: 3, background: { r: 1, g: 2, b: 3 } } }).png().toBuffer(),
+      await sharp({ create: { width: 300, height: 200, channels: 3, background: { r: 1, g: 2, b: 3 } } })
+        .png()
+        .toBuffer(),
     );
     const at = await decodeImageNode(png, { maxPixels: 300 * 200 });
     expect([at.width, at.height]).toEqual([300, 200]);
@@ -55,7 +62,11 @@ describe('B27: pixel cap enforced from the header', () => {
     await expectCode(decodeImageNode(png, { maxEdge: 299 }), PreprocessErrorCode.IMAGE_TOO_LARGE, 1000);
     expect((await decodeImageNode(png, { maxEdge: 300 })).width).toBe(300);
     // sharp's own limitInputPixels guard, for a format our header parser does not read (TIFF)
-    const tiff = new Uint8Array(await sharp({ create: { width: 300, height: 200, channels: 3, background: '#123456' } }).tiff().toBuffer());
+    const tiff = new Uint8Array(
+      await sharp({ create: { width: 300, height: 200, channels: 3, background: '#123456' } })
+        .tiff()
+        .toBuffer(),
+    );
     expect(readImageHeader(tiff)).toBeNull();
     await expectCode(decodeImageNode(tiff, { maxPixels: 300 * 200 - 1 }), PreprocessErrorCode.IMAGE_TOO_LARGE, 1000);
     expect((await decodeImageNode(tiff, { maxPixels: 300 * 200 })).height).toBe(200);
@@ -64,7 +75,10 @@ describe('B27: pixel cap enforced from the header', () => {
 
 describe('B28: hostile and truncated inputs give a typed error within 1 s', () => {
   const cases: [string, () => Uint8Array][] = [
-    ['the 16-byte JPEG /9j/wfFR2AD/UdgA/9r/3g==', () => new Uint8Array(Buffer.from('/9j/wfFR2AD/UdgA/9r/3g==', 'base64'))],
+    [
+      'the 16-byte JPEG /9j/wfFR2AD/UdgA/9r/3g==',
+      () => new Uint8Array(Buffer.from('/9j/wfFR2AD/UdgA/9r/3g==', 'base64')),
+    ],
     ['a PNG cut after 6000 of 13045 bytes', () => imageBytes('rgb_640x480.png').subarray(0, 6000)],
     ['a PNG cut inside its IHDR', () => imageBytes('rgb_640x480.png').subarray(0, 20)],
     ['a JPEG cut after 20000 bytes', () => imageBytes('rgb_480x640.jpg').subarray(0, 20000)],
