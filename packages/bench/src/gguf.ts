@@ -9,7 +9,8 @@
  */
 import { open, rename, rm } from 'node:fs/promises';
 
-import { ErrorCode, OwletError, f16BitsToF32, f32ToF16Bits, formatShape } from '@owlet/core';
+import { ErrorCode, OwletError, formatShape } from '@owlet/core';
+import { f16BitsToF32, f32ToF16Bits } from '@owlet/checkpoint';
 
 export const GGUF_MAGIC = 0x46554747; // "GGUF" read as a little-endian u32
 export const GGUF_VERSION = 3;

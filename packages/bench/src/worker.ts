@@ -6,7 +6,8 @@
 import { existsSync } from 'node:fs';
 
 import * as tf from '@tensorflow/tfjs-core';
-import { createSafetensorsFileWriter, initBackend, loadCheckpointInto, type Module } from '@owlet/core';
+import { initBackend, loadCheckpointInto, type Module } from '@owlet/core';
+import { createSafetensorsFileWriter } from '@owlet/checkpoint';
 import { LlamaForCausalLM, type LlamaConfig } from '@owlet/modality-adaptive-decoder';
 import { MplugOwlVisionModel, resolveMplugOwlVisionConfig } from '@owlet/vision-encoder';
 import {

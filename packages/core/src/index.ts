@@ -35,7 +35,7 @@ export {
 export { scope, memoryStats } from './scope.js';
 export * from './ops/index.js';
 export * from './nn/index.js';
-export * from './checkpoint/index.js';
+export { loadCheckpointInto, type LoadCheckpointOptions } from './load-checkpoint.js';
 export {
   configFields,
   isConfigObject,

@@ -1,6 +1,6 @@
 /** Test-only helpers: load the fixture LLMs, read tensors, compare. Not exported from the package. */
 import * as tf from '@tensorflow/tfjs-core';
-import type { SafetensorsArchive } from '@owlet/core';
+import type { SafetensorsArchive } from '@owlet/checkpoint';
 import { Module } from '@owlet/core';
 import { loadFixture, loadFixtureJson, maxAbsDiff, randn } from '@owlet/test-utils';
 

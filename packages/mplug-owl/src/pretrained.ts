@@ -14,13 +14,15 @@ import {
   getBackendInfo,
   initBackend,
   loadCheckpointInto,
-  openCheckpointFolder,
   type BackendInfo,
   type BackendRequest,
+} from '@owlet/core';
+import {
+  openCheckpointFolder,
   type ByteSourceFolder,
   type CheckpointProgress,
   type CheckpointSource,
-} from '@owlet/core';
+} from '@owlet/checkpoint';
 import { LlamaTokenizer } from '@owlet/tokenizer';
 import { MplugOwlImageProcessor, type EntryPoint } from '@owlet/vision-encoder';
 

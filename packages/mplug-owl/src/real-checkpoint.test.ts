@@ -8,7 +8,7 @@
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 
-import { openCheckpoint } from '@owlet/core';
+import { openCheckpoint } from '@owlet/checkpoint';
 import { REPO_ROOT, selectedBackends } from '@owlet/test-utils';
 import { describe, expect, it } from 'vitest';
 

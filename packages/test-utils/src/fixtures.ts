@@ -1,6 +1,6 @@
 import { existsSync, readFileSync } from 'node:fs';
 
-import { readSafetensors, type SafetensorsArchive } from '@owlet/core';
+import { readSafetensors, type SafetensorsArchive } from '@owlet/checkpoint';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 

@@ -7,7 +7,7 @@ import { copyFileSync, existsSync, readdirSync, statSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import { parseArgs } from 'node:util';
 
-import { convertBinToSafetensors } from '@owlet/core';
+import { convertBinToSafetensors } from '@owlet/checkpoint';
 
 import { EXIT, UsageError } from '../errors.js';
 import { progressReporter } from '../progress.js';

@@ -1,5 +1,5 @@
 import * as tf from '@tensorflow/tfjs-core';
-import type { SafetensorsArchive } from '@owlet/core';
+import type { SafetensorsArchive } from '@owlet/checkpoint';
 import { describeBackends, expectNoLeaks, loadFixture, loadFixtureJson, maxAbsDiff } from '@owlet/test-utils';
 import { MplugOwlVisionModel, resolveMplugOwlVisionConfig } from '@owlet/vision-encoder';
 import {

@@ -1,5 +1,5 @@
 /**
- * Checkpoint I/O: safetensors (read, validate, write), sharded index files, PyTorch `.bin`
+ * @owlet/checkpoint — checkpoint I/O: safetensors (read, validate, write), sharded index files, PyTorch `.bin`
  * (zip + restricted unpickler), sources (bytes, Blob, URL, Node paths) and loading into a Module.
  * See README.md in this folder for formats, errors and sources.
  */
@@ -66,14 +66,12 @@ export {
   Checkpoint,
   openCheckpoint,
   openCheckpointFolder,
-  loadCheckpointInto,
   checkIndexAgainstShards,
   type CheckpointSource,
   type CheckpointEntry,
   type CheckpointFormat,
   type CheckpointProgress,
   type OpenCheckpointOptions,
-  type LoadCheckpointOptions,
   type ReadTensorsOptions,
 } from './checkpoint.js';
 export {

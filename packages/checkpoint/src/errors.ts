@@ -4,7 +4,7 @@
  * branch on `code`. The safetensors codes mirror the reference implementation's `SafeTensorError`
  * variants (`HeaderTooSmall` → `SAFETENSORS_HEADER_TOO_SMALL`, …).
  */
-import { OwletError, type OwletErrorOptions } from '../errors.js';
+import { OwletError, type OwletErrorOptions } from '@owlet/errors';
 
 export const CheckpointErrorCode = {
   // ── safetensors (names follow the reference implementation's SafeTensorError) ──

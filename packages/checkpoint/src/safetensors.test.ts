@@ -7,7 +7,7 @@ import { DTYPE_SIZE, SAFETENSORS_DTYPES, f32ToBf16Bits, f32ToF16Bits, type Safet
 import { readSafetensors } from './safetensors.js';
 import { openCheckpoint } from './checkpoint.js';
 import { bytesSource, type ByteSource } from './sources.js';
-import { prng, rawSafetensors } from './test-support.js';
+import { prng, rawSafetensors } from '../test/support.js';
 import { writeSafetensors, type TensorValues } from './writer.js';
 
 function codeOf(fn: () => unknown): string | undefined {

@@ -1,6 +1,6 @@
 import { readFileSync } from 'node:fs';
 
-import type { SafetensorsArchive } from '@owlet/core';
+import type { SafetensorsArchive } from './index.js';
 import { describeBackends, expectNoLeaks, fixturePath, loadFixture, loadFixtureJson } from '@owlet/test-utils';
 import { expect } from 'vitest';
 

@@ -6,7 +6,6 @@
  */
 import type * as tf from '@tensorflow/tfjs-core';
 
-import type { LoadStateDictOptions, Module, StateDictReport } from '../module.js';
 import { CheckpointError, CheckpointErrorCode } from './errors.js';
 import { DTYPE_SIZE, alignedCopy, decodeToArray, type SafetensorsDType } from './dtypes.js';
 import { arrayToTensor, parseSafetensorsHeader, readHeaderLength, type SafetensorsHeader } from './safetensors.js';
@@ -548,40 +547,5 @@ export function checkIndexAgainstShards(
       `${index.name}: metadata.total_size is ${index.totalSize}, the shards' tensors total ${total} bytes`,
       { details: { expected: index.totalSize, actual: total } },
     );
-  }
-}
-
-export interface LoadCheckpointOptions extends OpenCheckpointOptions, LoadStateDictOptions {}
-
-/**
- * Loads a checkpoint into `module`: opens it (unless given an open Checkpoint), checks keys and
- * shapes with `module.checkStateDict` (strict by default; nothing is assigned if it throws), then
- * streams the tensors in with `module.loadParameter`, disposing each after assignment. Emits
- * `ready` at the end. A read error midway leaves the parameters loaded so far assigned.
- */
-export async function loadCheckpointInto(
-  module: Module,
-  source: CheckpointSource | Checkpoint,
-  options: LoadCheckpointOptions = {},
-): Promise<StateDictReport> {
-  const ckpt = source instanceof Checkpoint ? source : await openCheckpoint(source, options);
-  try {
-    const report = module.checkStateDict(ckpt.shapes(), {
-      strict: options.strict ?? true,
-      ignore: options.ignore ?? [],
-    });
-    const readOpts: ReadTensorsOptions = { keys: report.loaded };
-    if (options.signal) readOpts.signal = options.signal;
-    for await (const [key, t] of ckpt.tensors(readOpts)) {
-      try {
-        module.loadParameter(key, t);
-      } finally {
-        t.dispose();
-      }
-    }
-    options.onProgress?.({ status: 'ready', name: ckpt.name });
-    return report;
-  } finally {
-    if (!(source instanceof Checkpoint)) await ckpt.close();
   }
 }
