@@ -86,6 +86,10 @@ export const CheckpointErrorCode = {
   CHECKPOINT_IO: 'CHECKPOINT_IO',
   /** The operation was aborted through its AbortSignal. */
   ABORTED: 'ABORTED',
+  /** An output folder exists and is not empty (pass `force` to replace it), or is not a folder. */
+  DESTINATION_NOT_EMPTY: 'DESTINATION_NOT_EMPTY',
+  /** Another process is writing the same output folder (its lock is held by a live process). */
+  DESTINATION_LOCKED: 'DESTINATION_LOCKED',
   /** This operation needs Node.js (file paths, folders, conversion). */
   NODE_ONLY: 'NODE_ONLY',
 } as const;

@@ -79,7 +79,10 @@ export {
   createSafetensorsFileWriter,
   writeSafetensorsFile,
   openFileSource,
+  writeFolderAtomic,
+  sweepStaleTemporaries,
   type SafetensorsFileWriterLike,
   type ConvertOptions,
   type ConvertResult,
 } from './node-api.js';
+export type { AtomicFolderOptions } from './atomic-folder.js';

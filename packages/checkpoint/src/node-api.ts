@@ -5,6 +5,7 @@
  */
 import { loadNode, type CheckpointProgress } from './checkpoint.js';
 import type { ByteSource } from './sources.js';
+import type { AtomicFolderOptions } from './atomic-folder.js';
 import type { SafetensorsTensorSpec, TensorToWrite } from './writer.js';
 
 export interface ConvertOptions {
@@ -68,4 +69,24 @@ export async function writeSafetensorsFile(
 /** Opens a file for positional reads (undefined if absent). Node only. */
 export async function openFileSource(path: string): Promise<ByteSource | undefined> {
   return (await loadNode()).openFileSource(path);
+}
+
+/**
+ * Builds the folder `dst` all-or-nothing (Node only): `build(tmpDir)` writes into a temporary
+ * sibling folder that is fsynced and renamed onto `dst` only when complete. Refuses a non-empty
+ * `dst` unless `force`; one writer at a time (lock); sweeps temporaries of killed writers.
+ */
+export async function writeFolderAtomic<T>(
+  dst: string,
+  build: (tmpDir: string) => Promise<T>,
+  options: AtomicFolderOptions = {},
+): Promise<T> {
+  await loadNode();
+  return (await import('./atomic-folder.js')).writeFolderAtomic(dst, build, options);
+}
+
+/** Removes temporaries and locks left beside `dst` by writers that were killed (Node only). */
+export async function sweepStaleTemporaries(dst: string): Promise<void> {
+  await loadNode();
+  return (await import('./atomic-folder.js')).sweepStaleTemporaries(dst);
 }
