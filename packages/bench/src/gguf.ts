@@ -9,7 +9,19 @@
  */
 import { open, rename, rm } from 'node:fs/promises';
 
-import { ErrorCode, OwletError, formatShape } from '@owlet/core';
+import {
+  BLOCK_Q4_0_BYTES,
+  BLOCK_Q8_0_BYTES,
+  ErrorCode,
+  OwletError,
+  QK4_0,
+  QK8_0,
+  dequantizeQ4_0,
+  dequantizeQ8_0,
+  formatShape,
+  quantizeQ4_0,
+  quantizeQ8_0,
+} from '@owlet/core';
 import { f16BitsToF32, f32ToF16Bits } from '@owlet/checkpoint';
 
 export const GGUF_MAGIC = 0x46554747; // "GGUF" read as a little-endian u32
@@ -39,11 +51,8 @@ type ScalarType = Exclude<GgufValueType, 9>;
 export const GgmlType = { F32: 0, F16: 1, Q4_0: 2, Q8_0: 8 } as const;
 export type GgmlTypeName = keyof typeof GgmlType;
 
-/** Values per quantisation block and bytes per block (`ggml-common.h`: block_q8_0, block_q4_0). */
-export const QK8_0 = 32;
-export const QK4_0 = 32;
-export const BLOCK_Q8_0_BYTES = 2 + QK8_0; // ggml_half d; int8_t qs[32]
-export const BLOCK_Q4_0_BYTES = 2 + QK4_0 / 2; // ggml_half d; uint8_t qs[16]
+/** Values per quantisation block and bytes per block (`ggml-common.h`: block_q8_0, block_q4_0), from @owlet/core. */
+export { QK8_0, QK4_0, BLOCK_Q8_0_BYTES, BLOCK_Q4_0_BYTES };
 
 export type GgufScalar = number | bigint | boolean | string;
 
@@ -318,111 +327,10 @@ export function ggufLayout(
 }
 
 // ---------------------------------------------------------------------------------------------
-// Quantisation (ggml-quants.c reference semantics: quantize_row_q8_0_ref / quantize_row_q4_0_ref)
+// Quantisation: @owlet/core's (ggml-quants.c reference semantics), the same numbers owlet's q8 / q4
+// weights hold, so a GGUF written from an owlet model is bit-exact.
 
-/** Q8_0: per 32 values, d = max|x| / 127 (stored fp16), q = round(x / d) (int8). */
-export function quantizeQ8_0(x: Float32Array, out = new Uint8Array((x.length / QK8_0) * BLOCK_Q8_0_BYTES)): Uint8Array {
-  if (x.length % QK8_0 !== 0) fail(`Q8_0 needs a multiple of ${QK8_0} values, got ${x.length}`);
-  const view = new DataView(out.buffer, out.byteOffset, out.byteLength);
-  const h = new Uint16Array(1);
-  const f = new Float32Array(1);
-  const nb = x.length / QK8_0;
-  for (let b = 0; b < nb; b++) {
-    const base = b * QK8_0;
-    let amax = 0;
-    for (let j = 0; j < QK8_0; j++) amax = Math.max(amax, Math.abs(x[base + j] as number));
-    f[0] = amax / 127;
-    const d = f[0];
-    f[0] = d ? 1 / d : 0;
-    const id = f[0];
-    f32ToF16Bits([d], h);
-    const o = b * BLOCK_Q8_0_BYTES;
-    view.setUint16(o, h[0] as number, true);
-    for (let j = 0; j < QK8_0; j++) {
-      f[0] = (x[base + j] as number) * id;
-      view.setInt8(o + 2 + j, roundHalfAway(f[0]));
-    }
-  }
-  return out;
-}
-
-/** Q4_0: per 32 values, d = m / −8 where m is the value of largest magnitude (fp16), q = min(15, ⌊x/d + 8.5⌋); low nibbles hold values 0–15, high nibbles 16–31. */
-export function quantizeQ4_0(x: Float32Array, out = new Uint8Array((x.length / QK4_0) * BLOCK_Q4_0_BYTES)): Uint8Array {
-  if (x.length % QK4_0 !== 0) fail(`Q4_0 needs a multiple of ${QK4_0} values, got ${x.length}`);
-  const view = new DataView(out.buffer, out.byteOffset, out.byteLength);
-  const h = new Uint16Array(1);
-  const f = new Float32Array(1);
-  const nb = x.length / QK4_0;
-  const half = QK4_0 / 2;
-  for (let b = 0; b < nb; b++) {
-    const base = b * QK4_0;
-    let amax = 0;
-    let max = 0;
-    for (let j = 0; j < QK4_0; j++) {
-      const v = x[base + j] as number;
-      if (amax < Math.abs(v)) {
-        amax = Math.abs(v);
-        max = v;
-      }
-    }
-    f[0] = max / -8;
-    const d = f[0];
-    f[0] = d ? 1 / d : 0;
-    const id = f[0];
-    f32ToF16Bits([d], h);
-    const o = b * BLOCK_Q4_0_BYTES;
-    view.setUint16(o, h[0] as number, true);
-    for (let j = 0; j < half; j++) {
-      // float arithmetic as in C: (x * id) rounded to float32, then + 8.5f rounded to float32
-      f[0] = (x[base + j] as number) * id;
-      f[0] = (f[0] as number) + 8.5;
-      const x0 = Math.min(15, Math.trunc(f[0] as number));
-      f[0] = (x[base + half + j] as number) * id;
-      f[0] = (f[0] as number) + 8.5;
-      const x1 = Math.min(15, Math.trunc(f[0] as number));
-      view.setUint8(o + 2 + j, x0 | (x1 << 4));
-    }
-  }
-  return out;
-}
-
-/** C `roundf`: halves away from zero. */
-function roundHalfAway(v: number): number {
-  return v < 0 ? -Math.round(-v) : Math.round(v);
-}
-
-/** The values a Q8_0 tensor decodes to (dequantize_row_q8_0). */
-export function dequantizeQ8_0(q: Uint8Array, n: number, out = new Float32Array(n)): Float32Array {
-  const view = new DataView(q.buffer, q.byteOffset, q.byteLength);
-  const h = new Uint16Array(1);
-  const d = new Float32Array(1);
-  for (let b = 0; b < n / QK8_0; b++) {
-    const o = b * BLOCK_Q8_0_BYTES;
-    h[0] = view.getUint16(o, true);
-    f16BitsToF32(h, d);
-    for (let j = 0; j < QK8_0; j++) out[b * QK8_0 + j] = view.getInt8(o + 2 + j) * (d[0] as number);
-  }
-  return out;
-}
-
-/** The values a Q4_0 tensor decodes to (dequantize_row_q4_0). */
-export function dequantizeQ4_0(q: Uint8Array, n: number, out = new Float32Array(n)): Float32Array {
-  const view = new DataView(q.buffer, q.byteOffset, q.byteLength);
-  const h = new Uint16Array(1);
-  const d = new Float32Array(1);
-  const half = QK4_0 / 2;
-  for (let b = 0; b < n / QK4_0; b++) {
-    const o = b * BLOCK_Q4_0_BYTES;
-    h[0] = view.getUint16(o, true);
-    f16BitsToF32(h, d);
-    for (let j = 0; j < half; j++) {
-      const byte = view.getUint8(o + 2 + j);
-      out[b * QK4_0 + j] = ((byte & 0x0f) - 8) * (d[0] as number);
-      out[b * QK4_0 + half + j] = ((byte >> 4) - 8) * (d[0] as number);
-    }
-  }
-  return out;
-}
+export { quantizeQ8_0, quantizeQ4_0, dequantizeQ8_0, dequantizeQ4_0 };
 
 /** Encodes float32 values as the bytes of a tensor of `type`. */
 export function encodeGgmlTensor(type: GgmlTypeName, values: Float32Array): Uint8Array {

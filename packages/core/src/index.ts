@@ -31,7 +31,9 @@ export {
   type StateDictReport,
   type LoadStateDictOptions,
   type ShapeMismatch,
+  type WeightDTypeReport,
 } from './module.js';
+export * from './quant/index.js';
 export { scope, memoryStats } from './scope.js';
 export * from './ops/index.js';
 export * from './nn/index.js';

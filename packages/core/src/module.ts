@@ -7,6 +7,16 @@ import * as tf from '@tensorflow/tfjs-core';
 
 import { ErrorCode, OwletError, formatShape } from './errors.js';
 import { Parameter, type ParameterOptions, shapesEqual } from './parameter.js';
+import type { WeightDType } from './quant/packed.js';
+import { type DTypeRequest, type PackDecision, packDecision, resolveDTypeRequest } from './quant/policy.js';
+
+/** What `setWeightDTypes` decided, by checkpoint key. */
+export interface WeightDTypeReport {
+  /** Linear weights stored packed, and their dtype. */
+  packed: Map<string, WeightDType>;
+  /** Linear weights whose group asked for a quantized dtype but whose rows are not whole 32-value blocks (kept float32). */
+  partialBlocks: { key: string; wanted: WeightDType; shape: number[] }[];
+}
 
 export type StateDictInput =
   | Map<string, tf.Tensor>
@@ -256,6 +266,45 @@ export abstract class Module {
       p.initialize(seed * 1_000_003 + i);
     }
     return this;
+  }
+
+  /**
+   * Chooses how Linear weights are stored (`dtype: 'q4'`, or a per-group map; see the policy in
+   * `quant/policy.ts`): each parameter the request packs is marked so the next value loaded into it
+   * is encoded straight into that dtype (outside the tfjs heap), and one already materialised is
+   * re-encoded now. Parameters the request does not pack are left as they are. Call it before
+   * loading a checkpoint to quantize at load time, tensor by tensor.
+   */
+  setWeightDTypes(request: DTypeRequest): WeightDTypeReport {
+    this.assertNotDisposed();
+    const resolved = resolveDTypeRequest(request);
+    const report: WeightDTypeReport = { packed: new Map(), partialBlocks: [] };
+    const decisions: [Parameter, PackDecision][] = [];
+    for (const [key, p] of this.namedParameters())
+      decisions.push([p, packDecision(resolved, key, p.shape, p.linearWeight)]);
+    for (const [p, d] of decisions) {
+      if (d.dtype !== null) {
+        p.packAs = d.dtype;
+        if (p.isMaterialized) p.pack(d.dtype);
+        report.packed.set(p.key, d.dtype);
+      } else {
+        p.packAs = null;
+        if (d.reason === 'partial-blocks')
+          report.partialBlocks.push({ key: p.key, wanted: d.wanted, shape: [...p.shape] });
+      }
+    }
+    return report;
+  }
+
+  /** Bytes of the parameter values: tfjs tensors (4 per float32 value) and packed weights. */
+  weightBytes(): { tensor: number; packed: number } {
+    let tensor = 0;
+    let packed = 0;
+    for (const p of this.parameters()) {
+      if (p.packed) packed += p.packed.byteLength;
+      else if (p.isMaterialized) tensor += p.size * 4;
+    }
+    return { tensor, packed };
   }
 
   /** Keys of parameters that have no value yet. */

@@ -6,6 +6,7 @@
 import * as tf from '@tensorflow/tfjs-core';
 
 import { ErrorCode, OwletError, formatShape } from './errors.js';
+import { PackedWeight, type WeightDType, isWeightDType } from './quant/packed.js';
 
 /** How a parameter is filled by `Module.initialize()`. */
 export type ParameterInit =
@@ -31,7 +32,8 @@ export interface ParameterOptions {
   dtype?: 'float32' | 'int32';
   /**
    * A Linear weight, declared `[out, in]` as in the checkpoint. The ops seam may store it
-   * transposed (`[in, out]`) on backends where that multiplies faster (see `linearWeightLayout`).
+   * transposed (`[in, out]`) on backends where that multiplies faster (see `linearWeightLayout`),
+   * or packed outside the tfjs heap as fp32/fp16/q8/q4 (`assignPacked`, `pack`).
    */
   linearWeight?: boolean;
 }
@@ -68,6 +70,13 @@ export class Parameter {
   private _trainable: boolean;
   private _value: tf.Variable | null = null;
   private _storedTransposed = false;
+  private _packed: PackedWeight | null = null;
+  /**
+   * When set, the next value assigned to an unmaterialised Linear weight is packed as this dtype
+   * instead of becoming a tfjs variable (so a streaming loader never holds it twice). Set through
+   * `Module.setWeightDTypes`.
+   */
+  packAs: WeightDType | null = null;
 
   constructor(key: string, shape: readonly number[], options: ParameterOptions = {}) {
     for (const d of shape) {
@@ -95,12 +104,97 @@ export class Parameter {
   }
 
   set trainable(t: boolean) {
+    if (t && this._packed) {
+      throw new OwletError(
+        'PARAMETER_PACKED',
+        `parameter ${this.key} holds a ${this._packed.dtype} weight outside the tfjs heap and cannot be trained; load it as a float32 tensor (no dtype) to train it`,
+        { details: { key: this.key, dtype: this._packed.dtype } },
+      );
+    }
     this._trainable = t;
     if (this._value) this._value.trainable = t;
   }
 
   get isMaterialized(): boolean {
-    return this._value !== null && !this._value.isDisposed;
+    return this._packed !== null || (this._value !== null && !this._value.isDisposed);
+  }
+
+  /**
+   * The packed weight (fp32/fp16/q8/q4 bytes outside the tfjs heap) this Linear weight holds, or
+   * null when its value is a tfjs variable.
+   */
+  get packed(): PackedWeight | null {
+    return this._packed;
+  }
+
+  /** How the value is stored: the packed dtype, or `'fp32'` for a tfjs variable. */
+  get weightDType(): WeightDType {
+    return this._packed?.dtype ?? 'fp32';
+  }
+
+  /**
+   * Makes this Linear weight hold `w` (the parameter takes ownership; its tfjs variable, if any,
+   * is freed). Packed weights are inference-only: the parameter becomes non-trainable.
+   */
+  assignPacked(w: PackedWeight): void {
+    if (!this.linearWeight) {
+      throw new OwletError(
+        ErrorCode.INVALID_ARGUMENT,
+        `parameter ${this.key} ${formatShape(this.shape)} is not a Linear weight; only Linear weights can be packed`,
+        { details: { key: this.key } },
+      );
+    }
+    if (!shapesEqual(w.shape, this.shape)) {
+      throw new OwletError(
+        ErrorCode.SHAPE_MISMATCH,
+        `expected ${formatShape(this.shape)}, got a packed weight ${formatShape(w.shape)} for ${this.key}`,
+        { details: { key: this.key, expected: [...this.shape], actual: [...w.shape] } },
+      );
+    }
+    if (this._packed && this._packed !== w) this._packed.dispose();
+    if (this._value && !this._value.isDisposed) this._value.dispose();
+    this._value = null;
+    this._storedTransposed = false;
+    this._packed = w;
+    this._trainable = false;
+  }
+
+  /**
+   * Stores this Linear weight as `dtype` outside the tfjs heap, encoding its current value (a packed
+   * weight is re-encoded from what it decodes to). A no-op when it already has that dtype.
+   */
+  pack(dtype: WeightDType): void {
+    if (!isWeightDType(dtype)) {
+      throw new OwletError(ErrorCode.INVALID_ARGUMENT, `unknown weight dtype ${JSON.stringify(dtype)}`);
+    }
+    if (this._packed?.dtype === dtype) return;
+    const values = this.canonicalValues();
+    this.assignPacked(PackedWeight.fromFloat32(values, this.shape, dtype));
+  }
+
+  /** Turns a packed weight back into a (non-trainable) float32 tfjs variable holding its decoded values. */
+  unpack(): void {
+    const p = this._packed;
+    if (!p) return;
+    const t = p.toTensor();
+    this._packed = null;
+    p.dispose();
+    try {
+      this.assign(t);
+    } finally {
+      t.dispose();
+    }
+  }
+
+  /** Float32 values in the declared layout (decoded for packed weights). */
+  private canonicalValues(): Float32Array {
+    if (this._packed) return this._packed.dequantize();
+    const t = this.canonical();
+    try {
+      return t.dataSync() as Float32Array;
+    } finally {
+      t.dispose();
+    }
   }
 
   /**
@@ -117,6 +211,13 @@ export class Parameter {
    * `OwletError(PARAMETER_NOT_LOADED)` if neither loaded nor initialised.
    */
   get value(): tf.Variable {
+    if (this._packed) {
+      throw new OwletError(
+        'PARAMETER_PACKED',
+        `parameter ${this.key} ${formatShape(this.shape)} holds a ${this._packed.dtype} weight outside the tfjs heap: pass the Parameter to linear(), or use canonical() for a float32 copy`,
+        { details: { key: this.key, dtype: this._packed.dtype } },
+      );
+    }
     if (this._value === null || this._value.isDisposed) {
       throw new OwletError(
         'PARAMETER_NOT_LOADED',
@@ -129,6 +230,7 @@ export class Parameter {
 
   /** The value in the declared (checkpoint) layout, as a new tensor the caller owns. */
   canonical(): tf.Tensor {
+    if (this._packed) return this._packed.toTensor();
     const v = this.value;
     return this._storedTransposed ? tf.transpose(v) : tf.clone(v);
   }
@@ -146,6 +248,14 @@ export class Parameter {
       );
     }
     const live = this._value !== null && !this._value.isDisposed;
+    const packAs = this._packed?.dtype ?? (live ? null : this.packAs);
+    if (packAs !== null && this.linearWeight) {
+      // A packed weight keeps its dtype (new values are encoded the same way); a weight marked
+      // `packAs` is encoded straight from `t`, never becoming a tfjs variable.
+      const values = t.dtype === 'float32' ? (t.dataSync() as Float32Array) : Float32Array.from(t.dataSync());
+      this.assignPacked(PackedWeight.fromFloat32(values, this.shape, packAs));
+      return;
+    }
     // A live variable keeps its layout (optimizer state depends on it); a new one takes the
     // active backend's preferred layout.
     const transpose = live ? this._storedTransposed : this.linearWeight && linearWeightLayout() === 'in_out';
@@ -177,6 +287,8 @@ export class Parameter {
 
   dispose(): void {
     if (this._value && !this._value.isDisposed) this._value.dispose();
+    this._packed?.dispose();
+    this._packed = null;
     this._value = null;
     this._storedTransposed = false;
   }

@@ -22,6 +22,7 @@ export { MplugOwlForConditionalGeneration } from './MplugOwlForConditionalGenera
 export {
   fromPretrained,
   applyGenerationConfig,
+  weightDTypeReport,
   type FromPretrainedOptions,
   type MplugOwlModel,
   type LoadProgress,

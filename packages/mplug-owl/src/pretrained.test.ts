@@ -3,12 +3,12 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 
 import * as tf from '@tensorflow/tfjs-core';
-import { isOwletError } from '@owlet/core';
+import { isOwletError, packedWeightStats } from '@owlet/core';
 import { expectNoLeaks, fixturePath, loadFixture, maxAbsDiff, REPO_ROOT } from '@owlet/test-utils';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 
 import { MPLUGOwl2LlamaForCausalLM } from './MPLUGOwl2LlamaForCausalLM.js';
-import { fromPretrained, type LoadProgress } from './pretrained.js';
+import { fromPretrained, weightDTypeReport, type LoadProgress } from './pretrained.js';
 
 // A checkpoint folder in the released layout: config.json, the official .bin shards with their
 // index, tokenizer.model (the real LLaMA one; the tiny model's ids are fixture ids anyway).
@@ -42,6 +42,49 @@ describe('fromPretrained', () => {
       tf.dispose([pixels, out.logits, out.last_hidden_state]);
     });
     model.dispose();
+  });
+
+  it("dtype 'q8' / 'q4': language-model Linears quantized at load, the vision side float32, same logits as float32 on the decoded weights", async () => {
+    const fx = loadFixture('owl2_tiny/case_one_image.safetensors');
+    const ids = Array.from(fx.array('input_ids'));
+    const ref = await fromPretrained(dir, { backend: 'cpu' });
+    for (const dtype of ['q8', 'q4'] as const) {
+      const before = packedWeightStats();
+      const model = await fromPretrained(dir, { backend: 'cpu', dtype });
+      const report = weightDTypeReport(model);
+      if (!report) throw new Error('no dtype report');
+      expect(report.packed.get('model.layers.0.mlp.down_proj.weight')).toBe(dtype);
+      expect(report.packed.get('model.layers.1.self_attn.k_proj.multiway.1.weight')).toBe(dtype);
+      expect(report.packed.get('lm_head.weight')).toBe(dtype);
+      expect([...report.packed.keys()].some((k) => /vision_model|visual_abstractor|norm|embed/.test(k))).toBe(false);
+      expect(model.getParameter('model.vision_model.encoder.layers.0.mlp.fc1.weight')?.packed).toBeNull();
+      // the float32 model given the decoded weights computes the same logits
+      for (const [key, p] of model.namedParameters()) {
+        if (!p.packed) continue;
+        const t = p.canonical();
+        ref.loadParameter(key, t);
+        t.dispose();
+      }
+      const run = (m: typeof model) => {
+        const pixels = fx.tensor('pixel_values');
+        const out = m.forward({ input_ids: ids, pixel_values: pixels });
+        pixels.dispose();
+        out.last_hidden_state.dispose();
+        return out.logits;
+      };
+      tf.dispose([run(model), run(ref)]); // creates the abstractor's position tables (module state)
+      await expectNoLeaks(async () => {
+        const [a, b] = [run(model), run(ref)];
+        expect(maxAbsDiff(await a.data(), await b.data()).maxAbs).toBeLessThanOrEqual(1e-4);
+        tf.dispose([a, b]);
+      });
+      model.dispose();
+      expect(packedWeightStats()).toEqual(before);
+    }
+    ref.dispose();
+    await expect(fromPretrained(dir, { backend: 'cpu', dtype: 'int4' as never })).rejects.toThrow(
+      /unknown dtype "int4"/,
+    );
   });
 
   it('loads from a map of Blobs (the browser path) the same weights', async () => {

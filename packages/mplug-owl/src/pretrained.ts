@@ -23,6 +23,7 @@ import {
   type CheckpointProgress,
   type CheckpointSource,
 } from '@owlet/checkpoint';
+import type { DTypeRequest, WeightDTypeReport } from '@owlet/core';
 import { LlamaTokenizer } from '@owlet/tokenizer';
 import { MplugOwlImageProcessor, type EntryPoint } from '@owlet/vision-encoder';
 
@@ -51,6 +52,14 @@ export interface FromPretrainedOptions {
   fetch?: typeof fetch;
   /** Accept an index whose `total_size` disagrees with its tensors (default false: strict). */
   ignore_total_size?: boolean;
+  /**
+   * How Linear weights are stored (transformers.js names): `'q4'` / `'q8'` (GGUF Q4_0 / Q8_0),
+   * `'fp16'`, `'fp32'`, or a per-module map `{ decoder, lm_head, vision_encoder, visual_abstractor }`.
+   * A string applies to the language model (decoder and lm_head); the vision side, norms and
+   * embeddings stay float32 unless the map names them. Weights are quantized while loading, tensor
+   * by tensor. Default (`'auto'`, omitted): float32 tfjs tensors everywhere (trainable).
+   */
+  dtype?: DTypeRequest;
 }
 
 const MAX_SIDE_FILE = 64 * 1024 * 1024;
@@ -149,6 +158,8 @@ export async function fromPretrained(
   const model: MplugOwlModel =
     type === 'mplug_owl2' ? new MPLUGOwl2LlamaForCausalLM(config) : new MplugOwlForConditionalGeneration(config);
   try {
+    // Marks the Linear weights to pack before any is read: each is encoded as it streams in.
+    if (options.dtype !== undefined) weightDTypes.set(model, model.setWeightDTypes(options.dtype));
     await loadCheckpointInto(model, folder, {
       onProgress: emit,
       ...(signal ? { signal } : {}),
@@ -166,6 +177,13 @@ export async function fromPretrained(
   if (genBytes) applyGenerationConfig(model, parseJson(genBytes, 'generation_config.json'));
   void tf; // the model's tensors live on the backend chosen above
   return model;
+}
+
+const weightDTypes = new WeakMap<MplugOwlModel, WeightDTypeReport>();
+
+/** What `fromPretrained`'s `dtype` did to a model it loaded (undefined when no dtype was given). */
+export function weightDTypeReport(model: MplugOwlModel): WeightDTypeReport | undefined {
+  return weightDTypes.get(model);
 }
 
 /** Reads the fields of a `generation_config.json` that owlet's generate understands. */

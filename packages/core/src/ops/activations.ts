@@ -1,6 +1,7 @@
 import * as tf from '@tensorflow/tfjs-core';
 
 import { checkShape, formatShape } from './check.js';
+import { dispatchKernel } from './kernels.js';
 
 /** SiLU / swish: x · σ(x). */
 export function silu(x: tf.Tensor): tf.Tensor {
@@ -9,11 +10,15 @@ export function silu(x: tf.Tensor): tf.Tensor {
 
 /** QuickGELU (CLIP): x · σ(1.702 x). */
 export function quickGelu(x: tf.Tensor): tf.Tensor {
+  const owned = dispatchKernel('quickGelu', 'fp32', { x });
+  if (owned) return owned;
   return tf.tidy(() => tf.mul(x, tf.sigmoid(tf.mul(x, 1.702))));
 }
 
 /** Exact GELU: 0.5 · x · (1 + erf(x / √2)). */
 export function gelu(x: tf.Tensor): tf.Tensor {
+  const owned = dispatchKernel('gelu', 'fp32', { x });
+  if (owned) return owned;
   return tf.tidy(() => tf.mul(tf.mul(x, 0.5), tf.add(tf.erf(tf.mul(x, Math.SQRT1_2)), 1)));
 }
 
@@ -24,6 +29,8 @@ export function swiglu(gate: tf.Tensor, up: tf.Tensor): tf.Tensor {
     'swiglu',
     `gate ${formatShape(gate.shape)} and up ${formatShape(up.shape)} differ`,
   );
+  const owned = dispatchKernel('swiglu', 'fp32', { gate, up });
+  if (owned) return owned;
   return tf.tidy(() => tf.mul(silu(gate), up));
 }
 

@@ -2,6 +2,7 @@ import * as tf from '@tensorflow/tfjs-core';
 
 import { softmax } from './activations.js';
 import { checkShape, formatShape } from './check.js';
+import { dispatchKernel } from './kernels.js';
 
 /** Additive value for masked positions: large enough to zero a softmax weight, never −inf. */
 export const MASK_VALUE = -1e9;
@@ -86,6 +87,8 @@ export function attentionOverSegments(
   );
   const rep = h / hkv;
   const scale = options.scale ?? 1 / Math.sqrt(d);
+  const owned = dispatchKernel('attention', 'fp32', { q, segments, options: { ...options, scale } });
+  if (owned) return owned;
   return tf.tidy(() => {
     // [B, H, Lq, D] = [B, Hkv, rep, Lq, D] -> [B·Hkv, rep·Lq, D]
     const q3 = tf.reshape(q, [b * hkv, rep * lq, d]);

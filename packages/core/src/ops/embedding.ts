@@ -2,6 +2,7 @@ import * as tf from '@tensorflow/tfjs-core';
 
 import { ErrorCode, OwletError } from '../errors.js';
 import { checkShape, formatShape } from './check.js';
+import { dispatchKernel } from './kernels.js';
 
 /**
  * Row lookup: weight [V, D], ids of any shape → [...ids.shape, D]. Ids given as numbers are
@@ -26,6 +27,8 @@ export function embedding(weight: tf.Tensor, ids: tf.Tensor | readonly number[] 
   } else {
     checkShape(ids.dtype === 'int32', 'embedding', `ids must be int32, got ${ids.dtype}`);
   }
+  const owned = dispatchKernel('embedding', 'fp32', { weight, ids });
+  if (owned) return owned;
   return tf.tidy(() => {
     const t = ids instanceof tf.Tensor ? ids : tf.tensor1d(Int32Array.from(ids), 'int32');
     const flat = t.rank === 1 ? t : tf.reshape(t, [-1]); // [...] -> [N]

@@ -13,3 +13,17 @@ export {
   type KVSegment,
 } from './attention.js';
 export { swiglu, quickGelu, gelu, silu, softmax } from './activations.js';
+export {
+  registerKernel,
+  unregisterKernel,
+  getKernels,
+  setKernelsEnabled,
+  kernelsEnabled,
+  withoutKernels,
+  gradientTapeActive,
+  lastKernel,
+  KERNEL_OPS,
+  type KernelOp,
+  type KernelArgs,
+  type KernelSpec,
+} from './kernels.js';

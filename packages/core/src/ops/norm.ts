@@ -1,6 +1,7 @@
 import * as tf from '@tensorflow/tfjs-core';
 
 import { checkShape, formatShape, lastDim } from './check.js';
+import { dispatchKernel } from './kernels.js';
 
 function checkAffine(op: string, x: tf.Tensor, p: tf.Tensor | null | undefined, name: string): void {
   if (!p) return;
@@ -23,6 +24,8 @@ export function layerNorm(
 ): tf.Tensor {
   checkAffine('layerNorm', x, weight, 'weight');
   checkAffine('layerNorm', x, bias, 'bias');
+  const owned = dispatchKernel('layerNorm', 'fp32', { x, weight: weight ?? null, bias: bias ?? null, eps });
+  if (owned) return owned;
   return tf.tidy(() => {
     const xf = x.dtype === 'float32' ? x : tf.cast(x, 'float32');
     const { mean, variance } = tf.moments(xf, -1, true);
@@ -38,6 +41,8 @@ export function layerNorm(
  */
 export function rmsNorm(x: tf.Tensor, weight: tf.Tensor | null | undefined, eps: number): tf.Tensor {
   checkAffine('rmsNorm', x, weight, 'weight');
+  const owned = dispatchKernel('rmsNorm', 'fp32', { x, weight: weight ?? null, eps });
+  if (owned) return owned;
   return tf.tidy(() => {
     const xf = x.dtype === 'float32' ? x : tf.cast(x, 'float32');
     const ms = tf.mean(tf.square(xf), -1, true);

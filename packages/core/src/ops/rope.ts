@@ -2,6 +2,7 @@ import * as tf from '@tensorflow/tfjs-core';
 
 import { ErrorCode, OwletError } from '../errors.js';
 import { checkShape, formatShape, lastDim } from './check.js';
+import { dispatchKernel } from './kernels.js';
 
 /**
  * Inverse frequencies of the Hugging Face LLaMA rotary embedding, rounded to float32 at each step
@@ -102,6 +103,8 @@ export function applyRope(x: tf.Tensor, tables: RopeTables): tf.Tensor {
     'rope',
     `tables ${formatShape(tables.cos.shape)} do not match input ${formatShape(x.shape)}`,
   );
+  const owned = dispatchKernel('rope', 'fp32', { x, tables });
+  if (owned) return owned;
   return tf.tidy(() => tf.add(tf.mul(x, tables.cos), tf.mul(rotateHalf(x), tables.sin)));
 }
 

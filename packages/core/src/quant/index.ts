@@ -1,0 +1,35 @@
+export {
+  QK8_0,
+  QK4_0,
+  BLOCK_Q8_0_BYTES,
+  BLOCK_Q4_0_BYTES,
+  quantizeQ8_0,
+  quantizeQ4_0,
+  dequantizeQ8_0,
+  dequantizeQ4_0,
+  halfToFloat,
+} from './ggml.js';
+export {
+  PackedWeight,
+  WEIGHT_DTYPES,
+  isWeightDType,
+  weightBlockSize,
+  weightRowBytes,
+  weightByteLength,
+  canStoreAs,
+  setWeightAllocator,
+  getWeightAllocator,
+  packedWeightStats,
+  type WeightDType,
+  type WeightAllocator,
+  type WeightAllocation,
+} from './packed.js';
+export {
+  WEIGHT_GROUPS,
+  weightGroupOf,
+  resolveDTypeRequest,
+  packDecision,
+  type WeightGroup,
+  type DTypeRequest,
+  type PackDecision,
+} from './policy.js';

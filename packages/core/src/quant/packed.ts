@@ -1,0 +1,296 @@
+/**
+ * `PackedWeight`: a Linear weight `[out, in]` held outside the tfjs heap in one of owlet's weight
+ * dtypes, in the canonical (GGUF) byte layout:
+ *
+ * | dtype | bytes per row of `in` values | layout |
+ * |---|---|---|
+ * | `fp32` | 4·in | float32, little-endian |
+ * | `fp16` | 2·in | IEEE binary16 bits, round-to-nearest-even |
+ * | `q8` | 34·in/32 | GGUF Q8_0 blocks (`quantizeQ8_0`) |
+ * | `q4` | 18·in/32 | GGUF Q4_0 blocks (`quantizeQ4_0`) |
+ *
+ * Rows follow each other (row r at r·rowBytes). The bytes come from the active `WeightAllocator`
+ * (default: a plain ArrayBuffer; the CPU engine places them in its own shared WebAssembly memories
+ * so its kernels read them in place). Kernels may attach a backend-specific prepared form
+ * (`prepared(key, make)`), disposed with the weight.
+ */
+import * as tf from '@tensorflow/tfjs-core';
+
+import { f16BitsToF32, f32ToF16Bits } from '@owlet/checkpoint';
+import { ErrorCode, OwletError, formatShape } from '../errors.js';
+import {
+  BLOCK_Q4_0_BYTES,
+  BLOCK_Q8_0_BYTES,
+  QK4_0,
+  QK8_0,
+  dequantizeQ4_0,
+  dequantizeQ8_0,
+  quantizeQ4_0,
+  quantizeQ8_0,
+} from './ggml.js';
+
+/** Weight dtypes (transformers.js names). `q8` / `q4` are GGUF Q8_0 / Q4_0. */
+export type WeightDType = 'fp32' | 'fp16' | 'q8' | 'q4';
+export const WEIGHT_DTYPES: readonly WeightDType[] = Object.freeze(['fp32', 'fp16', 'q8', 'q4']);
+
+export function isWeightDType(x: unknown): x is WeightDType {
+  return typeof x === 'string' && (WEIGHT_DTYPES as readonly string[]).includes(x);
+}
+
+/** Values per block along the input dimension (1 for the float dtypes). */
+export function weightBlockSize(dtype: WeightDType): number {
+  return dtype === 'q8' ? QK8_0 : dtype === 'q4' ? QK4_0 : 1;
+}
+
+/** Bytes of one row of `inFeatures` values. Throws for quantized rows that are not whole blocks. */
+export function weightRowBytes(dtype: WeightDType, inFeatures: number): number {
+  switch (dtype) {
+    case 'fp32':
+      return inFeatures * 4;
+    case 'fp16':
+      return inFeatures * 2;
+    case 'q8':
+    case 'q4': {
+      const qk = weightBlockSize(dtype);
+      if (inFeatures % qk !== 0) {
+        throw new OwletError(
+          ErrorCode.INVALID_ARGUMENT,
+          `${dtype} weights need an input dimension that is a multiple of ${qk}, got ${inFeatures}`,
+          { details: { dtype, inFeatures } },
+        );
+      }
+      return (inFeatures / qk) * (dtype === 'q8' ? BLOCK_Q8_0_BYTES : BLOCK_Q4_0_BYTES);
+    }
+  }
+}
+
+/** Bytes of a `[out, in]` weight in `dtype`. */
+export function weightByteLength(dtype: WeightDType, shape: readonly [number, number] | readonly number[]): number {
+  const [out, inF] = shape as [number, number];
+  return out * weightRowBytes(dtype, inF);
+}
+
+/** Can a `[out, in]` weight be stored in `dtype`? (quantized rows must be whole blocks) */
+export function canStoreAs(dtype: WeightDType, shape: readonly number[]): boolean {
+  return shape.length === 2 && (shape[1] as number) % weightBlockSize(dtype) === 0;
+}
+
+/** One allocation of weight bytes. */
+export interface WeightAllocation {
+  bytes: Uint8Array;
+  /** Releases the bytes (called once, by `PackedWeight.dispose`). */
+  free(): void;
+  /** Allocator-specific location (e.g. which memory and offset), read by that allocator's kernels. */
+  location?: unknown;
+  /** The allocator that made it. */
+  allocator: string;
+}
+
+/** Where weight bytes live. The CPU engine installs one that places them in its WebAssembly memories. */
+export interface WeightAllocator {
+  readonly name: string;
+  /** `alignment` is a power of two ≤ 64. */
+  allocate(byteLength: number, alignment: number): WeightAllocation;
+}
+
+const heapAllocator: WeightAllocator = {
+  name: 'heap',
+  allocate(byteLength) {
+    return { bytes: new Uint8Array(byteLength), free() {}, allocator: 'heap' };
+  },
+};
+
+let activeAllocator: WeightAllocator = heapAllocator;
+
+/** Installs the allocator new packed weights use (`null`: plain ArrayBuffers). Returns the previous one. */
+export function setWeightAllocator(a: WeightAllocator | null): WeightAllocator {
+  const prev = activeAllocator;
+  activeAllocator = a ?? heapAllocator;
+  return prev;
+}
+
+export function getWeightAllocator(): WeightAllocator {
+  return activeAllocator;
+}
+
+interface Disposable {
+  dispose?(): void;
+}
+
+let liveBytes = 0;
+let liveCount = 0;
+
+/** Bytes and number of packed weights alive (for leak tests and memory reports). */
+export function packedWeightStats(): { count: number; bytes: number } {
+  return { count: liveCount, bytes: liveBytes };
+}
+
+export class PackedWeight {
+  readonly dtype: WeightDType;
+  /** `[out, in]`, the checkpoint layout. */
+  readonly shape: readonly [number, number];
+  readonly rowBytes: number;
+  private allocation: WeightAllocation | null;
+  private readonly preparedForms = new Map<string, unknown>();
+
+  private constructor(dtype: WeightDType, shape: readonly [number, number], allocation: WeightAllocation) {
+    this.dtype = dtype;
+    this.shape = Object.freeze([shape[0], shape[1]]) as readonly [number, number];
+    this.rowBytes = weightRowBytes(dtype, shape[1]);
+    this.allocation = allocation;
+    liveBytes += allocation.bytes.byteLength;
+    liveCount++;
+  }
+
+  private static checkShape(shape: readonly number[]): asserts shape is readonly [number, number] {
+    if (shape.length !== 2 || !shape.every((d) => Number.isSafeInteger(d) && d > 0)) {
+      throw new OwletError(ErrorCode.SHAPE_MISMATCH, `a packed weight is [out, in], got ${formatShape(shape)}`, {
+        details: { shape: [...shape] },
+      });
+    }
+  }
+
+  /** Encodes float32 values (row-major `[out, in]`) as `dtype`. */
+  static fromFloat32(values: Float32Array, shape: readonly number[], dtype: WeightDType): PackedWeight {
+    PackedWeight.checkShape(shape);
+    const [out, inF] = shape;
+    if (values.length !== out * inF) {
+      throw new OwletError(
+        ErrorCode.SHAPE_MISMATCH,
+        `expected ${out * inF} values for ${formatShape(shape)}, got ${values.length}`,
+      );
+    }
+    const n = weightByteLength(dtype, shape);
+    const a = activeAllocator.allocate(n, 64);
+    try {
+      const b = a.bytes;
+      switch (dtype) {
+        case 'fp32':
+          new Float32Array(b.buffer, b.byteOffset, out * inF).set(values);
+          break;
+        case 'fp16':
+          new Uint16Array(b.buffer, b.byteOffset, out * inF).set(f32ToF16Bits(values));
+          break;
+        case 'q8':
+          quantizeQ8_0(values, b);
+          break;
+        case 'q4':
+          quantizeQ4_0(values, b);
+          break;
+      }
+      return new PackedWeight(dtype, shape, a);
+    } catch (e) {
+      a.free();
+      throw e;
+    }
+  }
+
+  /**
+   * Wraps bytes already in the canonical layout (a pre-quantized checkpoint). They are copied
+   * into an allocation of the active allocator; the byte length must match exactly.
+   */
+  static fromBytes(bytes: Uint8Array, shape: readonly number[], dtype: WeightDType): PackedWeight {
+    PackedWeight.checkShape(shape);
+    const n = weightByteLength(dtype, shape);
+    if (bytes.byteLength !== n) {
+      throw new OwletError(
+        ErrorCode.SHAPE_MISMATCH,
+        `a ${dtype} weight ${formatShape(shape)} is ${n} bytes, got ${bytes.byteLength}`,
+        { details: { dtype, shape: [...shape], expected: n, actual: bytes.byteLength } },
+      );
+    }
+    const a = activeAllocator.allocate(n, 64);
+    a.bytes.set(bytes);
+    return new PackedWeight(dtype, shape, a);
+  }
+
+  get isDisposed(): boolean {
+    return this.allocation === null;
+  }
+
+  private live(): WeightAllocation {
+    if (this.allocation === null) {
+      throw new OwletError(
+        ErrorCode.DISPOSED,
+        `a ${this.dtype} weight ${formatShape(this.shape)} was used after dispose()`,
+      );
+    }
+    return this.allocation;
+  }
+
+  /** The canonical bytes (a view; do not keep it past `dispose`). */
+  get bytes(): Uint8Array {
+    return this.live().bytes;
+  }
+
+  get byteLength(): number {
+    return this.live().bytes.byteLength;
+  }
+
+  /** The allocator's location of the bytes (for that allocator's kernels). */
+  get allocator(): string {
+    return this.live().allocator;
+  }
+
+  get location(): unknown {
+    return this.live().location;
+  }
+
+  /** Rows `[start, end)` as float32 values (what the stored numbers decode to). */
+  dequantizeRows(
+    start: number,
+    end: number,
+    out: Float32Array = new Float32Array((end - start) * this.shape[1]),
+  ): Float32Array {
+    const b = this.live().bytes;
+    const inF = this.shape[1];
+    const n = (end - start) * inF;
+    const from = b.subarray(start * this.rowBytes, end * this.rowBytes);
+    switch (this.dtype) {
+      case 'fp32':
+        out.set(new Float32Array(from.buffer, from.byteOffset, n));
+        return out;
+      case 'fp16':
+        out.set(f16BitsToF32(new Uint16Array(from.buffer, from.byteOffset, n)));
+        return out;
+      case 'q8':
+        return dequantizeQ8_0(from, n, out);
+      case 'q4':
+        return dequantizeQ4_0(from, n, out);
+    }
+  }
+
+  /** Every value as float32, row-major `[out, in]`. */
+  dequantize(): Float32Array {
+    return this.dequantizeRows(0, this.shape[0]);
+  }
+
+  /** A new float32 tensor `[out, in]` the caller owns. */
+  toTensor(): tf.Tensor2D {
+    return tf.tensor2d(this.dequantize(), [this.shape[0], this.shape[1]]);
+  }
+
+  /**
+   * A kernel's prepared form of this weight (a repacked copy, a GPU buffer), made on first use and
+   * disposed with the weight. `key` names the kernel and backend (`'webgpu:q4'`).
+   */
+  prepared<T extends Disposable>(key: string, make: (w: PackedWeight) => T): T {
+    this.live();
+    let p = this.preparedForms.get(key) as T | undefined;
+    if (p === undefined) {
+      p = make(this);
+      this.preparedForms.set(key, p);
+    }
+    return p;
+  }
+
+  dispose(): void {
+    if (this.allocation === null) return;
+    for (const p of this.preparedForms.values()) (p as Disposable).dispose?.();
+    this.preparedForms.clear();
+    liveBytes -= this.allocation.bytes.byteLength;
+    liveCount--;
+    this.allocation.free();
+    this.allocation = null;
+  }
+}
