@@ -1,7 +1,7 @@
 import * as tf from '@tensorflow/tfjs-core';
 import { describe, expect, it } from 'vitest';
 
-import { OwletError, initBackend, getBackendInfo } from './index.js';
+import { OwletError, initBackend, getBackendInfo, getWebGPUDevice, getWebGPUDeviceLost } from './index.js';
 import { selectedBackends } from '@owlet/test-utils';
 
 describe('initBackend', () => {
@@ -47,6 +47,32 @@ describe('initBackend', () => {
       const y = tf.matMul(tf.tensor2d([[1, 2]]), tf.tensor2d([[3], [4]]));
       expect(await y.data()).toEqual(new Float32Array([11]));
       y.dispose();
+    },
+  );
+
+  it.runIf(selectedBackends().includes('webgpu'))(
+    'after the device is lost, initBackend("webgpu") creates a new device that works',
+    async () => {
+      await initBackend('webgpu');
+      const first = getWebGPUDevice();
+      if (!first) throw new Error('no device');
+      expect(getWebGPUDeviceLost()).toBeUndefined();
+      first.destroy();
+      const info = await first.lost;
+      expect(info.reason).toBe('destroyed');
+      expect(getWebGPUDeviceLost()).toBe(info);
+      const again = await initBackend('webgpu');
+      expect(again.name).toBe('webgpu');
+      const second = getWebGPUDevice();
+      expect(second).toBeDefined();
+      expect(second).not.toBe(first);
+      expect(getWebGPUDeviceLost()).toBeUndefined();
+      const y = tf.add(tf.tensor1d([1, 2]), tf.tensor1d([3, 4]));
+      expect(await y.data()).toEqual(new Float32Array([4, 6]));
+      y.dispose();
+      // A usable device is reused, not re-created.
+      await initBackend('webgpu');
+      expect(getWebGPUDevice()).toBe(second);
     },
   );
 });

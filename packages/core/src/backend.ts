@@ -9,6 +9,8 @@
  * - `wasm`, `cpu`: tfjs-backend-wasm / tfjs-backend-cpu.
  * - `auto`: the best that works here; a software WebGPU adapter (SwiftShader) is skipped because the
  *   wasm backend is faster on the same CPU. The result says what was chosen and why.
+ * - After the WebGPU device is lost (`getWebGPUDeviceLost()`), the next `initBackend` that asks for
+ *   webgpu creates a new device instead of returning the dead one.
  */
 import * as tf from '@tensorflow/tfjs-core';
 
@@ -70,6 +72,7 @@ const isNode = typeof process !== 'undefined' && typeof process.versions === 'ob
 
 let current: BackendInfo | undefined;
 let webgpuDevice: GPUDevice | undefined;
+let webgpuLost: GPUDeviceLostInfo | undefined;
 
 /** The backend chosen by the last successful `initBackend`, if any. */
 export function getBackendInfo(): BackendInfo | undefined {
@@ -79,6 +82,15 @@ export function getBackendInfo(): BackendInfo | undefined {
 /** The GPUDevice owlet created for the webgpu backend, if that backend is active. */
 export function getWebGPUDevice(): GPUDevice | undefined {
   return webgpuDevice;
+}
+
+/**
+ * Why the current webgpu device was lost (`device.lost` resolved: a driver reset, `destroy()`, the
+ * tab losing its GPU), or undefined while it is usable. After a loss, tensors on the webgpu backend
+ * are gone: dispose them, then `initBackend('webgpu')` creates a fresh device (no page reload).
+ */
+export function getWebGPUDeviceLost(): GPUDeviceLostInfo | undefined {
+  return webgpuLost;
 }
 
 // Dynamic imports through a variable so browser bundlers never try to resolve Node-only packages.
@@ -191,6 +203,10 @@ async function activateWebGPU(prep: WebGPUPrepared): Promise<void> {
   const ok = await tf.setBackend('webgpu');
   if (!ok) throw new Error('tf.setBackend("webgpu") returned false');
   webgpuDevice = device;
+  webgpuLost = undefined;
+  void device.lost.then((info) => {
+    if (webgpuDevice === device) webgpuLost = info;
+  });
 }
 
 async function activateWasm(opts: InitBackendOptions): Promise<void> {
@@ -245,7 +261,13 @@ export async function initBackend(
     );
   }
   const runtime = isNode ? 'node' : 'browser';
-  if (current && (current.requested === request || current.name === request) && tf.getBackend() === current.name) {
+  const deviceGone = current?.name === 'webgpu' && webgpuLost !== undefined;
+  if (
+    current &&
+    !deviceGone &&
+    (current.requested === request || current.name === request) &&
+    tf.getBackend() === current.name
+  ) {
     return current;
   }
   const attempts: BackendAttempt[] = [];
@@ -288,7 +310,10 @@ export async function initBackend(
           : `${name} chosen because ${attempts.map((a) => `${a.name}: ${a.reason}`).join('; ')}`;
       attempts.push({ name, available: true, reason: 'available' });
       current = { name, requested: request, reason, attempts, runtime, ...(device ? { device } : {}) };
-      if (name !== 'webgpu') webgpuDevice = undefined;
+      if (name !== 'webgpu') {
+        webgpuDevice = undefined;
+        webgpuLost = undefined;
+      }
       return current;
     }
     attempts.push({ name, available: false, reason: why });

@@ -5,6 +5,7 @@ export {
   initBackend,
   getBackendInfo,
   getWebGPUDevice,
+  getWebGPUDeviceLost,
   BACKEND_NAMES,
   type BackendName,
   type BackendRequest,

@@ -20,6 +20,8 @@ export const ErrorCode = {
   DISPOSED: 'DISPOSED',
   /** A key was registered twice in one module. */
   DUPLICATE_KEY: 'DUPLICATE_KEY',
+  /** The WebGPU device was lost (driver reset, destroy(), GPU process crash); tensors on it are gone. */
+  DEVICE_LOST: 'DEVICE_LOST',
 } as const;
 
 export type ErrorCode = (typeof ErrorCode)[keyof typeof ErrorCode] | (string & {});
