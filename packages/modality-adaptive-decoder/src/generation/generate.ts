@@ -27,6 +27,31 @@ import {
 import { SeededRandom } from './random.js';
 import { StoppingCriteria, type FinishReason } from './stopping.js';
 
+/**
+ * Lets queued tasks run between tokens (an abort sent by a message, a timer, Ctrl-C). On the cpu and
+ * wasm backends `data()` settles within the microtask queue, so without this a whole answer would
+ * be generated before an abort could be delivered. A task, not a microtask: setImmediate in Node, a
+ * MessageChannel message in browsers and workers (FIFO with other posted messages, no timer clamp).
+ */
+function yieldToEventLoop(): Promise<void> {
+  const g = globalThis as { setImmediate?: (f: () => void) => unknown };
+  if (typeof g.setImmediate === 'function') {
+    const setImmediate = g.setImmediate;
+    return new Promise((resolve) => void setImmediate(resolve));
+  }
+  if (typeof MessageChannel === 'function') {
+    return new Promise((resolve) => {
+      const ch = new MessageChannel();
+      ch.port1.onmessage = () => {
+        ch.port1.close();
+        resolve();
+      };
+      ch.port2.postMessage(null);
+    });
+  }
+  return new Promise((resolve) => setTimeout(resolve, 0));
+}
+
 /** What `generate` needs of a causal LM (LlamaForCausalLM, or an assembled model that wraps one). */
 export interface CausalLM {
   readonly config: LlamaConfig;
@@ -83,7 +108,10 @@ export interface GenerateOptions {
   decode?: (ids: number[]) => string;
   /** Receives each new token as it is chosen. */
   streamer?: Streamer | ((ids: number[]) => void);
-  /** Stops generation (finish_reason 'abort') before the next forward. */
+  /**
+   * Stops generation (finish_reason 'abort') before the next forward. With a signal, the loop lets
+   * other tasks run after each token, so an abort from a message, timer or signal handler lands.
+   */
   signal?: AbortSignal;
   /** Return each step's raw logits row (Float32Array of the vocabulary). */
   output_logits?: boolean;
@@ -230,9 +258,12 @@ export async function generate(model: CausalLM, options: GenerateOptions): Promi
           stopString = stop.stop_string;
           break;
         }
-        if (o.signal?.aborted) {
-          finish = 'abort';
-          break;
+        if (o.signal) {
+          await yieldToEventLoop();
+          if (o.signal.aborted) {
+            finish = 'abort';
+            break;
+          }
         }
         out = model.forward({
           input_ids: [[token]],

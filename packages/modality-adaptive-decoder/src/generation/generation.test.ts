@@ -237,6 +237,19 @@ describeBackends('generate', ({ it: matrixIt }) => {
       expect(ab.generated_ids).toEqual(g.slice(0, 3));
       expect(streamed).toEqual(g.slice(0, 3));
       expect(ended).toBe(1);
+      // An abort that arrives as another task (a worker message, a timer, Ctrl-C) lands between tokens.
+      const later = new AbortController();
+      const timer = setTimeout(() => later.abort(), 0);
+      const byTask = await model.generate({
+        input_ids: PROMPT,
+        max_new_tokens: 8,
+        eos_token_id: null,
+        signal: later.signal,
+      });
+      clearTimeout(timer);
+      expect(byTask.finish_reason).toBe('abort');
+      expect(byTask.generated_ids.length).toBeLessThan(8);
+      expect(byTask.generated_ids).toEqual(g.slice(0, byTask.generated_ids.length));
       const pre = await model.generate({ input_ids: PROMPT, signal: AbortSignal.abort() });
       expect(pre.finish_reason).toBe('abort');
       expect(pre.generated_ids).toEqual([]);
