@@ -65,6 +65,12 @@ export interface ChatOptions {
   stop?: readonly string[];
   seed?: number;
   signal?: AbortSignal;
+  /**
+   * Receives the ids of each new token as it is chosen (before detokenizing; the EOS token too), as
+   * transformers.js' `TextStreamer` option of the same name: count tokens or measure tokens/s while
+   * the text deltas stream.
+   */
+  token_callback_function?: (tokens: number[]) => void;
 }
 
 export interface ChatUsage {
@@ -437,6 +443,7 @@ export abstract class MplugOwlPreTrainedModel extends Module {
         past_key_values: conv.cache,
         streamer: (newIds: number[]) => {
           if (!firstTokenAt) firstTokenAt = performance.now();
+          o.token_callback_function?.(newIds);
           for (const id of newIds) {
             if (eos.has(id)) continue;
             const d = decoder.push(id);

@@ -42,6 +42,30 @@ describe('chat', () => {
     expect(r.usage.time_to_first_token_s).toBeGreaterThan(0);
   });
 
+  it('token_callback_function sees every chosen token id, in order, as the text streams', async () => {
+    model.resetChat();
+    const ids: number[] = [];
+    let textWhenLastToken = '';
+    let text = '';
+    const stream = model.chat({
+      messages: turn1,
+      images: [IMAGE],
+      max_new_tokens: 5,
+      token_callback_function: (t) => {
+        ids.push(...t);
+        textWhenLastToken = text;
+      },
+    });
+    for await (const d of stream) text += d;
+    const r = await stream.result;
+    expect(ids).toHaveLength(r.usage.completion_tokens);
+    const tok = model.tokenizer;
+    if (!tok) throw new Error('fromPretrained sets the tokenizer');
+    expect(tok.decode(ids, { skip_special_tokens: true }).trim()).toBe(r.text);
+    // Called before the token's text is pushed: the text seen then is a prefix of the answer.
+    expect(text.startsWith(textWhenLastToken)).toBe(true);
+  });
+
   it('a follow-up reuses the KV cache and answers exactly as a fresh recompute', async () => {
     model.resetChat();
     const first = model.chat({ messages: turn1, images: [IMAGE], max_new_tokens: 5 });
