@@ -17,6 +17,29 @@ export function findChromium(): string | undefined {
   return process.env.OWLET_CHROMIUM ?? CHROMIUM_CANDIDATES.find((p) => existsSync(p));
 }
 
+/**
+ * Flags for headless Debian chromium in tests: no network of its own (no updates, sync, QUIC or
+ * first-run), and WebGPU on (SwiftShader on a machine without a GPU).
+ */
+export const CHROMIUM_ARGS: readonly string[] = [
+  '--no-sandbox',
+  '--disable-background-networking',
+  '--disable-component-update',
+  '--disable-sync',
+  '--no-first-run',
+  '--disable-quic',
+  '--enable-unsafe-webgpu',
+];
+
+/** Launches Debian's chromium headless with CHROMIUM_ARGS (playwright-core; never a downloaded browser). */
+export async function launchChromium(): Promise<import('playwright-core').Browser> {
+  const executablePath = findChromium();
+  if (!executablePath)
+    throw new Error("Debian's chromium is not installed (apt-get install -y chromium); see scripts/setup.sh");
+  const { chromium } = await import('playwright-core');
+  return chromium.launch({ executablePath, headless: true, args: [...CHROMIUM_ARGS] });
+}
+
 export interface BrowserRunResult<T> {
   result: T;
   console: string[];
@@ -38,8 +61,7 @@ export async function runInBrowser<T = unknown>(
   entry: string,
   options: RunInBrowserOptions = {},
 ): Promise<BrowserRunResult<T>> {
-  const executablePath = findChromium();
-  if (!executablePath)
+  if (!findChromium())
     throw new Error("Debian's chromium is not installed (apt-get install -y chromium); see scripts/setup.sh");
   const bundle = await build({
     entryPoints: [entry],
@@ -96,20 +118,7 @@ export async function runInBrowser<T = unknown>(
   });
   await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
   const { port } = server.address() as AddressInfo;
-  const { chromium } = await import('playwright-core');
-  const browser = await chromium.launch({
-    executablePath,
-    headless: true,
-    args: [
-      '--no-sandbox',
-      '--disable-background-networking',
-      '--disable-component-update',
-      '--disable-sync',
-      '--no-first-run',
-      '--disable-quic',
-      '--enable-unsafe-webgpu',
-    ],
-  });
+  const browser = await launchChromium();
   const logs: string[] = [];
   try {
     const page = await browser.newPage();

@@ -17,7 +17,9 @@ export { fixturesDir, fixturePath, REPO_ROOT, loadFixture, loadFixtureJson } fro
 export { findSwiftShaderICD, SWIFTSHADER_ICD_CANDIDATES } from './webgpu-env.js';
 export {
   runInBrowser,
+  launchChromium,
   findChromium,
+  CHROMIUM_ARGS,
   CHROMIUM_CANDIDATES,
   type BrowserRunResult,
   type RunInBrowserOptions,
