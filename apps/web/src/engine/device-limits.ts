@@ -3,7 +3,8 @@
  * keeps each parameter as one float32 buffer, so the largest tensor must fit both
  * `maxStorageBufferBindingSize` and `maxBufferSize` of the device owlet created.
  */
-import { OwletError, openCheckpoint } from '@owlet/core';
+import { openCheckpoint } from '@owlet/checkpoint';
+import { OwletError } from '@owlet/errors';
 
 import { EngineErrorCode } from './errors.js';
 

@@ -2,7 +2,7 @@ import { readFileSync, readdirSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 
 import * as tf from '@tensorflow/tfjs-core';
-import { isOwletError } from '@owlet/core';
+import { isOwletError } from '@owlet/errors';
 import { fromPretrained } from '@owlet/mplug-owl';
 import { REPO_ROOT } from '@owlet/test-utils';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';

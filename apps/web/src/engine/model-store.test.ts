@@ -2,7 +2,7 @@ import { createHash } from 'node:crypto';
 import { readFileSync, readdirSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 
-import { isOwletError } from '@owlet/core';
+import { isOwletError } from '@owlet/errors';
 import { REPO_ROOT, mulberry32 } from '@owlet/test-utils';
 import { describe, expect, it } from 'vitest';
 

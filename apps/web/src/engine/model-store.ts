@@ -13,7 +13,8 @@
  *  - F14: when the storage quota is exceeded while caching, every entry this load wrote is removed
  *    and a QUOTA_EXCEEDED warning says so; the model still loads from memory.
  */
-import { OwletError, parseShardIndex } from '@owlet/core';
+import { parseShardIndex } from '@owlet/checkpoint';
+import { OwletError } from '@owlet/errors';
 
 import { EngineErrorCode, type SerializedError } from './errors.js';
 import { IntegrityError, serializeError } from './typed-errors.js';

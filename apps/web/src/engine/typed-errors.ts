@@ -1,7 +1,7 @@
 /**
  * The worker side's typed errors: `OwletError`s with the engine's codes (errors.ts).
  */
-import { OwletError, isOwletError, type OwletErrorOptions } from '@owlet/core';
+import { OwletError, isOwletError, type OwletErrorOptions } from '@owlet/errors';
 
 import { EngineErrorCode, type SerializedError } from './errors.js';
 
