@@ -1,5 +1,5 @@
 /**
- * The `owlet` command: run, chat, convert, bench.
+ * The `owlet` command: run, chat, serve, convert, bench.
  * Exit codes: 0 ok, 1 internal failure, 2 bad input (with a one-line fix), 130 interrupted.
  */
 import * as tf from '@tensorflow/tfjs-core';
@@ -8,6 +8,7 @@ import { benchCommand, BENCH_HELP } from './commands/bench.js';
 import { chatCommand, CHAT_HELP } from './commands/chat.js';
 import { convertCommand, CONVERT_HELP } from './commands/convert.js';
 import { runCommand, RUN_HELP } from './commands/run.js';
+import { serveCommand, SERVE_HELP } from './commands/serve.js';
 import { EXIT, UsageError, classify } from './errors.js';
 
 const HELP = `owlet — mPLUG-Owl2 and mPLUG-Owl in TypeScript
@@ -17,6 +18,7 @@ usage: owlet <command> [options]
 commands:
   run       answer one question about one or more images
   chat      an interactive conversation (/image PATH attaches an image)
+  serve     an OpenAI-compatible HTTP server (chat completions with images)
   convert   official PyTorch .bin shards → safetensors
   bench     load time, ms per image, prefill/decode tokens/s, peak memory
 
@@ -26,6 +28,8 @@ ${RUN_HELP}
 
 ${CHAT_HELP}
 
+${SERVE_HELP}
+
 ${CONVERT_HELP}
 
 ${BENCH_HELP}`;
@@ -33,6 +37,7 @@ ${BENCH_HELP}`;
 const COMMANDS: Record<string, (argv: string[], signal: AbortSignal) => Promise<number>> = {
   run: runCommand,
   chat: chatCommand,
+  serve: serveCommand,
   convert: convertCommand,
   bench: benchCommand,
 };
@@ -60,7 +65,10 @@ export async function main(argv: string[]): Promise<number> {
   if (cmd !== 'chat') process.on('SIGINT', onSigint);
   try {
     if (!command)
-      throw new UsageError(`unknown command ${JSON.stringify(cmd)}`, 'use run, chat, convert or bench (owlet --help)');
+      throw new UsageError(
+        `unknown command ${JSON.stringify(cmd)}`,
+        'use run, chat, serve, convert or bench (owlet --help)',
+      );
     return await command(rest, controller.signal);
   } catch (e) {
     const c = classify(e);
