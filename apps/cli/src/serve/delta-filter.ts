@@ -34,10 +34,17 @@ export class DeltaFilter {
       }
       this.started = true;
     }
+    // The stop string that completes first wins (as generation stops at the first one it sees).
     let cut = -1;
+    let cutEnd = Number.POSITIVE_INFINITY;
     for (const s of this.stops) {
       const i = buf.indexOf(s);
-      if (i >= 0 && (cut < 0 || i < cut)) cut = i;
+      if (i < 0) continue;
+      const end = i + s.length;
+      if (end < cutEnd || (end === cutEnd && i < cut)) {
+        cut = i;
+        cutEnd = end;
+      }
     }
     if (cut >= 0) {
       this.stoppedAt = true;
@@ -57,6 +64,8 @@ export class DeltaFilter {
         }
       }
     }
+    // whitespace right before a held stop prefix is trailing too, until the prefix is resolved
+    while (hold > 0 && /\s/.test(buf[hold - 1] ?? '')) hold--;
     this.held = buf.slice(hold);
     return this.emit(buf.slice(0, hold));
   }

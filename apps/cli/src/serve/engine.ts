@@ -38,7 +38,8 @@ export interface JobSink {
   started(promptTokens: number, maxTokens: number): void;
   delta(index: number, text: string): void;
   choice(choice: ChoiceResult): void;
-  done(aborted: boolean): void;
+  /** `completionTokens`: tokens generated, those of a stopped choice included. */
+  done(aborted: boolean, completionTokens: number): void;
   failed(error: WireError): void;
 }
 
@@ -200,7 +201,7 @@ export class Engine {
     const i = this.queue.indexOf(p);
     if (i >= 0) {
       this.queue.splice(i, 1);
-      p.sink.done(true);
+      p.sink.done(true, 0);
       this.notifyIdle();
       return;
     }
@@ -273,7 +274,7 @@ export class Engine {
         break;
       case 'done':
         this.memory = m.memory;
-        p.sink.done(m.aborted || p.cancelled);
+        p.sink.done(m.aborted || p.cancelled, m.completion_tokens);
         this.finish();
         break;
       case 'failed':

@@ -97,6 +97,9 @@ export async function runJob(model: MplugOwlModel, job: EngineJob, limits: JobLi
     return controller.signal.aborted;
   };
   let pixels: tf.Tensor4D | null = null;
+  let generated = 0;
+  const done = (aborted: boolean) =>
+    hooks.post({ type: 'done', id: job.id, aborted, completion_tokens: generated, memory: tfMemory() });
   try {
     // 1. Count the prompt before decoding any image.
     const ids = promptIds(model, job.messages);
@@ -135,7 +138,7 @@ export async function runJob(model: MplugOwlModel, job: EngineJob, limits: JobLi
       }
     }
     if (stopNow()) {
-      hooks.post({ type: 'done', id: job.id, aborted: true, memory: tfMemory() });
+      done(true);
       return;
     }
     hooks.post({ type: 'started', id: job.id, prompt_tokens: promptTokens, max_tokens: maxTokens });
@@ -165,6 +168,7 @@ export async function runJob(model: MplugOwlModel, job: EngineJob, limits: JobLi
         signal: controller.signal,
         streamer: (newIds: number[]) => {
           if (!firstTokenAt) firstTokenAt = performance.now();
+          generated += newIds.length;
           for (const id of newIds) {
             if (eos.has(id)) continue;
             const d = filter.push(decoder.push(id));
@@ -199,12 +203,12 @@ export async function runJob(model: MplugOwlModel, job: EngineJob, limits: JobLi
     }
     pixels?.dispose();
     pixels = null;
-    hooks.post({ type: 'done', id: job.id, aborted: controller.signal.aborted, memory: tfMemory() });
+    done(controller.signal.aborted);
   } catch (e) {
     pixels?.dispose();
     pixels = null;
     if (controller.signal.aborted) {
-      hooks.post({ type: 'done', id: job.id, aborted: true, memory: tfMemory() });
+      done(true);
       return;
     }
     hooks.post({ type: 'failed', id: job.id, error: toWireError(e), memory: tfMemory() });

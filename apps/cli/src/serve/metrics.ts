@@ -17,6 +17,7 @@ export class ServeMetrics {
   readonly requestDuration: Histogram;
   readonly queueWait: Histogram;
   readonly rejected: Counter<'reason'>;
+  readonly disconnects: Counter;
 
   constructor(engine: Engine) {
     const registers = [this.registry];
@@ -31,6 +32,11 @@ export class ServeMetrics {
       name: 'owlet_requests_rejected_total',
       help: 'Chat requests refused before reaching the engine, by reason',
       labelNames: ['reason'],
+      registers,
+    });
+    this.disconnects = new Counter({
+      name: 'owlet_client_disconnects_total',
+      help: 'Chat requests whose client went away before the answer was complete',
       registers,
     });
     this.promptTokens = new Counter({

@@ -85,7 +85,14 @@ export type WorkerToMain =
       finish_reason: OpenAIFinishReason;
       usage: ChoiceUsage;
     }
-  | { type: 'done'; id: number; aborted: boolean; memory: TfMemory }
+  | {
+      type: 'done';
+      id: number;
+      aborted: boolean;
+      /** Tokens generated over all choices, those of a stopped choice included. */
+      completion_tokens: number;
+      memory: TfMemory;
+    }
   | { type: 'failed'; id: number; error: WireError; memory: TfMemory };
 
 export type MainToWorker = { type: 'job'; job: EngineJob } | { type: 'shutdown' };

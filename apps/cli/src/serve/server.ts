@@ -108,6 +108,8 @@ export async function createServer(cfg: ServerConfig, engine: Engine): Promise<S
       },
     },
   });
+  // JSON only: a text/plain POST is what a foreign web page can send without a CORS preflight.
+  app.removeContentTypeParser('text/plain');
   const metrics = new ServeMetrics(engine);
   const gate = new RequestGate({
     loopbackBind: isLoopbackName(cfg.host),
@@ -235,7 +237,9 @@ export async function createServer(cfg: ServerConfig, engine: Engine): Promise<S
 
     const clientGone = new AbortController();
     const onClose = () => {
-      if (!reply.raw.writableFinished) clientGone.abort();
+      if (reply.raw.writableFinished || clientGone.signal.aborted) return;
+      metrics.disconnects.inc();
+      clientGone.abort();
     };
     reply.raw.on('close', onClose);
 
@@ -304,8 +308,9 @@ export async function createServer(cfg: ServerConfig, engine: Engine): Promise<S
       chunk({ index, delta: { role: 'assistant', content: '' }, logprobs: null, finish_reason: null });
     };
 
-    let settle!: (r: { aborted: boolean; error?: WireError }) => void;
-    const finished = new Promise<{ aborted: boolean; error?: WireError }>((r) => (settle = r));
+    type Outcome = { aborted: boolean; tokens: number; error?: WireError };
+    let settle: (r: Outcome) => void = () => {};
+    const finished = new Promise<Outcome>((r) => (settle = r));
     let handle: ReturnType<Engine['submit']>;
     try {
       handle = engine.submit(
@@ -331,8 +336,8 @@ export async function createServer(cfg: ServerConfig, engine: Engine): Promise<S
             ensureRole(c.index);
             chunk({ index: c.index, delta: {}, logprobs: null, finish_reason: c.finish_reason });
           },
-          done: (aborted) => settle({ aborted }),
-          failed: (error) => settle({ aborted: false, error }),
+          done: (aborted, tokens) => settle({ aborted, tokens }),
+          failed: (error) => settle({ aborted: false, tokens: 0, error }),
         },
       );
     } catch (e) {
@@ -351,7 +356,7 @@ export async function createServer(cfg: ServerConfig, engine: Engine): Promise<S
         }, cfg.ssePingIntervalMs)
       : null;
 
-    let outcome: { aborted: boolean; error?: WireError };
+    let outcome: Outcome;
     try {
       outcome = await finished;
     } finally {
@@ -361,6 +366,7 @@ export async function createServer(cfg: ServerConfig, engine: Engine): Promise<S
     typicalSeconds = 0.8 * typicalSeconds + 0.2 * ((tEnd - (dispatchedAt || tArrive)) / 1000);
 
     if (outcome.aborted || clientGone.signal.aborted) {
+      metrics.completionTokens.inc(outcome.tokens);
       sse?.end();
       if (!committed) return reply.code(499).send();
       return reply;
@@ -385,7 +391,7 @@ export async function createServer(cfg: ServerConfig, engine: Engine): Promise<S
       : 0;
     const e2e = (tEnd - tArrive) / 1000;
     metrics.promptTokens.inc(promptTokens);
-    metrics.completionTokens.inc(completion);
+    metrics.completionTokens.inc(outcome.tokens);
     if (c0) metrics.timeToFirstToken.observe(ttft);
     for (const c of choices)
       if (c.usage.decode_tokens_per_s > 0) metrics.decodeTokensPerSecond.observe(c.usage.decode_tokens_per_s);
