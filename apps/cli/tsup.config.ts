@@ -1,7 +1,9 @@
 import { defineConfig } from 'tsup';
 
 export default defineConfig({
-  entry: ['src/main.ts'],
+  // The serve engine runs in a worker thread: its entry sits beside main.js (src/serve/engine.ts
+  // looks for ./engine-worker.js next to the bundle).
+  entry: { main: 'src/main.ts', 'engine-worker': 'src/serve/engine-worker.ts' },
   format: ['esm'],
   sourcemap: true,
   clean: true,
