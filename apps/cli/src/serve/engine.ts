@@ -92,7 +92,11 @@ function spawnWorker(init: WorkerInit): Worker {
   const api =
     typeof import.meta.resolve === 'function'
       ? import.meta.resolve('tsx/esm/api')
-      : pathToFileURL(createRequire(import.meta.url).resolve('tsx/esm/api')).href;
+      : pathToFileURL(
+          createRequire(import.meta.url)
+            .resolve('tsx/esm/api')
+            .replace(/\.cjs$/, '.mjs'),
+        ).href;
   const code = `import(${JSON.stringify(api)}).then((m) => { m.register(); return import(${JSON.stringify(url.href)}); });`;
   return new Worker(code, { eval: true, workerData: init });
 }
