@@ -4,7 +4,7 @@ import { resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 
 import { fromPretrained, type MplugOwlModel } from '@owlet/mplug-owl';
-import type { BackendRequest } from '@owlet/core';
+import type { BackendRequest, DTypeRequest } from '@owlet/core';
 
 import { UsageError } from './errors.js';
 import { progressReporter } from './progress.js';
@@ -32,7 +32,7 @@ export interface LoadedModel {
 
 export async function loadModel(
   modelArg: string | undefined,
-  opts: { backend: BackendRequest; quiet: boolean; signal?: AbortSignal },
+  opts: { backend: BackendRequest; quiet: boolean; signal?: AbortSignal; dtype?: DTypeRequest },
 ): Promise<LoadedModel> {
   let source: string;
   if (modelArg === undefined) {
@@ -54,6 +54,7 @@ export async function loadModel(
     backend: opts.backend,
     onProgress: progressReporter({ quiet: opts.quiet, tty: Boolean(process.stderr.isTTY) }),
     ...(opts.signal ? { signal: opts.signal } : {}),
+    ...(opts.dtype !== undefined ? { dtype: opts.dtype } : {}),
   });
   const randomWeights = modelArg === undefined || typeof model.config.raw.owlet_note === 'string';
   return { model, source, randomWeights, loadMs: performance.now() - t0 };

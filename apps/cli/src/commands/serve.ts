@@ -17,6 +17,7 @@ export const SERVE_HELP = `owlet serve [options]   an OpenAI-compatible HTTP ser
 
   --model DIR_OR_URL         checkpoint folder (default: the bundled model)
   --backend NAME             auto | webgpu | wasm | cpu | tensorflow (default auto)
+  --dtype D                  language-model weights: fp32 | fp16 | q8 | q4 (default auto = fp32)
   --host ADDR                address to bind (default 127.0.0.1; anything else needs --api-key)
   --port N                   default 8080 (0: any free port)
   --api-key KEY              required on every route but /health (or set OWLET_API_KEY)
@@ -32,6 +33,8 @@ export const SERVE_HELP = `owlet serve [options]   an OpenAI-compatible HTTP ser
   --request-timeout S        time to receive a whole request (default 300)
   --drain-timeout S          on SIGTERM, wait this long for requests in flight (default 30)
   --quiet                    no progress or notices on stderr`;
+
+const DTYPES = ['auto', 'fp32', 'fp16', 'q8', 'q4'] as const;
 
 /** Defaults of checklist §7.4. */
 export const SERVE_DEFAULTS = {
@@ -62,6 +65,7 @@ export async function serveCommand(argv: string[], signal: AbortSignal): Promise
     options: {
       model: { type: 'string' },
       backend: { type: 'string' },
+      dtype: { type: 'string' },
       host: { type: 'string' },
       port: { type: 'string' },
       'api-key': { type: 'string' },
@@ -84,6 +88,9 @@ export async function serveCommand(argv: string[], signal: AbortSignal): Promise
     return EXIT.OK;
   }
   const backend = parseBackend(values.backend);
+  const dtype = values.dtype;
+  if (dtype !== undefined && !DTYPES.includes(dtype as (typeof DTYPES)[number]))
+    throw new UsageError(`unknown --dtype ${JSON.stringify(dtype)}`, `use one of ${DTYPES.join(', ')}`);
   const quiet = values.quiet === true;
   const host = values.host ?? SERVE_DEFAULTS.host;
   if (host.trim() === '') throw new UsageError('--host is empty');
@@ -142,6 +149,7 @@ export async function serveCommand(argv: string[], signal: AbortSignal): Promise
   const engine = new Engine({
     ...(values.model !== undefined ? { model: values.model } : {}),
     backend,
+    ...(dtype !== undefined ? { dtype: dtype as (typeof DTYPES)[number] } : {}),
     quiet,
     maxQueue,
     log,
@@ -193,7 +201,7 @@ export async function serveCommand(argv: string[], signal: AbortSignal): Promise
     if (loaded) {
       const id = modelIdOf(loaded, cfg.servedModelName);
       log(
-        `model ${id} ready in ${(loaded.load_ms / 1000).toFixed(1)} s on ${loaded.backend} (context ${loaded.context_window} tokens)${apiKey ? '; API key required' : ''}`,
+        `model ${id} ready in ${(loaded.load_ms / 1000).toFixed(1)} s on ${loaded.backend}${loaded.dtype !== 'auto' ? `, ${loaded.dtype} weights` : ''} (context ${loaded.context_window} tokens)${apiKey ? '; API key required' : ''}`,
       );
       if (loaded.random_weights) info(RANDOM_WEIGHTS_NOTICE);
       await stop;

@@ -44,7 +44,11 @@ port.on('message', (m: MainToWorker) => {
 });
 
 try {
-  const loaded = await loadModel(init.model, { backend: parseBackend(init.backend), quiet: init.quiet });
+  const loaded = await loadModel(init.model, {
+    backend: parseBackend(init.backend),
+    quiet: init.quiet,
+    ...(init.dtype !== undefined ? { dtype: init.dtype } : {}),
+  });
   model = loaded.model;
   const backend = getBackendInfo();
   const limits = modelLimits(model);
@@ -58,6 +62,7 @@ try {
       random_weights: loaded.randomWeights,
       backend: backend?.name ?? tf.getBackend(),
       backend_reason: backend?.reason ?? '',
+      dtype: init.dtype ?? 'auto',
       load_ms: loaded.loadMs,
     },
     memory: tfMemory(),

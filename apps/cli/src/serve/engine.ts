@@ -70,6 +70,7 @@ export type EngineState = 'loading' | 'ready' | 'failed' | 'stopped';
 export interface EngineOptions {
   model?: string;
   backend: string;
+  dtype?: WorkerInit['dtype'];
   quiet: boolean;
   /** Requests that may wait behind the running one. */
   maxQueue: number;
@@ -136,6 +137,7 @@ export class Engine {
     const init: WorkerInit = {
       ...(this.options.model !== undefined ? { model: this.options.model } : {}),
       backend: this.options.backend,
+      ...(this.options.dtype !== undefined ? { dtype: this.options.dtype } : {}),
       quiet: this.options.quiet || this.loadedOnce,
       abort: this.abortView.buffer as SharedArrayBuffer,
     };

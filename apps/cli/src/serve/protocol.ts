@@ -64,6 +64,8 @@ export interface ModelInfo {
   random_weights: boolean;
   backend: string;
   backend_reason: string;
+  /** The dtype asked for (`auto` = float32 tfjs tensors). */
+  dtype: string;
   load_ms: number;
 }
 
@@ -102,6 +104,8 @@ export interface WorkerInit {
   /** --model as given (undefined: the CLI's default model). */
   model?: string;
   backend: string;
+  /** Weight storage of the language model (fromPretrained's `dtype`); undefined: float32. */
+  dtype?: 'auto' | 'fp32' | 'fp16' | 'q8' | 'q4';
   quiet: boolean;
   /** Int32Array over a SharedArrayBuffer: slot 0 holds the id of the job to stop. */
   abort: SharedArrayBuffer;

