@@ -84,4 +84,4 @@ it(`keeps tf.memory() flat and RSS in a band over ${REQUESTS} sequential image+t
     expect(s.bytes, `bytes after ${s.i} requests`).toBe(warm.bytes);
   }
   expect(maxRss - warm.rss).toBeLessThan(RSS_BAND);
-});
+}, 900_000); // a soak: a loaded CI machine may take minutes; no time is asserted
