@@ -6,7 +6,14 @@
 import { existsSync } from 'node:fs';
 
 import * as tf from '@tensorflow/tfjs-core';
-import { initBackend, loadCheckpointInto, type Module } from '@owlet/core';
+import {
+  cpuEngineInfo,
+  enableCpuEngine,
+  initBackend,
+  loadCheckpointInto,
+  type Module,
+  type WeightDType,
+} from '@owlet/core';
 import { createSafetensorsFileWriter } from '@owlet/checkpoint';
 import { LlamaForCausalLM, type LlamaConfig } from '@owlet/modality-adaptive-decoder';
 import { MplugOwlVisionModel, resolveMplugOwlVisionConfig } from '@owlet/vision-encoder';
@@ -22,7 +29,15 @@ import { exportVisionToOnnx } from './onnx/export.js';
 import { randomTensor } from './weights.js';
 
 export type Request =
-  | { id: number; cmd: 'init'; engine: 'owlet'; backend: 'wasm' | 'cpu' }
+  | {
+      id: number;
+      cmd: 'init';
+      engine: 'owlet';
+      backend: 'wasm' | 'cpu';
+      /** Packed weight dtype through the owned CPU engine (omitted: stock tfjs float32 path). */
+      dtype?: WeightDType;
+      threads?: number;
+    }
   | { id: number; cmd: 'init'; engine: 'llamacpp' | 'ort'; threads: number }
   | { id: number; cmd: 'llama.load'; config: LlamaConfig; path: string; contextSize: number }
   | { id: number; cmd: 'llama.run'; prompt: number[]; newTokens: number; profile?: boolean }
@@ -49,6 +64,7 @@ let ort: typeof Ort | null = null;
 let ortSession: Ort.InferenceSession | null = null;
 let ortFeeds: Record<string, Ort.Tensor> = {};
 let threads = 1;
+let owletDtype: WeightDType | undefined;
 
 function memory(extra: Partial<Memory> = {}): Memory {
   const m: Memory = {
@@ -99,7 +115,9 @@ async function handle(req: Request): Promise<Record<string, unknown>> {
       engine = req.engine;
       if (req.engine === 'owlet') {
         const info = await initBackend(req.backend);
-        return { backend: info.name, tfjs: tf.version_core };
+        owletDtype = req.dtype;
+        if (req.dtype) await enableCpuEngine({ threads: req.threads ?? 1 });
+        return { backend: info.name, tfjs: tf.version_core, cpuEngine: cpuEngineInfo() };
       }
       threads = req.threads;
       if (req.engine === 'ort') {
@@ -112,8 +130,11 @@ async function handle(req: Request): Promise<Record<string, unknown>> {
       const t0 = performance.now();
       if (engine === 'owlet') {
         llama = new LlamaForCausalLM(req.config);
+        // the decoder's Linears and lm_head packed (quantized at load); embeddings and norms float32
+        if (owletDtype) llama.setWeightDTypes(owletDtype);
         await loadCheckpointInto(llama, req.path);
-        return { loadMs: performance.now() - t0, weightBytes: tf.memory().numBytes };
+        const wb = llama.weightBytes();
+        return { loadMs: performance.now() - t0, weightBytes: wb.tensor + wb.packed, packedBytes: wb.packed };
       }
       llamaCpp = await openLlamaCpp(req.path, { threads, contextSize: req.contextSize });
       return { loadMs: performance.now() - t0 };
