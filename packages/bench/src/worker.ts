@@ -26,7 +26,7 @@ import type * as Ort from 'onnxruntime-node';
 
 import { openLlamaCpp, timeLlamaCpp, type LlamaCppSession } from './llamacpp.js';
 import { exportVisionToOnnx } from './onnx/export.js';
-import { randomTensor } from './weights.js';
+import { loadRandomLlama, randomTensor } from './weights.js';
 
 export type Request =
   | {
@@ -40,6 +40,8 @@ export type Request =
     }
   | { id: number; cmd: 'init'; engine: 'llamacpp' | 'ort'; threads: number }
   | { id: number; cmd: 'llama.load'; config: LlamaConfig; path: string; contextSize: number }
+  /** owlet only: the bench's deterministic random weights generated in-process, tensor by tensor (no file). */
+  | { id: number; cmd: 'llama.random'; config: LlamaConfig; seed: number }
   | { id: number; cmd: 'llama.run'; prompt: number[]; newTokens: number; profile?: boolean }
   | { id: number; cmd: 'vision.load'; layers: number; seed: number; weights: string; onnx: string }
   | { id: number; cmd: 'vision.run'; profile?: boolean }
@@ -139,6 +141,14 @@ async function handle(req: Request): Promise<Record<string, unknown>> {
       llamaCpp = await openLlamaCpp(req.path, { threads, contextSize: req.contextSize });
       return { loadMs: performance.now() - t0 };
     }
+    case 'llama.random': {
+      const t0 = performance.now();
+      llama = new LlamaForCausalLM(req.config);
+      if (owletDtype) llama.setWeightDTypes(owletDtype);
+      loadRandomLlama(llama, req.config, req.seed);
+      const wb = llama.weightBytes();
+      return { loadMs: performance.now() - t0, weightBytes: wb.tensor + wb.packed, packedBytes: wb.packed };
+    }
     case 'llama.run': {
       if (engine === 'owlet') {
         const run = () =>
@@ -181,9 +191,15 @@ async function handle(req: Request): Promise<Record<string, unknown>> {
           const exported = await exportVisionToOnnx(model, abstractor);
           await exported.model.writeFile(req.onnx);
         }
+        // standalone towers: their keys have no model prefix, so a dtype string packs every Linear
+        if (owletDtype) {
+          model.setWeightDTypes(owletDtype);
+          abstractor.setWeightDTypes(owletDtype);
+        }
         const pixels = tf.tensor(pixelData(v.image_size), [1, 3, v.image_size, v.image_size]);
         vision = { model, abstractor, pixels };
-        return { loadMs: performance.now() - t0, weightBytes: tf.memory().numBytes - pixels.size * 4 };
+        const [wa, wb] = [model.weightBytes(), abstractor.weightBytes()];
+        return { loadMs: performance.now() - t0, weightBytes: wa.tensor + wa.packed + wb.tensor + wb.packed };
       }
       const o = ort!;
       ortSession = await o.InferenceSession.create(req.onnx, {
