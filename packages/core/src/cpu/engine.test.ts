@@ -1,6 +1,8 @@
+import { availableParallelism } from 'node:os';
+
 import * as tf from '@tensorflow/tfjs-core';
 import { describeBackends, expectNoLeaks, randn } from '@owlet/test-utils';
-import { afterAll, beforeAll, expect } from 'vitest';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 
 import { lastKernel, linear } from '../ops/index.js';
 import { PackedWeight, packedWeightStats, type WeightDType } from '../quant/packed.js';
@@ -140,3 +142,16 @@ for (const threads of [1, 2]) {
     });
   });
 }
+
+describe('CPU engine threads', () => {
+  it('defaults to every hardware thread, rejects a bad count, and says how many it runs', async () => {
+    disableCpuEngine();
+    const e = await enableCpuEngine();
+    expect(e.threads).toBe(availableParallelism());
+    expect(e.info()).toMatchObject({ threads: availableParallelism(), sharedMemory: true });
+    await expect(enableCpuEngine({ threads: e.threads + 1 })).rejects.toThrow(/already runs with/);
+    disableCpuEngine();
+    await expect(enableCpuEngine({ threads: 0 })).rejects.toThrow(/positive integer/);
+    expect(getCpuEngine()).toBeNull();
+  });
+});

@@ -101,16 +101,20 @@ function canBlock(): boolean {
   }
 }
 
-/** Number of hardware threads here. */
-export function hardwareThreads(): number {
-  const g = globalThis as { navigator?: { hardwareConcurrency?: number } };
+/** Number of hardware threads here (Node: os.availableParallelism; browsers: navigator.hardwareConcurrency). */
+export async function hardwareThreads(): Promise<number> {
   if (isNode) {
-    const os = (
-      process as unknown as { getBuiltinModule?: (n: string) => { availableParallelism?: () => number } }
-    ).getBuiltinModule?.('node:os');
-    const n = os?.availableParallelism?.();
-    if (n) return n;
+    try {
+      const os = (await import(/* @vite-ignore */ 'node:os')) as {
+        availableParallelism?: () => number;
+        cpus: () => unknown[];
+      };
+      return Math.max(1, os.availableParallelism?.() ?? os.cpus().length);
+    } catch {
+      return 1;
+    }
   }
+  const g = globalThis as { navigator?: { hardwareConcurrency?: number } };
   return Math.max(1, g.navigator?.hardwareConcurrency ?? 1);
 }
 
@@ -289,7 +293,7 @@ export class CpuEngine {
 
   /** Starts the engine (and its worker threads). */
   static async create(options: CpuEngineOptions = {}): Promise<CpuEngine> {
-    const want = options.threads ?? hardwareThreads();
+    const want = options.threads ?? (await hardwareThreads());
     if (!Number.isInteger(want) || want < 1) {
       throw new OwletError(
         ErrorCode.INVALID_ARGUMENT,
