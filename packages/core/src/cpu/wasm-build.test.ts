@@ -18,5 +18,5 @@ describe('committed kernels binary', () => {
     } finally {
       rmSync(tmp, { recursive: true, force: true });
     }
-  }, 180_000);
+  }, 600_000); // two AssemblyScript builds: ~10 s idle, minutes on a loaded 2-core machine
 });
