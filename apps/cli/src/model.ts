@@ -4,7 +4,7 @@ import { resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 
 import { fromPretrained, type MplugOwlModel } from '@owlet/mplug-owl';
-import type { BackendRequest, DTypeRequest } from '@owlet/core';
+import { cpuEngineInfo, isWeightDType, type BackendRequest, type DTypeRequest, type WeightDType } from '@owlet/core';
 
 import { UsageError } from './errors.js';
 import { progressReporter } from './progress.js';
@@ -22,6 +22,29 @@ export function parseBackend(v: string | undefined): BackendRequest {
   return b as BackendRequest;
 }
 
+/** `--dtype`: how the language model's Linear weights are stored (quantized while loading). */
+export function parseDtype(v: string | undefined): WeightDType | undefined {
+  if (v === undefined) return undefined;
+  if (!isWeightDType(v)) throw new UsageError(`unknown dtype ${JSON.stringify(v)}`, 'use one of fp32, fp16, q8, q4');
+  return v;
+}
+
+/** `--threads N`: threads of the CPU engine (default: every core). */
+export function parseThreads(v: string | undefined): number | undefined {
+  if (v === undefined) return undefined;
+  const n = Number(v);
+  if (!Number.isInteger(n) || n < 1)
+    throw new UsageError(`--threads must be a positive integer, got ${JSON.stringify(v)}`);
+  return n;
+}
+
+/** One line about the CPU engine for stderr (null when it is not running). */
+export function cpuEngineLine(): string | null {
+  const i = cpuEngineInfo();
+  if (!i) return null;
+  return `cpu engine: ${i.threads} thread(s), ${(i.weightBytes / 2 ** 20).toFixed(0)} MiB of packed weights${i.note ? ` (${i.note})` : ''}`;
+}
+
 export interface LoadedModel {
   model: MplugOwlModel;
   source: string;
@@ -32,7 +55,7 @@ export interface LoadedModel {
 
 export async function loadModel(
   modelArg: string | undefined,
-  opts: { backend: BackendRequest; quiet: boolean; signal?: AbortSignal; dtype?: DTypeRequest },
+  opts: { backend: BackendRequest; quiet: boolean; signal?: AbortSignal; dtype?: DTypeRequest; threads?: number },
 ): Promise<LoadedModel> {
   let source: string;
   if (modelArg === undefined) {
@@ -52,9 +75,10 @@ export async function loadModel(
   const t0 = performance.now();
   const model = await fromPretrained(source, {
     backend: opts.backend,
+    ...(opts.dtype !== undefined ? { dtype: opts.dtype } : {}),
+    ...(opts.threads !== undefined ? { threads: opts.threads } : {}),
     onProgress: progressReporter({ quiet: opts.quiet, tty: Boolean(process.stderr.isTTY) }),
     ...(opts.signal ? { signal: opts.signal } : {}),
-    ...(opts.dtype !== undefined ? { dtype: opts.dtype } : {}),
   });
   const randomWeights = modelArg === undefined || typeof model.config.raw.owlet_note === 'string';
   return { model, source, randomWeights, loadMs: performance.now() - t0 };

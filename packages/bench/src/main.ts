@@ -3,11 +3,13 @@
  * machine, same weights, same thread count, runs interleaved, medians. Prints a table and writes
  * JSON. `--quick`: the ~100M decoder and a 2-layer ViT-L/14-448 (+ full abstractor), 3 runs.
  *
- *   pnpm --filter @owlet/bench bench [--quick] [--runs N] [--threads N] [--cache-dir DIR] [--out FILE]
+ *   pnpm --filter @owlet/bench bench [--quick] [--runs N] [--threads 1,2] [--models …] [--cache-dir DIR] [--out FILE]
  */
 import { fork, type ChildProcess } from 'node:child_process';
 import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
-import { cpus, totalmem, platform, arch, release } from 'node:os';
+import { cpus, totalmem, platform, arch, release, loadavg } from 'node:os';
+
+import type { WeightDType } from '@owlet/core';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { createRequire } from 'node:module';
@@ -26,16 +28,28 @@ const require = createRequire(import.meta.url);
 // options
 
 const argv = process.argv.slice(2);
-const USAGE = `usage: pnpm bench [--quick] [--runs N] [--threads N] [--cache-dir DIR] [--out FILE]
+const USAGE = `usage: pnpm bench [--quick] [--runs N] [--threads 1,2] [--models a,b] [--no-vision] [--cache-dir DIR] [--out FILE]
 
-  --quick        the ~100M decoder and a 2-layer ViT-L/14-448 (+ full abstractor), 3 runs
+  --quick        ~100M (fp32/q8/q4) and ~1B (q8/q4, 1 run) decoders, a 2-layer ViT-L/14-448 (+ full abstractor)
   --runs N       timed runs per figure (median reported; default 3)
-  --threads N    threads for every engine (default 1: tfjs-wasm is single-threaded in Node)
+  --threads L    thread counts every engine runs at (default 1,2)
+  --models L     only these decoder presets (llama-134m, llama-953m, llama2-7b)
+  --no-vision    skip the vision figures
   --cache-dir    where random weights, GGUF and ONNX files are cached (default ~/.cache/owlet-bench)
   --out FILE     JSON output (default packages/bench/bench-results/latest[-quick].json)`;
 {
-  const known = new Set(['--quick', '--runs', '--threads', '--cache-dir', '--out', '--help', '-h']);
-  const valued = new Set(['--runs', '--threads', '--cache-dir', '--out']);
+  const known = new Set([
+    '--quick',
+    '--runs',
+    '--threads',
+    '--cache-dir',
+    '--out',
+    '--models',
+    '--no-vision',
+    '--help',
+    '-h',
+  ]);
+  const valued = new Set(['--runs', '--threads', '--cache-dir', '--out', '--models']);
   for (let i = 0; i < argv.length; i++) {
     const a = argv[i] as string;
     if (!known.has(a)) {
@@ -56,16 +70,17 @@ const opt = (name: string, fallback: string) => {
 };
 const quick = flag('quick');
 const runs = Number(opt('runs', '3'));
-// tfjs-backend-wasm runs single-threaded in Node (its threaded build needs web workers), so the
-// peers get 1 thread as well unless asked otherwise.
-const threads = Number(opt('threads', '1'));
+// Every engine runs at each of these thread counts (owlet: its CPU engine's threads).
+const threadList = opt('threads', '1,2')
+  .split(',')
+  .map(Number)
+  .filter((n) => Number.isInteger(n) && n > 0);
 const cacheDir = resolve(opt('cache-dir', defaultCacheDir()));
 const outPath = resolve(opt('out', join(here, '..', 'bench-results', quick ? 'latest-quick.json' : 'latest.json')));
 const SEED = 20240611;
 const PROMPTS = [128, 512];
 const NEW_TOKENS = 64;
 const VISION_LAYERS = quick ? 2 : 24;
-const WASM_HEAP_MAX = 4294901760; // tfjs-backend-wasm's getHeapMax()
 
 const log = (msg: string) => process.stderr.write(`[bench ${new Date().toISOString().slice(11, 19)}] ${msg}\n`);
 
@@ -145,9 +160,19 @@ function fileBytes(p: LlamaPreset, type: GgmlTypeName): number {
 interface Figure {
   engine: string;
   format: string;
+  threads: number;
   values: number[];
   median: number;
   unit: string;
+}
+
+/** One owlet ÷ peer ratio (> 1: owlet faster; vision: peer ms ÷ owlet ms). */
+interface Ratio {
+  figure: 'decode' | 'prefill128' | 'prefill512' | 'vision';
+  model: string;
+  dtype: WeightDType;
+  threads: number;
+  ratio: number;
 }
 
 interface DecoderResult {
@@ -157,12 +182,8 @@ interface DecoderResult {
   skipped?: string;
   notes: string[];
   figures: Record<string, Figure[]>;
-  ratios: Record<string, number | null>;
   roofline: Record<string, { bytesPerToken: number; gbPerS: number; percent: number }>;
-  memory: Record<
-    string,
-    { weightBytes: number; peakRssBytes: number; rssPerWeight: number; tfPeakBytes?: number; tfPerWeight?: number }
-  >;
+  memory: Record<string, { weightBytes: number; peakRssBytes: number; rssPerWeight: number }>;
 }
 
 function pkgVersion(name: string): string {
@@ -173,136 +194,188 @@ function pkgVersion(name: string): string {
   }
 }
 
+/** owlet dtype ↔ the GGUF type llama.cpp runs on the same weights. */
+const PAIRS: readonly [WeightDType, GgmlTypeName][] = [
+  ['fp32', 'F32'],
+  ['q8', 'Q8_0'],
+  ['q4', 'Q4_0'],
+];
+
+const ggmlTypeOf = (d: WeightDType): GgmlTypeName => (PAIRS.find(([x]) => x === d) ?? ['fp32', 'F32'])[1];
+
 // ---------------------------------------------------------------------------------------------
 // decoder
 
-async function benchDecoder(p: LlamaPreset, roofGbPerS: number, backends: ('wasm' | 'cpu')[]): Promise<DecoderResult> {
+interface DecoderPlan {
+  preset: LlamaPreset;
+  runs: number;
+  prompts: number[];
+  newTokens: number;
+  dtypes: readonly WeightDType[];
+  /** Weights generated in owlet's process (no files; llama.cpp not run): for the 7B shape. */
+  random?: boolean;
+}
+
+async function benchDecoder(plan: DecoderPlan, roofGbPerS: number, ratios: Ratio[]): Promise<DecoderResult> {
+  const p = plan.preset;
   const params = numLlamaParameters(p.config);
-  const f32Bytes = params * 4;
   const res: DecoderResult = {
     model: p.name,
     label: p.label,
     params,
     notes: [],
     figures: {},
-    ratios: {},
     roofline: {},
     memory: {},
   };
-  if (f32Bytes > WASM_HEAP_MAX) {
-    res.skipped =
-      `float32 weights are ${(f32Bytes / 2 ** 30).toFixed(1)} GiB: over the wasm backend's 4 GiB heap and ${f32Bytes > totalmem() * 0.7 ? `this machine's ${(totalmem() / 2 ** 30).toFixed(0)} GiB RAM (with llama.cpp's copy)` : 'the cpu backend is impractically slow'}; ` +
-      'llama.cpp could run Q8_0 (7.2 GB) / Q4_0 (3.8 GB) files, but owlet has no quantized weight format yet, so there is nothing to compare them with';
-    log(`${p.name}: skipped (${res.skipped})`);
-    return res;
+  const pairs = PAIRS.filter(([d]) => plan.dtypes.includes(d));
+  const cached = plan.random
+    ? { safetensors: '', gguf: {} as Partial<Record<GgmlTypeName, string>> }
+    : await ensureCachedLlama(
+        p,
+        SEED,
+        pairs.map(([, t]) => t),
+        cacheDir,
+        log,
+      );
+  if (plan.random) {
+    res.notes.push(
+      'owlet only: weights generated in its process tensor by tensor (streamed into q4); llama.cpp needs a GGUF file written from 27 GB of float32, about an hour on this machine',
+    );
   }
-  const types: GgmlTypeName[] = ['F32', 'Q8_0', 'Q4_0'];
-  const cached = await ensureCachedLlama(p, SEED, types, cacheDir, log);
-  res.notes.push('Q8_0 / Q4_0 run only in llama.cpp: owlet has no quantized weight format yet (ratio n/a)');
-
-  const engines: { key: string; engine: string; format: string; proc: EngineProcess; runs: number }[] = [];
-  for (const b of backends) {
-    const proc = new EngineProcess(`owlet-${b}`);
-    await proc.call({ cmd: 'init', engine: 'owlet', backend: b });
-    engines.push({ key: `owlet-${b}`, engine: `owlet (${b})`, format: 'f32', proc, runs: b === 'cpu' ? 1 : runs });
-  }
-  for (const t of types) {
-    const proc = new EngineProcess(`llama.cpp-${t}`);
-    await proc.call({ cmd: 'init', engine: 'llamacpp', threads });
-    engines.push({ key: `llama.cpp-${t}`, engine: 'llama.cpp', format: t, proc, runs });
-  }
-  try {
-    for (const e of [...engines]) {
-      const path = e.key.startsWith('owlet') ? cached.safetensors : (cached.gguf[e.format as GgmlTypeName] as string);
-      try {
-        const r = await e.proc.call<{ loadMs: number; weightBytes?: number }>({
-          cmd: 'llama.load',
-          config: p.config,
-          path,
-          contextSize: 1024,
+  const samples = new Map<string, number[]>();
+  const add = (k: string, v: number) => samples.set(k, [...(samples.get(k) ?? []), v]);
+  const engines: { key: string; engine: string; format: string; dtype: WeightDType; threads: number }[] = [];
+  for (const t of threadList) {
+    const group: {
+      key: string;
+      engine: string;
+      format: string;
+      dtype: WeightDType;
+      proc: EngineProcess;
+      path: string;
+    }[] = [];
+    try {
+      for (const [dtype, type] of pairs) {
+        const o = new EngineProcess(`owlet-${dtype}-${t}t`);
+        // wasm backend for the tfjs ops around the owned kernels; weights packed in the CPU engine
+        await o.call({ cmd: 'init', engine: 'owlet', backend: 'wasm', dtype, threads: t });
+        group.push({
+          key: `owlet-${dtype}-${t}t`,
+          engine: 'owlet',
+          format: dtype,
+          dtype,
+          proc: o,
+          path: cached.safetensors,
         });
-        log(`${p.name}: ${e.key} loaded in ${(r.loadMs / 1000).toFixed(1)} s`);
-        // warm-up (JIT, allocator, page cache), not measured
-        await e.proc.call({ cmd: 'llama.run', prompt: tokens(16, p.config.vocab_size, 1), newTokens: 4 });
-      } catch (err) {
-        // e.g. ~1B float32 weights plus XNNPACK's packed copies overflow tfjs-wasm's 4 GiB heap:
-        // report the engine as failed for this model and measure the others.
-        const why = `${e.key} could not run this model: ${(err as Error).message.split('\n')[0]}`;
-        res.notes.push(why);
-        log(`${p.name}: ${why}`);
-        await e.proc.close().catch(() => {});
-        engines.splice(engines.indexOf(e), 1);
+        if (plan.random) continue;
+        const l = new EngineProcess(`llama.cpp-${type}-${t}t`);
+        await l.call({ cmd: 'init', engine: 'llamacpp', threads: t });
+        group.push({
+          key: `llama.cpp-${type}-${t}t`,
+          engine: 'llama.cpp',
+          format: type,
+          dtype,
+          proc: l,
+          path: cached.gguf[type] as string,
+        });
       }
-    }
-    const samples = new Map<string, number[]>();
-    const add = (k: string, v: number) => samples.set(k, [...(samples.get(k) ?? []), v]);
-    for (let r = 0; r < runs; r++) {
-      for (const len of PROMPTS) {
-        const prompt = tokens(len, p.config.vocab_size, 100 + r * 7 + len);
-        for (const e of engines) {
-          if (r >= e.runs) continue;
-          const t = await e.proc.call<{ prefillMs: number; decodeMs: number; decodeTokens: number }>({
-            cmd: 'llama.run',
-            prompt,
-            newTokens: NEW_TOKENS,
-          });
-          add(`${e.key}|prefill${len}`, (len / t.prefillMs) * 1000);
-          add(`${e.key}|decode@${len}`, (t.decodeTokens / t.decodeMs) * 1000);
-          log(
-            `${p.name} run ${r + 1}/${runs} prompt ${len}: ${e.key} prefill ${((len / t.prefillMs) * 1000).toFixed(1)} tok/s, decode ${((t.decodeTokens / t.decodeMs) * 1000).toFixed(2)} tok/s`,
+      for (const e of [...group]) {
+        try {
+          const r = await e.proc.call<{ loadMs: number; weightBytes?: number }>(
+            plan.random
+              ? { cmd: 'llama.random', config: p.config, seed: SEED }
+              : { cmd: 'llama.load', config: p.config, path: e.path, contextSize: 1024 },
           );
+          log(`${p.name}: ${e.key} loaded in ${(r.loadMs / 1000).toFixed(1)} s`);
+          if (r.weightBytes) res.memory[e.key] = { weightBytes: r.weightBytes, peakRssBytes: 0, rssPerWeight: 0 };
+          await e.proc.call({ cmd: 'llama.run', prompt: tokens(16, p.config.vocab_size, 1), newTokens: 4 }); // warm-up
+        } catch (err) {
+          const why = `${e.key} could not run this model: ${(err as Error).message.split('\n')[0]}`;
+          res.notes.push(why);
+          log(`${p.name}: ${why}`);
+          await e.proc.close().catch(() => {});
+          group.splice(group.indexOf(e), 1);
         }
       }
-    }
-    // memory: one profiled owlet run (tf peak bytes), then every process's peak RSS
-    for (const e of engines) {
-      let tfPeak: number | undefined;
-      if (e.key.startsWith('owlet')) {
-        const prof = await e.proc.call<{ tfPeakBytes: number }>({
-          cmd: 'llama.run',
-          prompt: tokens(512, p.config.vocab_size, 3),
-          newTokens: 8,
-          profile: true,
-        });
-        tfPeak = prof.tfPeakBytes;
+      for (let r = 0; r < plan.runs; r++) {
+        for (const len of plan.prompts) {
+          const prompt = tokens(len, p.config.vocab_size, 100 + r * 7 + len);
+          // interleaved: owlet and its peer alternate, dtype by dtype
+          for (const e of group) {
+            const m = await e.proc.call<{ prefillMs: number; decodeMs: number; decodeTokens: number }>({
+              cmd: 'llama.run',
+              prompt,
+              newTokens: plan.newTokens,
+            });
+            add(`${e.key}|prefill${len}`, (len / m.prefillMs) * 1000);
+            add(`${e.key}|decode@${len}`, (m.decodeTokens / m.decodeMs) * 1000);
+            log(
+              `${p.name} run ${r + 1}/${plan.runs} prompt ${len}: ${e.key} prefill ${((len / m.prefillMs) * 1000).toFixed(1)} tok/s, decode ${((m.decodeTokens / m.decodeMs) * 1000).toFixed(2)} tok/s (load ${loadAverage()})`,
+            );
+          }
+        }
       }
-      const weightBytes = e.key.startsWith('owlet') ? f32Bytes : fileBytes(p, e.format as GgmlTypeName);
-      const peakRss = e.proc.lastMem?.maxRssBytes ?? 0;
-      res.memory[e.key] = {
-        weightBytes,
-        peakRssBytes: peakRss,
-        rssPerWeight: peakRss / weightBytes,
-        ...(tfPeak !== undefined ? { tfPeakBytes: tfPeak, tfPerWeight: tfPeak / weightBytes } : {}),
+      for (const e of group) {
+        const weightBytes =
+          res.memory[e.key]?.weightBytes ??
+          fileBytes(p, e.engine === 'owlet' ? ggmlTypeOf(e.dtype) : (e.format as GgmlTypeName));
+        const peak = e.proc.lastMem?.maxRssBytes ?? 0;
+        res.memory[e.key] = { weightBytes, peakRssBytes: peak, rssPerWeight: peak / weightBytes };
+        engines.push({ key: e.key, engine: e.engine, format: e.format, dtype: e.dtype, threads: t });
+      }
+    } finally {
+      for (const e of group) await e.proc.close();
+    }
+  }
+  const figs = [...plan.prompts.map((l) => `prefill${l}`), ...plan.prompts.map((l) => `decode@${l}`)];
+  for (const fig of figs) {
+    res.figures[fig] = engines
+      .filter((e) => samples.has(`${e.key}|${fig}`))
+      .map((e) => {
+        const values = samples.get(`${e.key}|${fig}`) as number[];
+        return {
+          engine: e.engine,
+          format: e.format,
+          threads: e.threads,
+          values,
+          median: median(values),
+          unit: 'tokens/s',
+        };
+      });
+    for (const f of res.figures[fig] ?? []) {
+      if (!fig.startsWith('decode')) continue;
+      const type = f.engine === 'owlet' ? ggmlTypeOf(f.format as WeightDType) : (f.format as GgmlTypeName);
+      const bytes = decodeBytesPerToken(p, type);
+      const gbs = (bytes * f.median) / GB;
+      res.roofline[`${f.engine} ${f.format} ${f.threads}t ${fig}`] = {
+        bytesPerToken: bytes,
+        gbPerS: gbs,
+        percent: (100 * gbs) / roofGbPerS,
       };
     }
-    for (const fig of ['prefill128', 'prefill512', 'decode@128', 'decode@512']) {
-      res.figures[fig] = engines
-        .filter((e) => samples.has(`${e.key}|${fig}`))
-        .map((e) => {
-          const values = samples.get(`${e.key}|${fig}`)!;
-          return { engine: e.engine, format: e.format, values, median: median(values), unit: 'tokens/s' };
-        });
-      const owl = res.figures[fig]!.find((f) => f.engine === 'owlet (wasm)');
-      const ref = res.figures[fig]!.find((f) => f.engine === 'llama.cpp' && f.format === 'F32');
-      res.ratios[fig] = owl && ref ? owl.median / ref.median : null;
-      if (fig.startsWith('decode')) {
-        for (const f of res.figures[fig]!) {
-          const bytes = f.engine.startsWith('owlet')
-            ? decodeBytesPerToken(p, 'F32')
-            : decodeBytesPerToken(p, f.format as GgmlTypeName);
-          const gbs = (bytes * f.median) / GB;
-          res.roofline[`${f.engine} ${f.format} ${fig}`] = {
-            bytesPerToken: bytes,
-            gbPerS: gbs,
-            percent: (100 * gbs) / roofGbPerS,
-          };
-        }
-      }
+  }
+  for (const t of threadList) {
+    for (const [dtype, type] of pairs) {
+      const get = (fig: string, engine: string, format: string) =>
+        res.figures[fig]?.find((f) => f.engine === engine && f.format === format && f.threads === t);
+      const figure = (fig: string, name: Ratio['figure']) => {
+        const o = get(fig, 'owlet', dtype);
+        const l = get(fig, 'llama.cpp', type);
+        if (o && l) ratios.push({ figure: name, model: p.name, dtype, threads: t, ratio: o.median / l.median });
+      };
+      figure(`decode@${plan.prompts[0]}`, 'decode');
+      if (plan.prompts.includes(128)) figure('prefill128', 'prefill128');
+      if (plan.prompts.includes(512)) figure('prefill512', 'prefill512');
     }
-  } finally {
-    for (const e of engines) await e.proc.close();
   }
   return res;
+}
+
+function loadAverage(): string {
+  return loadavg()
+    .map((x) => x.toFixed(2))
+    .join(' ');
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -312,82 +385,80 @@ interface VisionResult {
   layers: number;
   note: string;
   figures: Figure[];
-  ratio: number;
-  memory: Record<
-    string,
-    { weightBytes: number; peakRssBytes: number; rssPerWeight: number; tfPeakBytes?: number; tfPerWeight?: number }
-  >;
+  memory: Record<string, { weightBytes: number; peakRssBytes: number; rssPerWeight: number }>;
 }
 
-async function benchVision(): Promise<VisionResult> {
+async function benchVision(ratios: Ratio[]): Promise<VisionResult> {
   const dir = join(cacheDir, `vit-l14-448-abstractor-${VISION_LAYERS}l`);
   mkdirSync(dir, { recursive: true });
   const weights = join(dir, 'model');
   const onnx = join(dir, 'model.onnx');
-  const owl = new EngineProcess('owlet-vision');
-  const rt = new EngineProcess('onnxruntime');
-  try {
-    await owl.call({ cmd: 'init', engine: 'owlet', backend: 'wasm' });
-    await rt.call({ cmd: 'init', engine: 'ort', threads });
-    const lo = await owl.call<{ loadMs: number; weightBytes: number }>({
-      cmd: 'vision.load',
-      layers: VISION_LAYERS,
-      seed: SEED,
-      weights,
-      onnx,
-    });
-    log(
-      `vision (${VISION_LAYERS} ViT layers): owlet ready in ${(lo.loadMs / 1000).toFixed(1)} s, ${(lo.weightBytes / 2 ** 20).toFixed(0)} MiB`,
-    );
-    const lr = await rt.call<{ loadMs: number }>({
-      cmd: 'vision.load',
-      layers: VISION_LAYERS,
-      seed: SEED,
-      weights,
-      onnx,
-    });
-    log(`vision: onnxruntime session ready in ${(lr.loadMs / 1000).toFixed(1)} s`);
-    await owl.call({ cmd: 'vision.run' });
-    await rt.call({ cmd: 'vision.run' });
-    const o: number[] = [];
-    const x: number[] = [];
-    for (let r = 0; r < runs; r++) {
-      o.push((await owl.call<{ ms: number }>({ cmd: 'vision.run' })).ms);
-      x.push((await rt.call<{ ms: number }>({ cmd: 'vision.run' })).ms);
-      log(`vision run ${r + 1}/${runs}: owlet ${o.at(-1)!.toFixed(0)} ms, onnxruntime ${x.at(-1)!.toFixed(0)} ms`);
+  const figures: Figure[] = [];
+  const memory: VisionResult['memory'] = {};
+  for (const t of threadList) {
+    const owl = new EngineProcess(`owlet-vision-${t}t`);
+    const rt = new EngineProcess(`onnxruntime-${t}t`);
+    try {
+      // the towers' Linears as fp32 in the CPU engine (threaded); convolution, norms, attention: tfjs-wasm
+      await owl.call({ cmd: 'init', engine: 'owlet', backend: 'wasm', dtype: 'fp32', threads: t });
+      await rt.call({ cmd: 'init', engine: 'ort', threads: t });
+      const lo = await owl.call<{ loadMs: number; weightBytes: number }>({
+        cmd: 'vision.load',
+        layers: VISION_LAYERS,
+        seed: SEED,
+        weights,
+        onnx,
+      });
+      log(`vision (${VISION_LAYERS} ViT layers, ${t}t): owlet ready in ${(lo.loadMs / 1000).toFixed(1)} s`);
+      await rt.call({ cmd: 'vision.load', layers: VISION_LAYERS, seed: SEED, weights, onnx });
+      await owl.call({ cmd: 'vision.run' });
+      await rt.call({ cmd: 'vision.run' });
+      const o: number[] = [];
+      const x: number[] = [];
+      for (let r = 0; r < runs; r++) {
+        o.push((await owl.call<{ ms: number }>({ cmd: 'vision.run' })).ms);
+        x.push((await rt.call<{ ms: number }>({ cmd: 'vision.run' })).ms);
+        log(
+          `vision ${t}t run ${r + 1}/${runs}: owlet ${o.at(-1)?.toFixed(0)} ms, onnxruntime ${x.at(-1)?.toFixed(0)} ms (load ${loadAverage()})`,
+        );
+      }
+      figures.push({ engine: 'owlet', format: 'fp32', threads: t, values: o, median: median(o), unit: 'ms/image' });
+      figures.push({
+        engine: 'onnxruntime',
+        format: 'f32',
+        threads: t,
+        values: x,
+        median: median(x),
+        unit: 'ms/image',
+      });
+      ratios.push({
+        figure: 'vision',
+        model: `vit-l14-448-${VISION_LAYERS}l+abstractor`,
+        dtype: 'fp32',
+        threads: t,
+        ratio: median(x) / median(o),
+      });
+      for (const [k, proc] of [
+        [`owlet-${t}t`, owl],
+        [`onnxruntime-${t}t`, rt],
+      ] as const) {
+        const peak = proc.lastMem?.maxRssBytes ?? 0;
+        memory[k] = { weightBytes: lo.weightBytes, peakRssBytes: peak, rssPerWeight: peak / lo.weightBytes };
+      }
+    } finally {
+      await owl.close();
+      await rt.close();
     }
-    const prof = await owl.call<{ tfPeakBytes: number }>({ cmd: 'vision.run', profile: true });
-    const wb = lo.weightBytes;
-    return {
-      layers: VISION_LAYERS,
-      note:
-        VISION_LAYERS === 24
-          ? 'full ViT-L/14-448 (24 layers) + 6-layer abstractor'
-          : `ViT-L/14-448 cut to ${VISION_LAYERS} layers (--quick) + full 6-layer abstractor`,
-      figures: [
-        { engine: 'owlet (wasm)', format: 'f32', values: o, median: median(o), unit: 'ms/image' },
-        { engine: 'onnxruntime', format: 'f32', values: x, median: median(x), unit: 'ms/image' },
-      ],
-      ratio: median(o) / median(x),
-      memory: {
-        'owlet-wasm': {
-          weightBytes: wb,
-          peakRssBytes: owl.lastMem!.maxRssBytes,
-          rssPerWeight: owl.lastMem!.maxRssBytes / wb,
-          tfPeakBytes: prof.tfPeakBytes,
-          tfPerWeight: prof.tfPeakBytes / wb,
-        },
-        onnxruntime: {
-          weightBytes: wb,
-          peakRssBytes: rt.lastMem!.maxRssBytes,
-          rssPerWeight: rt.lastMem!.maxRssBytes / wb,
-        },
-      },
-    };
-  } finally {
-    await owl.close();
-    await rt.close();
   }
+  return {
+    layers: VISION_LAYERS,
+    note:
+      VISION_LAYERS === 24
+        ? 'full ViT-L/14-448 (24 layers) + 6-layer abstractor'
+        : `ViT-L/14-448 cut to ${VISION_LAYERS} layers (--quick) + full 6-layer abstractor`,
+    figures,
+    memory,
+  };
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -398,88 +469,76 @@ function fmt(n: number, digits = 1): string {
 }
 
 function table(rows: string[][]): string {
-  const w = rows[0]!.map((_, i) => Math.max(...rows.map((r) => (r[i] ?? '').length)));
+  const w = (rows[0] as string[]).map((_, i) => Math.max(...rows.map((r) => (r[i] ?? '').length)));
   return rows
     .map((r, j) => {
-      const line = `| ${r.map((c, i) => c.padEnd(w[i]!)).join(' | ')} |`;
+      const line = `| ${r.map((c, i) => c.padEnd(w[i] as number)).join(' | ')} |`;
       return j === 0 ? `${line}\n|${w.map((x) => '-'.repeat(x + 2)).join('|')}|` : line;
     })
     .join('\n');
 }
 
-function render(decoders: DecoderResult[], vision: VisionResult | null, roof: number): string {
+function render(decoders: DecoderResult[], vision: VisionResult | null, ratios: Ratio[], roof: number): string {
   const out: string[] = [];
   const rows: string[][] = [
-    [
-      'model',
-      'figure',
-      'owlet wasm f32',
-      'llama.cpp F32',
-      'owlet / llama.cpp',
-      'llama.cpp Q8_0',
-      'llama.cpp Q4_0',
-      'owlet cpu f32',
-    ],
+    ['model', 'figure', 'threads', ...PAIRS.flatMap(([d, t]) => [`owlet ${d}`, `llama.cpp ${t}`, 'ratio'])],
   ];
   for (const d of decoders) {
     if (d.skipped) {
-      rows.push([d.label, 'skipped', d.skipped, '', '', '', '', '']);
+      rows.push([d.label, 'skipped', d.skipped]);
       continue;
     }
-    for (const [fig, title] of [
-      ['prefill128', 'prefill tok/s (128)'],
-      ['prefill512', 'prefill tok/s (512)'],
-      ['decode@128', 'decode tok/s (64 new)'],
-    ] as const) {
-      const f = d.figures[fig] ?? [];
-      const get = (engine: string, format: string) => f.find((x) => x.engine === engine && x.format === format);
-      const cell = (x: Figure | undefined) => (x ? fmt(x.median, 2) : '—');
-      const ratio = d.ratios[fig];
-      const pct = (x: Figure | undefined) =>
-        x && fig.startsWith('decode')
-          ? ` (${fmt(d.roofline[`${x.engine} ${x.format} ${fig}`]!.percent, 0)}% roof)`
-          : '';
-      const o = get('owlet (wasm)', 'f32');
-      const l = get('llama.cpp', 'F32');
-      const q8 = get('llama.cpp', 'Q8_0');
-      const q4 = get('llama.cpp', 'Q4_0');
-      const c = get('owlet (cpu)', 'f32');
-      rows.push([
-        d.label,
-        title,
-        cell(o) + pct(o),
-        cell(l) + pct(l),
-        ratio === null || ratio === undefined ? '—' : `${ratio.toFixed(2)}×`,
-        cell(q8) + pct(q8),
-        cell(q4) + pct(q4),
-        cell(c) + pct(c),
-      ]);
+    for (const fig of Object.keys(d.figures)) {
+      for (const t of threadList) {
+        const cells: string[] = [];
+        for (const [dt, gt] of PAIRS) {
+          const o = d.figures[fig]?.find((f) => f.engine === 'owlet' && f.format === dt && f.threads === t);
+          const l = d.figures[fig]?.find((f) => f.engine === 'llama.cpp' && f.format === gt && f.threads === t);
+          const pct = (f: Figure | undefined) => {
+            const r = f && d.roofline[`${f.engine} ${f.format} ${f.threads}t ${fig}`];
+            return r ? ` (${fmt(r.percent, 0)}%)` : '';
+          };
+          cells.push(
+            o ? fmt(o.median, 2) + pct(o) : '—',
+            l ? fmt(l.median, 2) + pct(l) : '—',
+            o && l ? `${(o.median / l.median).toFixed(2)}×` : '—',
+          );
+        }
+        rows.push([
+          d.label,
+          fig.replace('decode@', 'decode tok/s after ').replace(/^prefill(\d+)/, 'prefill tok/s ($1)'),
+          String(t),
+          ...cells,
+        ]);
+      }
     }
   }
   out.push(table(rows));
-  for (const d of decoders)
-    for (const n of d.notes.filter((x) => x.includes('could not run'))) out.push(`note (${d.label}): ${n}`);
+  for (const d of decoders) for (const n of d.notes) out.push(`note (${d.label}): ${n}`);
   out.push(
-    `ratio > 1: owlet faster (throughputs). Roofline (single-thread streaming read): ${roof.toFixed(2)} GB/s; "% roof" = weight bytes streamed per decode token × tokens/s ÷ roofline.`,
+    `ratio > 1: owlet faster. (%) = weight bytes streamed per decode token × tokens/s ÷ the ${roof.toFixed(2)} GB/s single-thread roofline.`,
   );
   if (vision) {
     out.push('');
-    out.push(
-      table([
-        ['vision (1 image, 448×448)', 'owlet wasm f32', 'onnxruntime f32', 'owlet / onnxruntime (time)'],
-        [
+    const vr: string[][] = [
+      ['vision (1 image, 448×448)', 'threads', 'owlet fp32', 'onnxruntime f32', 'speed ratio (ORT ms ÷ owlet ms)'],
+    ];
+    for (const t of threadList) {
+      const o = vision.figures.find((f) => f.engine === 'owlet' && f.threads === t);
+      const x = vision.figures.find((f) => f.engine === 'onnxruntime' && f.threads === t);
+      if (o && x)
+        vr.push([
           vision.note,
-          `${fmt(vision.figures[0]!.median)} ms`,
-          `${fmt(vision.figures[1]!.median)} ms`,
-          `${vision.ratio.toFixed(2)}× (> 1: owlet slower)`,
-        ],
-      ]),
-    );
+          String(t),
+          `${fmt(o.median)} ms`,
+          `${fmt(x.median)} ms`,
+          `${(x.median / o.median).toFixed(2)}×`,
+        ]);
+    }
+    out.push(table(vr));
   }
   out.push('');
-  const mrows: string[][] = [
-    ['memory', 'engine', 'weight bytes', 'peak RSS', 'RSS / weights', 'tfjs peak bytes / weights'],
-  ];
+  const mrows: string[][] = [['memory', 'engine', 'weight bytes', 'peak RSS', 'RSS / weights']];
   for (const d of decoders) {
     for (const [k, m] of Object.entries(d.memory)) {
       mrows.push([
@@ -488,7 +547,6 @@ function render(decoders: DecoderResult[], vision: VisionResult | null, roof: nu
         `${(m.weightBytes / 2 ** 20).toFixed(0)} MiB`,
         `${(m.peakRssBytes / 2 ** 20).toFixed(0)} MiB`,
         m.rssPerWeight.toFixed(2),
-        m.tfPerWeight ? m.tfPerWeight.toFixed(2) : '—',
       ]);
     }
   }
@@ -500,28 +558,45 @@ function render(decoders: DecoderResult[], vision: VisionResult | null, roof: nu
         `${(m.weightBytes / 2 ** 20).toFixed(0)} MiB`,
         `${(m.peakRssBytes / 2 ** 20).toFixed(0)} MiB`,
         m.rssPerWeight.toFixed(2),
-        m.tfPerWeight ? m.tfPerWeight.toFixed(2) : '—',
       ]);
     }
   }
   out.push(table(mrows));
+  void ratios;
   return out.join('\n');
 }
 
 async function main(): Promise<void> {
   const t0 = performance.now();
-  log(`${quick ? 'quick' : 'full'} run, ${runs} runs, ${threads} thread(s), cache ${cacheDir}`);
+  const loadAtStart = loadAverage();
+  log(
+    `${quick ? 'quick' : 'full'} run, ${runs} runs, threads ${threadList.join(',')}, cache ${cacheDir}, load ${loadAtStart}`,
+  );
   const roof = measureStreamingRead();
   log(
     `roofline: ${roof.gbPerS.toFixed(2)} GB/s (JS loop ${roof.jsLoopGbPerS.toFixed(2)}, native scan ${roof.nativeScanGbPerS.toFixed(2)})`,
   );
-  const presets = quick ? LLAMA_PRESETS.slice(0, 1) : LLAMA_PRESETS;
+  const [small, onebn, seven] = LLAMA_PRESETS as [LlamaPreset, LlamaPreset, LlamaPreset];
+  const all: WeightDType[] = ['fp32', 'q8', 'q4'];
+  const plans: DecoderPlan[] = quick
+    ? [
+        { preset: small, runs, prompts: PROMPTS, newTokens: NEW_TOKENS, dtypes: all },
+        // ~1B: the quantized formats the targets are about, one run (≤ 10 min in all)
+        { preset: onebn, runs: 1, prompts: PROMPTS, newTokens: 32, dtypes: ['q8', 'q4'] },
+      ]
+    : [
+        { preset: small, runs, prompts: PROMPTS, newTokens: NEW_TOKENS, dtypes: all },
+        { preset: onebn, runs, prompts: PROMPTS, newTokens: NEW_TOKENS, dtypes: all },
+        { preset: seven, runs: 1, prompts: [128], newTokens: 32, dtypes: ['q4'], random: true },
+      ];
+  const only = opt('models', '');
   const decoders: DecoderResult[] = [];
-  for (const p of presets) {
-    const backends: ('wasm' | 'cpu')[] = !quick && p === LLAMA_PRESETS[0] ? ['wasm', 'cpu'] : ['wasm'];
-    decoders.push(await benchDecoder(p, roof.gbPerS, backends));
+  const ratios: Ratio[] = [];
+  for (const plan of plans) {
+    if (only && !only.split(',').includes(plan.preset.name)) continue;
+    decoders.push(await benchDecoder(plan, roof.gbPerS, ratios));
   }
-  const vision = await benchVision();
+  const vision = flag('no-vision') ? null : await benchVision(ratios);
   const seconds = (performance.now() - t0) / 1000;
   const report = {
     date: new Date().toISOString(),
@@ -535,8 +610,9 @@ async function main(): Promise<void> {
       arch: arch(),
       kernel: release(),
     },
+    load: { start: loadAtStart, end: loadAverage() },
     settings: {
-      threads,
+      threads: threadList,
       runs,
       promptLengths: PROMPTS,
       newTokens: NEW_TOKENS,
@@ -545,7 +621,10 @@ async function main(): Promise<void> {
       llamaCppKvCache: 'F32',
       flashAttention: false,
     },
-    backend: { owlet: 'wasm (tfjs-backend-wasm, SIMD, single-threaded in Node); cpu where listed' },
+    backend: {
+      owlet:
+        'linear: owlet CPU engine (WASM SIMD128 kernels, worker_threads over shared memory); other ops: tfjs-backend-wasm',
+    },
     versions: {
       node: process.version,
       tfjs: pkgVersion('@tensorflow/tfjs-core'),
@@ -553,12 +632,13 @@ async function main(): Promise<void> {
       'onnxruntime-node': pkgVersion('onnxruntime-node'),
     },
     roofline: roof,
+    ratios,
     decoders,
     vision,
   };
   mkdirSync(dirname(outPath), { recursive: true });
   writeFileSync(outPath, `${JSON.stringify(report, null, 2)}\n`);
-  process.stdout.write(`${render(decoders, vision, roof.gbPerS)}\n`);
+  process.stdout.write(`${render(decoders, vision, ratios, roof.gbPerS)}\n`);
   process.stdout.write(`\n${quick ? 'quick' : 'full'} run took ${(seconds / 60).toFixed(1)} min; JSON: ${outPath}\n`);
 }
 

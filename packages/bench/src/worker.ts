@@ -6,7 +6,14 @@
 import { existsSync } from 'node:fs';
 
 import * as tf from '@tensorflow/tfjs-core';
-import { initBackend, loadCheckpointInto, type Module } from '@owlet/core';
+import {
+  cpuEngineInfo,
+  enableCpuEngine,
+  initBackend,
+  loadCheckpointInto,
+  type Module,
+  type WeightDType,
+} from '@owlet/core';
 import { createSafetensorsFileWriter } from '@owlet/checkpoint';
 import { LlamaForCausalLM, type LlamaConfig } from '@owlet/modality-adaptive-decoder';
 import { MplugOwlVisionModel, resolveMplugOwlVisionConfig } from '@owlet/vision-encoder';
@@ -19,12 +26,22 @@ import type * as Ort from 'onnxruntime-node';
 
 import { openLlamaCpp, timeLlamaCpp, type LlamaCppSession } from './llamacpp.js';
 import { exportVisionToOnnx } from './onnx/export.js';
-import { randomTensor } from './weights.js';
+import { loadRandomLlama, randomTensor } from './weights.js';
 
 export type Request =
-  | { id: number; cmd: 'init'; engine: 'owlet'; backend: 'wasm' | 'cpu' }
+  | {
+      id: number;
+      cmd: 'init';
+      engine: 'owlet';
+      backend: 'wasm' | 'cpu';
+      /** Packed weight dtype through the owned CPU engine (omitted: stock tfjs float32 path). */
+      dtype?: WeightDType;
+      threads?: number;
+    }
   | { id: number; cmd: 'init'; engine: 'llamacpp' | 'ort'; threads: number }
   | { id: number; cmd: 'llama.load'; config: LlamaConfig; path: string; contextSize: number }
+  /** owlet only: the bench's deterministic random weights generated in-process, tensor by tensor (no file). */
+  | { id: number; cmd: 'llama.random'; config: LlamaConfig; seed: number }
   | { id: number; cmd: 'llama.run'; prompt: number[]; newTokens: number; profile?: boolean }
   | { id: number; cmd: 'vision.load'; layers: number; seed: number; weights: string; onnx: string }
   | { id: number; cmd: 'vision.run'; profile?: boolean }
@@ -49,6 +66,7 @@ let ort: typeof Ort | null = null;
 let ortSession: Ort.InferenceSession | null = null;
 let ortFeeds: Record<string, Ort.Tensor> = {};
 let threads = 1;
+let owletDtype: WeightDType | undefined;
 
 function memory(extra: Partial<Memory> = {}): Memory {
   const m: Memory = {
@@ -99,7 +117,9 @@ async function handle(req: Request): Promise<Record<string, unknown>> {
       engine = req.engine;
       if (req.engine === 'owlet') {
         const info = await initBackend(req.backend);
-        return { backend: info.name, tfjs: tf.version_core };
+        owletDtype = req.dtype;
+        if (req.dtype) await enableCpuEngine({ threads: req.threads ?? 1 });
+        return { backend: info.name, tfjs: tf.version_core, cpuEngine: cpuEngineInfo() };
       }
       threads = req.threads;
       if (req.engine === 'ort') {
@@ -112,11 +132,22 @@ async function handle(req: Request): Promise<Record<string, unknown>> {
       const t0 = performance.now();
       if (engine === 'owlet') {
         llama = new LlamaForCausalLM(req.config);
+        // the decoder's Linears and lm_head packed (quantized at load); embeddings and norms float32
+        if (owletDtype) llama.setWeightDTypes(owletDtype);
         await loadCheckpointInto(llama, req.path);
-        return { loadMs: performance.now() - t0, weightBytes: tf.memory().numBytes };
+        const wb = llama.weightBytes();
+        return { loadMs: performance.now() - t0, weightBytes: wb.tensor + wb.packed, packedBytes: wb.packed };
       }
       llamaCpp = await openLlamaCpp(req.path, { threads, contextSize: req.contextSize });
       return { loadMs: performance.now() - t0 };
+    }
+    case 'llama.random': {
+      const t0 = performance.now();
+      llama = new LlamaForCausalLM(req.config);
+      if (owletDtype) llama.setWeightDTypes(owletDtype);
+      loadRandomLlama(llama, req.config, req.seed);
+      const wb = llama.weightBytes();
+      return { loadMs: performance.now() - t0, weightBytes: wb.tensor + wb.packed, packedBytes: wb.packed };
     }
     case 'llama.run': {
       if (engine === 'owlet') {
@@ -160,9 +191,15 @@ async function handle(req: Request): Promise<Record<string, unknown>> {
           const exported = await exportVisionToOnnx(model, abstractor);
           await exported.model.writeFile(req.onnx);
         }
+        // standalone towers: their keys have no model prefix, so a dtype string packs every Linear
+        if (owletDtype) {
+          model.setWeightDTypes(owletDtype);
+          abstractor.setWeightDTypes(owletDtype);
+        }
         const pixels = tf.tensor(pixelData(v.image_size), [1, 3, v.image_size, v.image_size]);
         vision = { model, abstractor, pixels };
-        return { loadMs: performance.now() - t0, weightBytes: tf.memory().numBytes - pixels.size * 4 };
+        const [wa, wb] = [model.weightBytes(), abstractor.weightBytes()];
+        return { loadMs: performance.now() - t0, weightBytes: wa.tensor + wa.packed + wb.tensor + wb.packed };
       }
       const o = ort!;
       ortSession = await o.InferenceSession.create(req.onnx, {

@@ -35,6 +35,17 @@ export {
   type WeightDTypeReport,
 } from './module.js';
 export * from './quant/index.js';
+export {
+  enableCpuEngine,
+  disableCpuEngine,
+  getCpuEngine,
+  cpuEngineInfo,
+  hardwareThreads,
+  CPU_ENGINE_BACKENDS,
+  CpuEngine,
+  type CpuEngineInfo,
+  type CpuEngineOptions,
+} from './cpu/index.js';
 export { scope, memoryStats } from './scope.js';
 export * from './ops/index.js';
 export * from './nn/index.js';

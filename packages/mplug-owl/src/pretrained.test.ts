@@ -3,7 +3,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 
 import * as tf from '@tensorflow/tfjs-core';
-import { isOwletError, packedWeightStats } from '@owlet/core';
+import { isOwletError, lastKernel, packedWeightStats, withoutKernels } from '@owlet/core';
 import { expectNoLeaks, fixturePath, loadFixture, maxAbsDiff, REPO_ROOT } from '@owlet/test-utils';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 
@@ -74,9 +74,15 @@ describe('fromPretrained', () => {
       };
       tf.dispose([run(model), run(ref)]); // creates the abstractor's position tables (module state)
       await expectNoLeaks(async () => {
-        const [a, b] = [run(model), run(ref)];
+        // through the composite (decoded weights, float32 activations): the float32 model's logits
+        const a = withoutKernels(() => run(model));
+        const b = run(ref);
         expect(maxAbsDiff(await a.data(), await b.data()).maxAbs).toBeLessThanOrEqual(1e-4);
-        tf.dispose([a, b]);
+        // on cpu/wasm the CPU engine's kernels run (int16 activations): close to it
+        const k = run(model);
+        expect(lastKernel('linear')).toBe(`owlet-cpu:${dtype}`);
+        expect(maxAbsDiff(await k.data(), await a.data()).maxAbs).toBeLessThanOrEqual(1e-2);
+        tf.dispose([a, b, k]);
       });
       model.dispose();
       expect(packedWeightStats()).toEqual(before);

@@ -23,7 +23,7 @@ import {
   type CheckpointProgress,
   type CheckpointSource,
 } from '@owlet/checkpoint';
-import type { DTypeRequest, WeightDTypeReport } from '@owlet/core';
+import { CPU_ENGINE_BACKENDS, enableCpuEngine, type DTypeRequest, type WeightDTypeReport } from '@owlet/core';
 import { LlamaTokenizer } from '@owlet/tokenizer';
 import { MplugOwlImageProcessor, type EntryPoint } from '@owlet/vision-encoder';
 
@@ -60,6 +60,13 @@ export interface FromPretrainedOptions {
    * by tensor. Default (`'auto'`, omitted): float32 tfjs tensors everywhere (trainable).
    */
   dtype?: DTypeRequest;
+  /**
+   * Threads of owlet's CPU engine (WebAssembly SIMD kernels over shared memory), used for packed
+   * weights on the `cpu` and `wasm` backends; default: every hardware thread. In a browser more than
+   * one needs a cross-origin isolated page and the model running in a Web Worker (else one thread;
+   * `cpuEngineInfo().note` says why).
+   */
+  threads?: number;
 }
 
 const MAX_SIDE_FILE = 64 * 1024 * 1024;
@@ -155,6 +162,11 @@ export async function fromPretrained(
   }
   const genBytes = await readSideFile(folder, 'generation_config.json', emit, signal);
 
+  // Packed weights on a host-memory backend go to the CPU engine's memories and kernels.
+  const packs = options.dtype !== undefined && options.dtype !== 'auto';
+  if ((packs || options.threads !== undefined) && CPU_ENGINE_BACKENDS.includes(backend.name)) {
+    await enableCpuEngine(options.threads !== undefined ? { threads: options.threads } : {});
+  }
   const model: MplugOwlModel =
     type === 'mplug_owl2' ? new MPLUGOwl2LlamaForCausalLM(config) : new MplugOwlForConditionalGeneration(config);
   try {

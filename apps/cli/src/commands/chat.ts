@@ -11,11 +11,19 @@ import type { ChatMessage, ContentPart } from '@owlet/tokenizer';
 
 import { SAMPLING_OPTIONS, samplingFlags } from '../args.js';
 import { EXIT, classify } from '../errors.js';
-import { RANDOM_WEIGHTS_NOTICE, loadModel, parseBackend, readImage } from '../model.js';
+import {
+  RANDOM_WEIGHTS_NOTICE,
+  cpuEngineLine,
+  loadModel,
+  parseBackend,
+  parseDtype,
+  parseThreads,
+  readImage,
+} from '../model.js';
 
 export const CHAT_HELP = `owlet chat [options]
 
-  --model DIR_OR_URL  --backend NAME  --max-new-tokens N  --temperature T  --top-p P  --top-k K  --seed S  --quiet
+  --model DIR_OR_URL  --backend NAME  --dtype fp32|fp16|q8|q4  --threads N  --max-new-tokens N  --temperature T  --top-p P  --top-k K  --seed S  --quiet
 
 In the conversation:
   /image PATH_OR_URL   attach an image to your next message
@@ -31,6 +39,8 @@ export async function chatCommand(argv: string[], signal: AbortSignal): Promise<
     options: {
       model: { type: 'string' },
       backend: { type: 'string' },
+      dtype: { type: 'string' },
+      threads: { type: 'string' },
       quiet: { type: 'boolean' },
       help: { type: 'boolean', short: 'h' },
       ...SAMPLING_OPTIONS,
@@ -44,7 +54,17 @@ export async function chatCommand(argv: string[], signal: AbortSignal): Promise<
   const sampling = samplingFlags(values);
   const quiet = values.quiet === true;
   const tty = Boolean(process.stdin.isTTY && process.stdout.isTTY);
-  const loaded = await loadModel(values.model, { backend, quiet, signal });
+  const dtype = parseDtype(values.dtype);
+  const threads = parseThreads(values.threads);
+  const loaded = await loadModel(values.model, {
+    backend,
+    quiet,
+    signal,
+    ...(dtype ? { dtype } : {}),
+    ...(threads ? { threads } : {}),
+  });
+  const engineLine = cpuEngineLine();
+  if (engineLine && !quiet) process.stderr.write(`${engineLine}\n`);
   const { model } = loaded;
   if (loaded.randomWeights && !quiet) process.stderr.write(`${RANDOM_WEIGHTS_NOTICE}\n`);
   if (tty && !quiet) process.stderr.write('type a message, /image PATH to attach an image, /help for commands\n');

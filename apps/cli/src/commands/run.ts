@@ -6,7 +6,15 @@ import type { ContentPart } from '@owlet/tokenizer';
 
 import { SAMPLING_OPTIONS, samplingFlags } from '../args.js';
 import { EXIT, UsageError } from '../errors.js';
-import { RANDOM_WEIGHTS_NOTICE, loadModel, parseBackend, readImage } from '../model.js';
+import {
+  RANDOM_WEIGHTS_NOTICE,
+  cpuEngineLine,
+  loadModel,
+  parseBackend,
+  parseDtype,
+  parseThreads,
+  readImage,
+} from '../model.js';
 
 export const RUN_HELP = `owlet run --image PATH_OR_URL --prompt TEXT [options]
 
@@ -14,6 +22,8 @@ export const RUN_HELP = `owlet run --image PATH_OR_URL --prompt TEXT [options]
   --prompt TEXT         the question
   --model DIR_OR_URL    checkpoint folder (default: the bundled random-weights model)
   --backend NAME        auto | webgpu | wasm | cpu | tensorflow (default auto)
+  --dtype D             fp32 | fp16 | q8 | q4: the language model's weights, quantized while loading
+  --threads N           threads of the CPU engine (cpu/wasm backends; default: every core)
   --max-new-tokens N    default from generation_config.json
   --temperature T       0 = greedy (default), > 0 samples
   --top-p P  --top-k K  sampling filters
@@ -31,6 +41,8 @@ export async function runCommand(argv: string[], signal: AbortSignal): Promise<n
       prompt: { type: 'string' },
       model: { type: 'string' },
       backend: { type: 'string' },
+      dtype: { type: 'string' },
+      threads: { type: 'string' },
       json: { type: 'boolean' },
       quiet: { type: 'boolean' },
       help: { type: 'boolean', short: 'h' },
@@ -50,7 +62,17 @@ export async function runCommand(argv: string[], signal: AbortSignal): Promise<n
   const images: Uint8Array[] = [];
   for (const arg of values.image ?? []) images.push(await readImage(arg, signal));
 
-  const loaded = await loadModel(values.model, { backend, quiet, signal });
+  const dtype = parseDtype(values.dtype);
+  const threads = parseThreads(values.threads);
+  const loaded = await loadModel(values.model, {
+    backend,
+    quiet,
+    signal,
+    ...(dtype ? { dtype } : {}),
+    ...(threads ? { threads } : {}),
+  });
+  const engineLine = cpuEngineLine();
+  if (engineLine && !quiet) process.stderr.write(`${engineLine}\n`);
   const { model } = loaded;
   try {
     if (!quiet) {
