@@ -210,7 +210,10 @@ const memo = new Map<string, Float32Array>();
 function weight(config: LlamaConfig, key: string, shape: readonly number[], seed: number): Float32Array {
   const id = `${config.hidden_size}/${config.vocab_size}/${seed}/${key}`;
   let v = memo.get(id);
-  if (!v) memo.set(id, (v = randomLlamaTensor(config, key, shape, seed)));
+  if (!v) {
+    v = randomLlamaTensor(config, key, shape, seed);
+    memo.set(id, v);
+  }
   return v;
 }
 
