@@ -67,7 +67,8 @@ export async function readImage(arg: string, signal?: AbortSignal): Promise<Uint
   if (arg.startsWith('data:')) {
     const m = /^data:([^;,]*)(;base64)?,(.*)$/s.exec(arg);
     if (!m) throw new UsageError('malformed data: URL for --image');
-    const bytes = m[2] ? Buffer.from(m[3]!, 'base64') : Buffer.from(decodeURIComponent(m[3]!), 'latin1');
+    const payload = m[3] ?? '';
+    const bytes = m[2] ? Buffer.from(payload, 'base64') : Buffer.from(decodeURIComponent(payload), 'latin1');
     if (bytes.length === 0) throw new UsageError('the data: URL given to --image is empty');
     return new Uint8Array(bytes);
   }
