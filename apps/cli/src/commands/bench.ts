@@ -11,7 +11,7 @@ import { getBackendInfo } from '@owlet/core';
 
 import { intFlag } from '../args.js';
 import { EXIT, UsageError } from '../errors.js';
-import { RANDOM_WEIGHTS_NOTICE, loadModel, parseBackend } from '../model.js';
+import { RANDOM_WEIGHTS_NOTICE, backendReport, loadModel, parseBackend } from '../model.js';
 
 export const BENCH_HELP = `owlet bench [options]
 
@@ -22,7 +22,8 @@ export const BENCH_HELP = `owlet bench [options]
   --new-tokens N       decode steps (default 16)
   --out FILE           where to write the JSON (default owlet-bench.json)
   --json               print the JSON instead of the table
-  --quiet`;
+  --quiet              nothing on stderr but errors
+  --verbose            the full backend reasoning on stderr (the table names the backend)`;
 
 const median = (xs: number[]): number => {
   const s = [...xs].sort((a, b) => a - b);
@@ -43,6 +44,7 @@ export async function benchCommand(argv: string[], signal: AbortSignal): Promise
       out: { type: 'string' },
       json: { type: 'boolean' },
       quiet: { type: 'boolean' },
+      verbose: { type: 'boolean' },
       help: { type: 'boolean', short: 'h' },
     },
   });
@@ -58,6 +60,8 @@ export async function benchCommand(argv: string[], signal: AbortSignal): Promise
   const loaded = await loadModel(values.model, { backend, quiet, signal });
   const { model } = loaded;
   try {
+    const info = getBackendInfo();
+    if (info && values.verbose && !quiet) process.stderr.write(backendReport(info, true));
     if (loaded.randomWeights && !quiet) process.stderr.write(`${RANDOM_WEIGHTS_NOTICE}\n`);
     const size = model.config.vision_config.image_size;
     const processor = model.imageProcessor;

@@ -7,15 +7,17 @@
 import { createInterface } from 'node:readline';
 import { parseArgs } from 'node:util';
 
+import { getBackendInfo } from '@owlet/core';
 import type { ChatMessage, ContentPart } from '@owlet/tokenizer';
 
 import { SAMPLING_OPTIONS, samplingFlags } from '../args.js';
 import { EXIT, classify } from '../errors.js';
-import { RANDOM_WEIGHTS_NOTICE, loadModel, parseBackend, readImage } from '../model.js';
+import { RANDOM_WEIGHTS_NOTICE, backendReport, loadModel, parseBackend, readImage } from '../model.js';
 
 export const CHAT_HELP = `owlet chat [options]
 
-  --model DIR_OR_URL  --backend NAME  --max-new-tokens N  --temperature T  --top-p P  --top-k K  --seed S  --quiet
+  --model DIR_OR_URL  --backend NAME  --max-new-tokens N  --temperature T  --top-p P  --top-k K  --seed S
+  --quiet (nothing on stderr but errors)  --verbose (the full backend reasoning)
 
 In the conversation:
   /image PATH_OR_URL   attach an image to your next message
@@ -32,6 +34,7 @@ export async function chatCommand(argv: string[], signal: AbortSignal): Promise<
       model: { type: 'string' },
       backend: { type: 'string' },
       quiet: { type: 'boolean' },
+      verbose: { type: 'boolean' },
       help: { type: 'boolean', short: 'h' },
       ...SAMPLING_OPTIONS,
     },
@@ -46,6 +49,8 @@ export async function chatCommand(argv: string[], signal: AbortSignal): Promise<
   const tty = Boolean(process.stdin.isTTY && process.stdout.isTTY);
   const loaded = await loadModel(values.model, { backend, quiet, signal });
   const { model } = loaded;
+  const info = getBackendInfo();
+  if (info && !quiet) process.stderr.write(backendReport(info, values.verbose === true));
   if (loaded.randomWeights && !quiet) process.stderr.write(`${RANDOM_WEIGHTS_NOTICE}\n`);
   if (tty && !quiet) process.stderr.write('type a message, /image PATH to attach an image, /help for commands\n');
 

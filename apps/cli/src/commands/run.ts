@@ -6,7 +6,7 @@ import type { ContentPart } from '@owlet/tokenizer';
 
 import { SAMPLING_OPTIONS, samplingFlags } from '../args.js';
 import { EXIT, UsageError } from '../errors.js';
-import { RANDOM_WEIGHTS_NOTICE, loadModel, parseBackend, readImage } from '../model.js';
+import { RANDOM_WEIGHTS_NOTICE, backendReport, loadModel, parseBackend, readImage } from '../model.js';
 
 export const RUN_HELP = `owlet run --image PATH_OR_URL --prompt TEXT [options]
 
@@ -19,7 +19,8 @@ export const RUN_HELP = `owlet run --image PATH_OR_URL --prompt TEXT [options]
   --top-p P  --top-k K  sampling filters
   --seed S              reproducible sampling
   --json                print one JSON object instead of streaming text
-  --quiet               no progress or notices on stderr`;
+  --quiet               nothing on stderr but errors (no progress, backend or notices)
+  --verbose             the full backend reasoning (every backend tried, and why)`;
 
 export async function runCommand(argv: string[], signal: AbortSignal): Promise<number> {
   const { values } = parseArgs({
@@ -33,6 +34,7 @@ export async function runCommand(argv: string[], signal: AbortSignal): Promise<n
       backend: { type: 'string' },
       json: { type: 'boolean' },
       quiet: { type: 'boolean' },
+      verbose: { type: 'boolean' },
       help: { type: 'boolean', short: 'h' },
       ...SAMPLING_OPTIONS,
     },
@@ -55,7 +57,7 @@ export async function runCommand(argv: string[], signal: AbortSignal): Promise<n
   try {
     if (!quiet) {
       const info = getBackendInfo();
-      if (info) process.stderr.write(`backend: ${info.name} (${info.reason})\n`);
+      if (info) process.stderr.write(backendReport(info, values.verbose === true));
       if (loaded.randomWeights) process.stderr.write(`${RANDOM_WEIGHTS_NOTICE}\n`);
     }
     const content: ContentPart[] = [
