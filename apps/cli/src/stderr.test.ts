@@ -118,7 +118,10 @@ describe('owlet prints only what was asked for on stderr', () => {
     const chat = await owlet(['chat', '--max-new-tokens', '2', '--quiet'], env, 'Hello\n/exit\n');
     expect(chat.code, chat.stderr).toBe(0);
     expect(chat.stderr).toBe('');
-    const bench = await owlet(['bench', '--runs', '1', '--prompt-tokens', '4', '--new-tokens', '2', '--json'], env);
+    const bench = await owlet(
+      ['bench', '--runs', '1', '--prompt-tokens', '4', '--new-tokens', '2', '--json', '--out', '/dev/null'],
+      env,
+    );
     expect(bench.code, bench.stderr).toBe(0);
     expect(bench.stderr).toBe('');
   });
