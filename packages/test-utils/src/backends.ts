@@ -3,7 +3,7 @@
  * `OWLET_TEST_BACKENDS=cpu,wasm` narrows the matrix for a local run. A test that cannot run on a
  * backend is listed in BACKEND_EXCLUSIONS with the reason; there is no other way to skip.
  */
-import { initBackend, type BackendName } from '@owlet/core';
+import { getBackendInfo, initBackend, type BackendName } from '@owlet/core';
 import { beforeAll, describe, it as vitestIt } from 'vitest';
 
 export type MatrixBackend = Extract<BackendName, 'cpu' | 'wasm' | 'webgpu'>;
@@ -71,4 +71,20 @@ export function describeBackends(title: string, fn: (ctx: MatrixContext) => void
       fn({ backend, it });
     });
   }
+}
+
+/**
+ * Greedy steps a parity test decodes on the active backend, of the `fixtureSteps` its fixture holds.
+ * On a software WebGPU adapter (SwiftShader, how CI runs webgpu) every decode step compiles new
+ * shaders, because the key/value length changes each step: 16 steps cost 1–3 minutes per case on a
+ * loaded 2-core machine. There the first {@link SOFTWARE_WEBGPU_DECODE_STEPS} steps are compared
+ * with the fixture (ids and every step's logits; the kernels are the same at every later step);
+ * cpu, wasm and a hardware GPU decode every step.
+ */
+export const SOFTWARE_WEBGPU_DECODE_STEPS = 4;
+
+export function decodeStepsFor(fixtureSteps: number): number {
+  const info = getBackendInfo();
+  const software = info?.name === 'webgpu' && info.device?.isFallbackAdapter === true;
+  return software ? Math.min(fixtureSteps, SOFTWARE_WEBGPU_DECODE_STEPS) : fixtureSteps;
 }
