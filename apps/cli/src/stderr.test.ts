@@ -87,6 +87,7 @@ function expectOneLinePerFile(stderr: string): void {
   }
 }
 
+// One CLI process per test: each costs 10–60 s (tsx start, model load, a short answer) by the load.
 describe('owlet prints only what was asked for on stderr', () => {
   it('the README command on a machine without a Vulkan driver: clean, one line per file, a short backend line', async () => {
     const r = await owlet(README_RUN, freshEnv('none'));
@@ -99,45 +100,40 @@ describe('owlet prints only what was asked for on stderr', () => {
     expect(backend[0]?.length ?? 0).toBeLessThanOrEqual(100);
   });
 
-  it('with SwiftShader as the only Vulkan driver: clean too; --verbose gives the full reasoning', async () => {
-    const plain = await owlet([...README_RUN, '--max-new-tokens', '2'], freshEnv('inherit'));
-    expect(plain.code, plain.stderr).toBe(0);
-    expectCleanStderr(plain.stderr);
-    const verbose = await owlet([...README_RUN, '--max-new-tokens', '2', '--verbose'], freshEnv('inherit'));
-    expect(verbose.code, verbose.stderr).toBe(0);
-    for (const name of ['webgpu', 'tensorflow', 'wasm'])
-      expect(verbose.stderr).toMatch(new RegExp(`^  ${name}: `, 'm'));
-    expect(verbose.stderr).toMatch(/^ {2}wasm: available$/m);
+  it('--verbose with SwiftShader as the Vulkan driver: every backend and its reason; native output only in the probe log', async () => {
+    const r = await owlet([...README_RUN, '--max-new-tokens', '2', '--verbose'], freshEnv('inherit'));
+    expect(r.code, r.stderr).toBe(0);
+    for (const name of ['webgpu', 'tensorflow', 'wasm']) expect(r.stderr).toMatch(new RegExp(`^  ${name}: `, 'm'));
+    expect(r.stderr).toMatch(/^ {2}wasm: available$/m);
+    // what Dawn or the drivers printed appears only as the probe's captured log ("    | …")
+    expectCleanStderr(
+      r.stderr
+        .split('\n')
+        .filter((l) => !l.startsWith('    | '))
+        .join('\n'),
+    );
   });
 
-  it('--quiet: nothing on stderr at all (run, chat, bench)', async () => {
-    const env = freshEnv('none');
-    const run = await owlet([...README_RUN, '--max-new-tokens', '2', '--quiet'], env);
-    expect(run.code, run.stderr).toBe(0);
-    expect(run.stderr).toBe('');
-    const chat = await owlet(['chat', '--max-new-tokens', '2', '--quiet'], env, 'Hello\n/exit\n');
-    expect(chat.code, chat.stderr).toBe(0);
-    expect(chat.stderr).toBe('');
-    const bench = await owlet(
-      ['bench', '--runs', '1', '--prompt-tokens', '4', '--new-tokens', '2', '--json', '--out', '/dev/null'],
-      env,
-    );
-    expect(bench.code, bench.stderr).toBe(0);
-    expect(bench.stderr).toBe('');
+  it('run --quiet: nothing on stderr', async () => {
+    const r = await owlet([...README_RUN, '--max-new-tokens', '2', '--quiet'], freshEnv('none'));
+    expect(r.code, r.stderr).toBe(0);
+    expect(r.stderr).toBe('');
   });
 
-  it('chat and bench without --quiet: clean, one line per file', async () => {
-    const env = freshEnv('none');
-    const chat = await owlet(['chat', '--max-new-tokens', '2'], env, 'Hello\n/exit\n');
-    expect(chat.code, chat.stderr).toBe(0);
-    expectCleanStderr(chat.stderr);
-    expectOneLinePerFile(chat.stderr);
-    const bench = await owlet(
-      ['bench', '--runs', '1', '--prompt-tokens', '4', '--new-tokens', '2', '--out', '/dev/null'],
-      env,
+  it('chat: clean, one line per file', async () => {
+    const r = await owlet(['chat', '--max-new-tokens', '2'], freshEnv('none'), 'Hello\n/exit\n');
+    expect(r.code, r.stderr).toBe(0);
+    expectCleanStderr(r.stderr);
+    expectOneLinePerFile(r.stderr);
+  });
+
+  it('bench --quiet: nothing on stderr', async () => {
+    const r = await owlet(
+      ['bench', '--runs', '1', '--prompt-tokens', '4', '--new-tokens', '2', '--quiet', '--out', '/dev/null'],
+      freshEnv('none'),
     );
-    expect(bench.code, bench.stderr).toBe(0);
-    expectCleanStderr(bench.stderr);
-    expectOneLinePerFile(bench.stderr);
+    expect(r.code, r.stderr).toBe(0);
+    expect(r.stdout).toMatch(/decode/);
+    expect(r.stderr).toBe('');
   });
 });
