@@ -11,17 +11,29 @@ import { defineConfig } from 'vitest/config';
 
 const root = dirname(fileURLToPath(import.meta.url));
 
-function workspaceAliases(): Record<string, string> {
-  const aliases: Record<string, string> = {};
+/**
+ * Each workspace package's `exports` mapped to its TypeScript sources, matched exactly (so a subpath
+ * such as `@owlet/test-utils/random` never resolves into the package's index).
+ */
+function workspaceAliases(): { find: RegExp; replacement: string }[] {
+  const aliases: { find: RegExp; replacement: string }[] = [];
   for (const group of ['packages', 'apps']) {
     const dir = join(root, group);
     if (!existsSync(dir)) continue;
     for (const name of readdirSync(dir)) {
       const pkgPath = join(dir, name, 'package.json');
       if (!existsSync(pkgPath)) continue;
-      const pkg = JSON.parse(readFileSync(pkgPath, 'utf8')) as { name?: string };
+      const pkg = JSON.parse(readFileSync(pkgPath, 'utf8')) as { name?: string; exports?: unknown };
+      if (!pkg.name) continue;
+      const exact = (spec: string) => new RegExp(`^${spec.replace(/[.*+?^${}()|[\]\\/]/g, '\\$&')}$`);
       const entry = join(dir, name, 'src', 'index.ts');
-      if (pkg.name && existsSync(entry)) aliases[pkg.name] = entry;
+      if (existsSync(entry)) aliases.push({ find: exact(pkg.name), replacement: entry });
+      if (pkg.exports && typeof pkg.exports === 'object') {
+        for (const [sub, target] of Object.entries(pkg.exports as Record<string, unknown>)) {
+          if (sub === '.' || typeof target !== 'string' || !target.endsWith('.ts')) continue;
+          aliases.push({ find: exact(`${pkg.name}/${sub.slice(2)}`), replacement: join(dir, name, target) });
+        }
+      }
     }
   }
   return aliases;

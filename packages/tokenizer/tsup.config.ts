@@ -20,7 +20,7 @@ export default defineConfig({
       ...text.matchAll(/^\s*(?:import|export)\b[^;]*?\bfrom\s*["']([^"']+)["']/gm),
       ...text.matchAll(/^\s*import\s*["']([^"']+)["']/gm),
       ...text.matchAll(/\b(?:import|require)\s*\(\s*["']([^"']+)["']\s*\)/g),
-    ].map((m) => m[1]!);
+    ].flatMap((m) => (m[1] === undefined ? [] : [m[1]]));
     const bad = imported.filter((m) => builtins.has(m) || m.startsWith('node:'));
     if (bad.length > 0) throw new Error(`dist/index.js imports Node built-ins: ${bad.join(', ')}`);
     console.log(

@@ -43,7 +43,7 @@ export function classify(e: unknown): Classified {
   }
   const err = e as { code?: unknown; message?: unknown; name?: unknown };
   const code = typeof err?.code === 'string' ? err.code : '';
-  const message = typeof err?.message === 'string' ? err.message.split('\n')[0]! : String(e);
+  const message = typeof err?.message === 'string' ? (err.message.split('\n')[0] ?? '') : String(e);
   if (code.startsWith('ERR_PARSE_ARGS'))
     return { exitCode: EXIT.BAD_INPUT, code: 'USAGE', message: `${message} (see owlet --help)` };
   if (code === 'ABORTED' || code === 'ABORT_ERR') return { exitCode: EXIT.INTERRUPTED, code, message: 'interrupted' };

@@ -4,7 +4,14 @@ import { resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 
 import { fromPretrained, type MplugOwlModel } from '@owlet/mplug-owl';
-import { cpuEngineInfo, isWeightDType, type BackendRequest, type DTypeRequest, type WeightDType } from '@owlet/core';
+import {
+  cpuEngineInfo,
+  isWeightDType,
+  type BackendInfo,
+  type BackendRequest,
+  type DTypeRequest,
+  type WeightDType,
+} from '@owlet/core';
 
 import { UsageError } from './errors.js';
 import { progressReporter } from './progress.js';
@@ -91,7 +98,8 @@ export async function readImage(arg: string, signal?: AbortSignal): Promise<Uint
   if (arg.startsWith('data:')) {
     const m = /^data:([^;,]*)(;base64)?,(.*)$/s.exec(arg);
     if (!m) throw new UsageError('malformed data: URL for --image');
-    const bytes = m[2] ? Buffer.from(m[3]!, 'base64') : Buffer.from(decodeURIComponent(m[3]!), 'latin1');
+    const payload = m[3] ?? '';
+    const bytes = m[2] ? Buffer.from(payload, 'base64') : Buffer.from(decodeURIComponent(payload), 'latin1');
     if (bytes.length === 0) throw new UsageError('the data: URL given to --image is empty');
     return new Uint8Array(bytes);
   }
@@ -117,6 +125,24 @@ export async function readImage(arg: string, signal?: AbortSignal): Promise<Uint
     throw new UsageError(`image ${arg} is ${st.size} bytes; the limit is ${MAX_IMAGE_BYTES}`);
   if (st.size === 0) throw new UsageError(`image ${arg} is empty`);
   return new Uint8Array(readFileSync(path));
+}
+
+/**
+ * The backend as one short line; with `verbose`, the full reasoning: every backend considered, why
+ * it was or was not usable, and what native code printed while WebGPU was probed.
+ */
+export function backendReport(info: BackendInfo, verbose: boolean): string {
+  const skipped = info.attempts.filter((a) => !a.available).map((a) => a.name);
+  if (!verbose) {
+    if (info.requested !== 'auto' || skipped.length === 0) return `backend: ${info.name}\n`;
+    return `backend: ${info.name} (auto; ${skipped.join(', ')} not usable here, --verbose says why)\n`;
+  }
+  const lines = [`backend: ${info.name} (requested ${info.requested}), every backend considered:`];
+  for (const a of info.attempts) {
+    lines.push(`  ${a.name}: ${a.available ? 'available' : a.reason}`);
+    for (const l of a.log ?? []) lines.push(`    | ${l}`);
+  }
+  return `${lines.join('\n')}\n`;
 }
 
 export const RANDOM_WEIGHTS_NOTICE =

@@ -1,6 +1,7 @@
 /**
- * Load progress on stderr: a bar per file with bytes and ETA on a TTY, plain lines otherwise,
- * nothing with --quiet. Consumes the transformers.js-shaped events of fromPretrained.
+ * Load progress on stderr: a bar per file with bytes and ETA on a TTY, one plain line per file
+ * otherwise (when it has loaded), nothing with --quiet. Consumes the transformers.js-shaped events
+ * of fromPretrained.
  */
 import type { LoadProgress } from '@owlet/mplug-owl';
 
@@ -25,7 +26,6 @@ export function progressReporter(opts: {
     const file = e.file;
     if (e.status === 'initiate') {
       started.set(file, performance.now());
-      if (!opts.tty) write(`loading ${file}\n`);
       return;
     }
     if (e.status === 'progress') {

@@ -210,7 +210,10 @@ const memo = new Map<string, Float32Array>();
 function weight(config: LlamaConfig, key: string, shape: readonly number[], seed: number): Float32Array {
   const id = `${config.hidden_size}/${config.vocab_size}/${seed}/${key}`;
   let v = memo.get(id);
-  if (!v) memo.set(id, (v = randomLlamaTensor(config, key, shape, seed)));
+  if (!v) {
+    v = randomLlamaTensor(config, key, shape, seed);
+    memo.set(id, v);
+  }
   return v;
 }
 
@@ -304,7 +307,9 @@ describe('llama.cpp runs the GGUF owlet writes: ~100M LLaMA, F32, same logits as
     expect(d.maxAbs).toBeLessThanOrEqual(1e-4 * Math.max(1, s));
     expect(argmaxAgreement(ours, ref, config.vocab_size)).toBe(1);
     memo.clear();
-  }, 60_000);
+    // The suite's default timeout: generating, writing and running 125M parameters twice takes
+    // ~25 s on an idle 2-core machine and ~75 s on a loaded one, past the 60 s this test once had.
+  });
 });
 
 describeBackends('llama.cpp vs owlet, tiny LLaMA GGUF', ({ backend, it }) => {

@@ -227,35 +227,45 @@ function checkInt(v: GgufScalar, lo: number, hi: number, key: string, what: stri
 function writeScalar(w: ByteWriter, type: ScalarType, v: GgufScalar, key: string): void {
   switch (type) {
     case GgufValueType.UINT8:
-      return w.u8(checkInt(v, 0, 255, key, 'a u8'));
+      w.u8(checkInt(v, 0, 255, key, 'a u8'));
+      return;
     case GgufValueType.INT8:
-      return w.i8(checkInt(v, -128, 127, key, 'an i8'));
+      w.i8(checkInt(v, -128, 127, key, 'an i8'));
+      return;
     case GgufValueType.UINT16:
-      return w.u16(checkInt(v, 0, 0xffff, key, 'a u16'));
+      w.u16(checkInt(v, 0, 0xffff, key, 'a u16'));
+      return;
     case GgufValueType.INT16:
-      return w.i16(checkInt(v, -0x8000, 0x7fff, key, 'an i16'));
+      w.i16(checkInt(v, -0x8000, 0x7fff, key, 'an i16'));
+      return;
     case GgufValueType.UINT32:
-      return w.u32(checkInt(v, 0, 0xffffffff, key, 'a u32'));
+      w.u32(checkInt(v, 0, 0xffffffff, key, 'a u32'));
+      return;
     case GgufValueType.INT32:
-      return w.i32(checkInt(v, -0x80000000, 0x7fffffff, key, 'an i32'));
+      w.i32(checkInt(v, -0x80000000, 0x7fffffff, key, 'an i32'));
+      return;
     case GgufValueType.FLOAT32:
     case GgufValueType.FLOAT64:
       if (typeof v !== 'number') fail(`gguf metadata ${key}: expected a number, got ${typeof v}`, { key });
-      return type === GgufValueType.FLOAT32 ? w.f32(v) : w.f64(v);
+      if (type === GgufValueType.FLOAT32) w.f32(v);
+      else w.f64(v);
+      return;
     case GgufValueType.BOOL:
       if (typeof v !== 'boolean') fail(`gguf metadata ${key}: expected a boolean, got ${typeof v}`, { key });
-      return w.u8(v ? 1 : 0);
+      w.u8(v ? 1 : 0);
+      return;
     case GgufValueType.STRING:
       if (typeof v !== 'string') fail(`gguf metadata ${key}: expected a string, got ${typeof v}`, { key });
-      return w.str(v);
+      w.str(v);
+      return;
     case GgufValueType.UINT64:
       if (typeof v === 'bigint' ? v < 0n : checkInt(v, 0, Number.MAX_SAFE_INTEGER, key, 'a u64') < 0)
         fail(`gguf metadata ${key}: negative u64`);
-      return w.u64(v as number | bigint);
+      w.u64(v as number | bigint);
+      return;
     case GgufValueType.INT64:
-      return w.i64(
-        typeof v === 'bigint' ? v : checkInt(v, Number.MIN_SAFE_INTEGER, Number.MAX_SAFE_INTEGER, key, 'an i64'),
-      );
+      w.i64(typeof v === 'bigint' ? v : checkInt(v, Number.MIN_SAFE_INTEGER, Number.MAX_SAFE_INTEGER, key, 'an i64'));
+      return;
     default:
       fail(`gguf metadata ${key}: unknown value type ${String(type)}`, { key, type });
   }
@@ -451,8 +461,14 @@ export function parseGguf(bytes: Uint8Array): ParsedGguf {
   const need = (n: number) => {
     if (p + n > bytes.length) fail(`gguf: truncated header at byte ${p} (need ${n} more, file has ${bytes.length})`);
   };
-  const u32 = () => (need(4), (p += 4), view.getUint32(p - 4, true));
-  const u64 = () => (need(8), (p += 8), Number(view.getBigUint64(p - 8, true)));
+  /** Checks that `n` more bytes exist, moves past them and returns where they start. */
+  const take = (n: number): number => {
+    need(n);
+    p += n;
+    return p - n;
+  };
+  const u32 = () => view.getUint32(take(4), true);
+  const u64 = () => Number(view.getBigUint64(take(8), true));
   const str = () => {
     const n = u64();
     need(n);
@@ -462,29 +478,29 @@ export function parseGguf(bytes: Uint8Array): ParsedGguf {
   const scalar = (type: number): GgufScalar => {
     switch (type) {
       case 0:
-        return (need(1), (p += 1), view.getUint8(p - 1));
+        return view.getUint8(take(1));
       case 1:
-        return (need(1), (p += 1), view.getInt8(p - 1));
+        return view.getInt8(take(1));
       case 2:
-        return (need(2), (p += 2), view.getUint16(p - 2, true));
+        return view.getUint16(take(2), true);
       case 3:
-        return (need(2), (p += 2), view.getInt16(p - 2, true));
+        return view.getInt16(take(2), true);
       case 4:
         return u32();
       case 5:
-        return (need(4), (p += 4), view.getInt32(p - 4, true));
+        return view.getInt32(take(4), true);
       case 6:
-        return (need(4), (p += 4), view.getFloat32(p - 4, true));
+        return view.getFloat32(take(4), true);
       case 7:
-        return (need(1), (p += 1), view.getUint8(p - 1) !== 0);
+        return view.getUint8(take(1)) !== 0;
       case 8:
         return str();
       case 10:
-        return (need(8), (p += 8), view.getBigUint64(p - 8, true));
+        return view.getBigUint64(take(8), true);
       case 11:
-        return (need(8), (p += 8), view.getBigInt64(p - 8, true));
+        return view.getBigInt64(take(8), true);
       case 12:
-        return (need(8), (p += 8), view.getFloat64(p - 8, true));
+        return view.getFloat64(take(8), true);
       default:
         return fail(`gguf: unknown value type ${type} at byte ${p}`);
     }

@@ -83,7 +83,7 @@ export async function llamaCppLogits(
     }
     return rows;
   } finally {
-    seq.dispose();
+    await seq.dispose();
   }
 }
 
@@ -118,6 +118,6 @@ export async function timeLlamaCpp(
     const t2 = performance.now();
     return { prefillMs: t1 - t0, decodeMs: t2 - t1, decodeTokens: newTokens };
   } finally {
-    seq.dispose();
+    await seq.dispose();
   }
 }

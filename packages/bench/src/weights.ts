@@ -9,7 +9,7 @@ import { homedir } from 'node:os';
 import { join } from 'node:path';
 
 import * as tf from '@tensorflow/tfjs-core';
-import { type Module } from '@owlet/core';
+import type { Module } from '@owlet/core';
 import { createSafetensorsFileWriter, openCheckpoint } from '@owlet/checkpoint';
 import { resolveLlamaConfig, LlamaForCausalLM, type LlamaConfig } from '@owlet/modality-adaptive-decoder';
 

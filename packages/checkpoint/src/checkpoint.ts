@@ -97,6 +97,15 @@ interface Shard {
   readRaw(entries: CheckpointEntry[], signal?: AbortSignal): AsyncGenerator<[CheckpointEntry, Uint8Array]>;
 }
 
+/** A shard asked for a tensor it does not hold. */
+function notInShard(file: string, key: string): CheckpointError {
+  return new CheckpointError(
+    CheckpointErrorCode.SAFETENSORS_TENSOR_NOT_FOUND,
+    `${file} has no tensor ${JSON.stringify(key)}`,
+    { details: { file, key } },
+  );
+}
+
 async function openSafetensorsShard(source: ByteSource, signal?: AbortSignal): Promise<Shard> {
   const first = await source.read(0, Math.min(8, source.size), signal);
   const n = readHeaderLength(first, source.size);
@@ -110,27 +119,31 @@ async function openSafetensorsShard(source: ByteSource, signal?: AbortSignal): P
     source,
     entries,
     async *readRaw(wanted, sig) {
-      const sorted = [...wanted].sort((a, b) => header.tensors.get(a.key)!.begin - header.tensors.get(b.key)!.begin);
-      let i = 0;
-      while (i < sorted.length) {
+      const located = [...wanted].map((entry) => {
+        const t = header.tensors.get(entry.key);
+        if (!t) throw notInShard(source.name, entry.key);
+        return { entry, begin: t.begin, end: t.end };
+      });
+      located.sort((a, b) => a.begin - b.begin);
+      // group tensors that follow each other in the file, up to COALESCE_BYTES
+      const groups: { start: number; end: number; items: typeof located }[] = [];
+      let group: (typeof groups)[number] | undefined;
+      for (const l of located) {
+        if (group && l.begin === group.end && l.end - group.start <= COALESCE_BYTES) {
+          group.items.push(l);
+          group.end = l.end;
+        } else {
+          group = { start: l.begin, end: l.end, items: [l] };
+          groups.push(group);
+        }
+      }
+      for (const { start, end, items } of groups) {
         throwIfAborted(sig);
-        // group tensors that follow each other in the file, up to COALESCE_BYTES
-        const start = header.tensors.get(sorted[i]!.key)!.begin;
-        let end = header.tensors.get(sorted[i]!.key)!.end;
-        let j = i + 1;
-        while (j < sorted.length) {
-          const e = header.tensors.get(sorted[j]!.key)!;
-          if (e.begin !== end || e.end - start > COALESCE_BYTES) break;
-          end = e.end;
-          j++;
-        }
         const block = await source.read(header.dataOffset + start, end - start, sig);
-        for (let k = i; k < j; k++) {
+        for (const l of items) {
           throwIfAborted(sig);
-          const e = header.tensors.get(sorted[k]!.key)!;
-          yield [sorted[k]!, block.subarray(e.begin - start, e.end - start)];
+          yield [l.entry, block.subarray(l.begin - start, l.end - start)];
         }
-        i = j;
       }
     },
   };
@@ -160,7 +173,9 @@ async function openTorchShard(source: ByteSource, signal?: AbortSignal): Promise
     async *readRaw(wanted, sig) {
       for (const e of wanted) {
         throwIfAborted(sig);
-        yield [e, await bin.readContiguous(refs.get(e.key)!, sig)];
+        const ref = refs.get(e.key);
+        if (!ref) throw notInShard(source.name, e.key);
+        yield [e, await bin.readContiguous(ref, sig)];
       }
     },
   };
@@ -276,9 +291,9 @@ export class Checkpoint {
   /** Reads one tensor's stored bytes (a copy). */
   async readRaw(key: string, signal?: AbortSignal): Promise<Uint8Array> {
     this.assertOpen();
-    const e = this.info(key);
-    const shard = this.byKey.get(key)!.shard;
-    for await (const [, bytes] of shard.readRaw([e], signal)) return new Uint8Array(alignedCopy(bytes));
+    const e = this.info(key); // throws SAFETENSORS_TENSOR_NOT_FOUND for a key the checkpoint lacks
+    const shard = this.byKey.get(key)?.shard;
+    if (shard) for await (const [, bytes] of shard.readRaw([e], signal)) return new Uint8Array(alignedCopy(bytes));
     throw new CheckpointError(CheckpointErrorCode.CHECKPOINT_IO, `${key}: no data was read`);
   }
 
@@ -342,7 +357,7 @@ async function resolveSource(source: CheckpointSource, options: OpenCheckpointOp
     if (isUrl(s)) {
       const u = new URL(s);
       if (u.pathname.endsWith('/')) return { name: s, folder: urlFolder(s, options) };
-      const last = decodeURIComponent(u.pathname.split('/').pop()!);
+      const last = decodeURIComponent(u.pathname.split('/').pop() ?? '');
       if (/\.(safetensors|bin|json)$/.test(last)) {
         return { name: s, folder: urlFolder(new URL('.', u).href, options), file: last };
       }
@@ -431,7 +446,10 @@ export async function openCheckpoint(
       const shard = await openShard(r.single, signal);
       return new Checkpoint(r.name, shard.format, [shard], undefined, onProgress);
     }
-    const folder = r.folder!;
+    const folder = r.folder;
+    if (!folder) {
+      throw new CheckpointError(CheckpointErrorCode.CHECKPOINT_NOT_FOUND, `no checkpoint folder or file at ${r.name}`);
+    }
     let file = r.file;
     if (file === undefined) {
       for (const c of CANDIDATES) {
@@ -461,7 +479,7 @@ export async function openCheckpoint(
       for (const name of index.shards) {
         const s = await openShardFile(folder, name);
         if (!s) {
-          const example = [...index.weightMap].find(([, v]) => v === name)![0];
+          const example = [...index.weightMap].find(([, v]) => v === name)?.[0] ?? '(no tensor)';
           throw new CheckpointError(
             CheckpointErrorCode.INDEX_SHARD_MISSING,
             `${file}: shard ${name} (holding ${example}, …) is not in ${folder.description}`,
@@ -474,9 +492,14 @@ export async function openCheckpoint(
       }
       checkIndexAgainstShards(index, shards, options.checkTotalSize ?? true);
       const formats = new Set(shards.map((x) => x.format));
-      if (formats.size > 1)
-        throw new CheckpointError(CheckpointErrorCode.INDEX_INVALID, `${file}: shards mix safetensors and .bin files`);
-      return new Checkpoint(r.name, shards[0]!.format, shards, index, onProgress);
+      const [format] = formats;
+      if (formats.size !== 1 || !format) {
+        throw new CheckpointError(
+          CheckpointErrorCode.INDEX_INVALID,
+          formats.size > 1 ? `${file}: shards mix safetensors and .bin files` : `${file}: lists no shards`,
+        );
+      }
+      return new Checkpoint(r.name, format, shards, index, onProgress);
     }
     const s = await openShardFile(folder, file);
     if (!s)

@@ -52,7 +52,7 @@ export const SAFETENSORS_DTYPES: readonly SafetensorsDType[] = Object.freeze(
 );
 
 export function isSafetensorsDType(s: unknown): s is SafetensorsDType {
-  return typeof s === 'string' && Object.prototype.hasOwnProperty.call(DTYPE_SIZE, s);
+  return typeof s === 'string' && Object.hasOwn(DTYPE_SIZE, s);
 }
 
 /** True for dtypes that widen to float32 (the rest become int32). */

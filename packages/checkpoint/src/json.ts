@@ -142,9 +142,9 @@ export function parseJson(text: string): JsonValue {
   const parseNumber = (): JsonNumber => {
     NUMBER.lastIndex = i;
     const m = NUMBER.exec(text);
-    if (!m || m[0].length === 0) fail('bad number');
-    i += m![0].length;
-    return new JsonNumber(m![0]);
+    if (!m || m[0].length === 0) return fail('bad number');
+    i += m[0].length;
+    return new JsonNumber(m[0]);
   };
 
   const literal = (word: string, value: JsonValue): JsonValue => {

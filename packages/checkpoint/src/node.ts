@@ -5,7 +5,7 @@
  * checkpoint.ts and the wrappers in index.ts), so browser bundles never evaluate `node:` imports.
  */
 import { randomBytes } from 'node:crypto';
-import { constants as fsConstants } from 'node:fs';
+import { constants as fsConstants, type Stats } from 'node:fs';
 import { mkdir, open, rename, rm, stat, type FileHandle } from 'node:fs/promises';
 import { basename, dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -118,7 +118,7 @@ export function dirFolder(dir: string): ByteSourceFolder {
 
 /** Resolves a path to a folder (directory) or to a file inside its folder. */
 export async function resolvePath(path: string): Promise<{ name: string; folder: ByteSourceFolder; file?: string }> {
-  let st;
+  let st: Stats;
   try {
     st = await stat(path);
   } catch (e) {
@@ -235,13 +235,14 @@ export class SafetensorsFileWriter {
     if (this.finished)
       throw new CheckpointError(CheckpointErrorCode.CHECKPOINT_IO, `${this.path}: write after commit/abort`);
     const spec = this.specs[this.next];
-    if (!spec || spec.key !== key) {
+    const range = this.offsets.get(key);
+    if (!spec || spec.key !== key || !range) {
       throw new CheckpointError(
         CheckpointErrorCode.SAFETENSORS_INVALID_TENSOR_DATA,
         `${this.path}: expected tensor ${spec ? JSON.stringify(spec.key) : '(none: all written)'} next, got ${JSON.stringify(key)}`,
       );
     }
-    const [b, e] = this.offsets.get(key)!;
+    const [b, e] = range;
     if (bytes.byteLength !== e - b) {
       throw new CheckpointError(
         CheckpointErrorCode.SAFETENSORS_INVALID_TENSOR_DATA,
@@ -259,7 +260,7 @@ export class SafetensorsFileWriter {
     if (this.finished)
       throw new CheckpointError(CheckpointErrorCode.CHECKPOINT_IO, `${this.path}: already committed or aborted`);
     if (this.next !== this.specs.length) {
-      const missing = this.specs[this.next]!.key;
+      const missing = this.specs[this.next]?.key;
       await this.abort();
       throw new CheckpointError(
         CheckpointErrorCode.SAFETENSORS_INVALID_TENSOR_DATA,
@@ -375,6 +376,12 @@ export async function convertBinToSafetensors(
         throw new CheckpointError(CheckpointErrorCode.CHECKPOINT_IO, `two shards map to ${n}`);
       outName.set(f, n);
     }
+    const outputName = (file: string): string => {
+      const n = outName.get(file);
+      if (n === undefined)
+        throw new CheckpointError(CheckpointErrorCode.CHECKPOINT_IO, `${file} is not a shard of the checkpoint`);
+      return n;
+    };
     const files: string[] = [];
     let writer: SafetensorsFileWriter | undefined;
     let writerFile: string | undefined;
@@ -383,22 +390,22 @@ export async function convertBinToSafetensors(
       const readOpts: { signal?: AbortSignal } = {};
       if (options.signal) readOpts.signal = options.signal;
       for await (const [e, raw] of ckpt.raw(readOpts)) {
-        if (e.file !== writerFile) {
-          if (writer) {
+        if (e.file !== writerFile || !writer) {
+          if (writer && writerFile !== undefined) {
             await writer.commit();
-            files.push(outName.get(writerFile!)!);
+            files.push(outputName(writerFile));
           }
           writerFile = e.file;
-          writer = await SafetensorsFileWriter.create(join(dstDir, outName.get(e.file)!), byFile.get(e.file)!, {
+          writer = await SafetensorsFileWriter.create(join(dstDir, outputName(e.file)), byFile.get(e.file) ?? [], {
             format: 'pt',
           });
         }
-        await writer!.write(e.key, raw);
+        await writer.write(e.key, raw);
         bytes += raw.byteLength;
       }
-      if (writer) {
+      if (writer && writerFile !== undefined) {
         await writer.commit();
-        files.push(outName.get(writerFile!)!);
+        files.push(outputName(writerFile));
         writer = undefined;
       }
     } catch (e) {
@@ -409,7 +416,7 @@ export async function convertBinToSafetensors(
     if (ckpt.index) {
       const weightMap = Object.create(null) as Record<string, string>;
       for (const e of [...entries].sort((a, b) => (a.key < b.key ? -1 : a.key > b.key ? 1 : 0)))
-        weightMap[e.key] = outName.get(e.file)!;
+        weightMap[e.key] = outputName(e.file);
       const text = `${JSON.stringify({ metadata: { total_size: bytes }, weight_map: weightMap }, null, 2)}\n`;
       await writeTextFileAtomic(join(dstDir, SAFETENSORS_INDEX_NAME), text);
       result.index = SAFETENSORS_INDEX_NAME;

@@ -95,7 +95,7 @@ function resolveGlobal(module: string, name: string): PGlobal | undefined {
     if (name === '_rebuild_parameter') return new PGlobal('rebuild_parameter', q);
     if (name === '_rebuild_parameter_with_state') return new PGlobal('rebuild_parameter_with_state', q);
   }
-  if (module === 'torch' && Object.prototype.hasOwnProperty.call(TORCH_STORAGE_DTYPES, name)) {
+  if (module === 'torch' && Object.hasOwn(TORCH_STORAGE_DTYPES, name)) {
     return new PGlobal('storage_type', q, TORCH_STORAGE_DTYPES[name]);
   }
   return undefined;
@@ -221,6 +221,12 @@ export function unpickleStateDict(data: Uint8Array, file: string): TorchTensorRe
   const need = (k: number, at: number) => {
     if (i + k > n) throw invalid('truncated pickle', at);
   };
+  /** The byte at offset `k` (the opcode's need() checked the length; a short read is still typed). */
+  const byteAt = (k: number, at: number): number => {
+    const b = data[k];
+    if (b === undefined) throw invalid('truncated pickle', at);
+    return b;
+  };
   const pop = (at: number): PValue => {
     const v = stack.pop();
     if (v === undefined) throw invalid('stack underflow', at);
@@ -268,8 +274,9 @@ export function unpickleStateDict(data: Uint8Array, file: string): TorchTensorRe
     memo.set(idx, v);
   };
   const memoGet = (idx: number, at: number) => {
-    if (!memo.has(idx)) throw invalid(`memo index ${idx} was never stored`, at);
-    stack.push(memo.get(idx)!);
+    const v = memo.get(idx);
+    if (v === undefined) throw invalid(`memo index ${idx} was never stored`, at);
+    stack.push(v);
   };
   const dictKey = (k: PValue, at: number): string | number | boolean | null => {
     if (k === null || typeof k === 'string' || typeof k === 'number' || typeof k === 'boolean') return k;
@@ -278,7 +285,7 @@ export function unpickleStateDict(data: Uint8Array, file: string): TorchTensorRe
   const setItems = (d: PValue, kv: PValue[], at: number) => {
     if (!(d instanceof PDict)) throw forbidden(`SETITEM(S) on ${describe(d)}`, at);
     if (kv.length % 2 !== 0) throw invalid('SETITEMS with an odd number of items', at);
-    for (let k = 0; k < kv.length; k += 2) d.map.set(dictKey(kv[k]!, at), kv[k + 1]!);
+    for (let k = 0; k < kv.length; k += 2) d.map.set(dictKey(kv[k] ?? null, at), kv[k + 1] ?? null);
   };
   const int = (v: PValue, what: string, at: number): number => {
     if (typeof v !== 'number' || !Number.isSafeInteger(v))
@@ -309,11 +316,11 @@ export function unpickleStateDict(data: Uint8Array, file: string): TorchTensorRe
         if (!storage || typeof storage !== 'object' || !('numel' in storage) || storage instanceof PTensor) {
           throw forbidden(`_rebuild_tensor_v2 needs a storage, got ${describe(storage)}`, at);
         }
-        const offset = int(a[1]!, 'storage offset', at);
-        const shape = intTuple(a[2]!, 'size', at);
-        const stride = intTuple(a[3]!, 'stride', at);
+        const offset = int(a[1] ?? null, 'storage offset', at);
+        const shape = intTuple(a[2] ?? null, 'size', at);
+        const stride = intTuple(a[3] ?? null, 'stride', at);
         if (typeof a[4] !== 'boolean') throw forbidden(`requires_grad must be a bool, got ${describe(a[4])}`, at);
-        emptyHooks(a[5]!, at);
+        emptyHooks(a[5] ?? null, at);
         if (a.length === 7 && a[6] !== null && !(a[6] instanceof PDict))
           throw forbidden(`tensor metadata ${describe(a[6])}`, at);
         return new PTensor(storage as TorchStorageRef, offset, shape, stride, a[4]);
@@ -325,7 +332,7 @@ export function unpickleStateDict(data: Uint8Array, file: string): TorchTensorRe
         const t = a[0];
         if (!(t instanceof PTensor)) throw forbidden(`${fn.qualified} needs a tensor, got ${describe(t)}`, at);
         if (typeof a[1] !== 'boolean') throw forbidden(`requires_grad must be a bool, got ${describe(a[1])}`, at);
-        emptyHooks(a[2]!, at);
+        emptyHooks(a[2] ?? null, at);
         if (want === 4 && a[3] !== null && !(a[3] instanceof PDict))
           throw forbidden(`parameter state ${describe(a[3])}`, at);
         const p = new PTensor(t.storage, t.offset, t.shape, t.stride, a[1]);
@@ -366,11 +373,11 @@ export function unpickleStateDict(data: Uint8Array, file: string): TorchTensorRe
   while (result === undefined) {
     if (i >= n) throw invalid('pickle ends without STOP', i);
     const at = i;
-    const op = data[i++]!;
+    const op = byteAt(i++, at);
     switch (op) {
       case 0x80: // PROTO
         need(1, at);
-        if (data[i]! < 2 || data[i]! > 5) throw forbidden(`pickle protocol ${data[i]}`, at);
+        if (byteAt(i, at) < 2 || byteAt(i, at) > 5) throw forbidden(`pickle protocol ${data[i]}`, at);
         i += 1;
         break;
       case 0x95: // FRAME
@@ -428,7 +435,7 @@ export function unpickleStateDict(data: Uint8Array, file: string): TorchTensorRe
         break;
       case 0x4b: // BININT1
         need(1, at);
-        stack.push(data[i]!);
+        stack.push(byteAt(i, at));
         i += 1;
         break;
       case 0x4d: // BININT2
@@ -439,13 +446,13 @@ export function unpickleStateDict(data: Uint8Array, file: string): TorchTensorRe
       case 0x8a: {
         // LONG1: n-byte two's complement little-endian
         need(1, at);
-        const len = data[i]!;
+        const len = byteAt(i, at);
         i += 1;
         if (len > 8) throw forbidden(`LONG1 of ${len} bytes`, at);
         need(len, at);
         let v = 0n;
-        for (let k = len - 1; k >= 0; k--) v = (v << 8n) | BigInt(data[i + k]!);
-        if (len > 0 && data[i + len - 1]! & 0x80) v -= 1n << BigInt(8 * len);
+        for (let k = len - 1; k >= 0; k--) v = (v << 8n) | BigInt(byteAt(i + k, at));
+        if (len > 0 && byteAt(i + len - 1, at) & 0x80) v -= 1n << BigInt(8 * len);
         i += len;
         if (v > BigInt(Number.MAX_SAFE_INTEGER) || v < BigInt(Number.MIN_SAFE_INTEGER))
           throw forbidden(`integer ${v} beyond 2^53`, at);
@@ -468,14 +475,14 @@ export function unpickleStateDict(data: Uint8Array, file: string): TorchTensorRe
       case 0x8c: {
         // SHORT_BINUNICODE
         need(1, at);
-        const len = data[i]!;
+        const len = byteAt(i, at);
         i += 1;
         stack.push(readString(len, at));
         break;
       }
       case 0x71: // BINPUT
         need(1, at);
-        memoPut(data[i]!, at);
+        memoPut(byteAt(i, at), at);
         i += 1;
         break;
       case 0x72: // LONG_BINPUT
@@ -488,7 +495,7 @@ export function unpickleStateDict(data: Uint8Array, file: string): TorchTensorRe
         break;
       case 0x68: // BINGET
         need(1, at);
-        memoGet(data[i]!, at);
+        memoGet(byteAt(i, at), at);
         i += 1;
         break;
       case 0x6a: // LONG_BINGET
@@ -596,9 +603,8 @@ function validateView(file: string, key: string, t: PTensor): void {
   if (t.offset < 0) throw bad(`negative storage offset ${t.offset}`);
   let numel = 1n;
   let reach = BigInt(t.offset);
-  for (let d = 0; d < t.shape.length; d++) {
-    const s = t.shape[d]!;
-    const st = t.stride[d]!;
+  for (const [d, s] of t.shape.entries()) {
+    const st = t.stride[d] ?? 0; // same length as shape (checked above)
     if (s < 0) throw bad(`negative size ${s}`);
     if (st < 0) throw bad(`negative stride ${st}`);
     numel *= BigInt(s);

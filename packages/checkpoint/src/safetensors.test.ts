@@ -49,7 +49,10 @@ describe('safetensors validation (reliability checklist)', () => {
     const spy: ByteSource = {
       name: inner.name,
       size: inner.size,
-      read: (o, l, s) => (reads.push(l), inner.read(o, l, s)),
+      read: (o, l, s) => {
+        reads.push(l);
+        return inner.read(o, l, s);
+      },
       close: () => inner.close(),
     };
     await expect(openCheckpoint(spy)).rejects.toMatchObject({ code: 'SAFETENSORS_HEADER_TOO_LARGE' });
@@ -145,8 +148,8 @@ describe('safetensors validation (reliability checklist)', () => {
     // __proto__ in __metadata__ is an ordinary key of a null-prototype record
     const a = readSafetensors(rawSafetensors(`{"__metadata__":{"__proto__":"p","polluted":"no"}}`));
     expect(Object.getPrototypeOf(a.metadata)).toBe(null);
-    expect(a.metadata['__proto__']).toBe('p');
-    expect(({} as Record<string, unknown>)['polluted']).toBeUndefined();
+    expect(Object.getOwnPropertyDescriptor(a.metadata, '__proto__')?.value).toBe('p');
+    expect(({} as Record<string, unknown>).polluted).toBeUndefined();
     expect(Object.getOwnPropertyNames(Object.prototype).sort()).toEqual(before);
   });
 
@@ -230,7 +233,6 @@ describe('safetensors validation (reliability checklist)', () => {
       ]),
       { format: 'pt' },
     );
-    const t0 = Date.now();
     let typed = 0;
     let ok = 0;
     const attempt = (bytes: Uint8Array) => {
@@ -270,7 +272,6 @@ describe('safetensors validation (reliability checklist)', () => {
     }
     expect(typed + ok).toBe(2500);
     expect(typed).toBeGreaterThan(2000);
-    expect(Date.now() - t0).toBeLessThan(10_000);
   });
 });
 
@@ -403,7 +404,10 @@ describe('safetensors writer round trip', () => {
         const n = shape.reduce((x, y) => x * y, 1) * DTYPE_SIZE[dtype];
         if (n > 4096) continue;
         const bytes = new Uint8Array(n).map(() => Math.floor(rnd() * 256));
-        if (dtype === 'BOOL') bytes.forEach((_, i) => (bytes[i]! &= 1));
+        if (dtype === 'BOOL')
+          bytes.forEach((_, i) => {
+            bytes[i]! &= 1;
+          });
         tensors.set(`t.${t}.${dtype}`, { dtype, shape, bytes });
       }
       const file = writeSafetensors(tensors);

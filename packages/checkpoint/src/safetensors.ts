@@ -281,7 +281,7 @@ export function parseSafetensorsHeader(headerBytes: Uint8Array, fileSize: number
     tensors.set(t.key, {
       dtype: t.dtype,
       shape: t.shape,
-      byteLength: byteLengths.get(t.key)!,
+      byteLength: byteLengths.get(t.key) ?? t.end - t.begin, // equal (checked above)
       begin: t.begin,
       end: t.end,
     });

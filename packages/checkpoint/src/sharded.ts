@@ -4,7 +4,7 @@
  * folder; it is checked before anything is opened or fetched.
  */
 import { CheckpointError, CheckpointErrorCode } from './errors.js';
-import { JsonSyntaxError, jsonTypeName, jsonUnsignedInteger, parseJson } from './json.js';
+import { JsonSyntaxError, type JsonValue, jsonTypeName, jsonUnsignedInteger, parseJson } from './json.js';
 
 export const SAFETENSORS_INDEX_NAME = 'model.safetensors.index.json';
 export const PYTORCH_INDEX_NAME = 'pytorch_model.bin.index.json';
@@ -58,7 +58,7 @@ export function parseShardIndex(text: string, indexName: string): ShardIndex {
       details: { index: indexName },
       cause,
     });
-  let json;
+  let json: JsonValue;
   try {
     json = parseJson(text);
   } catch (e) {

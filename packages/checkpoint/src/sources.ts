@@ -123,7 +123,7 @@ export function blobFolder(
         );
       }
       // webkitRelativePath from a folder picker: keep the base name only
-      map.set(n.split('/').pop()!, f);
+      map.set(n.split('/').pop() ?? n, f);
     }
   }
   return {

@@ -88,7 +88,7 @@ export function safetensorsLayout(
       }
       meta[k] = v;
     }
-    header['__metadata__'] = meta;
+    header.__metadata__ = meta;
   }
   const offsets = new Map<string, [number, number]>();
   let cursor = 0;
@@ -264,7 +264,7 @@ function entriesOf<V>(input: Map<string, V> | Record<string, V> | Iterable<reado
   if (input instanceof Map) return [...input.entries()];
   if (typeof (input as Iterable<unknown>)[Symbol.iterator] === 'function')
     return [...(input as Iterable<readonly [string, V]>)].map(([k, v]) => [k, v]);
-  return Object.keys(input).map((k) => [k, (input as Record<string, V>)[k]!]);
+  return Object.entries(input as Record<string, V>);
 }
 
 /**
@@ -283,6 +283,10 @@ export function writeSafetensors(
   const out = new Uint8Array(layout.fileSize);
   out.set(layout.header, 0);
   const base = layout.header.byteLength;
-  for (const r of resolved) out.set(r.bytes, base + layout.offsets.get(r.spec.key)![0]);
+  for (const r of resolved) {
+    const range = layout.offsets.get(r.spec.key);
+    if (!range) throw new CheckpointError(CheckpointErrorCode.CHECKPOINT_IO, `${r.spec.key}: not in the layout`);
+    out.set(r.bytes, base + range[0]);
+  }
   return out;
 }

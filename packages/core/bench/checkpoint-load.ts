@@ -13,7 +13,9 @@ import { join } from 'node:path';
 
 import * as tf from '@tensorflow/tfjs-core';
 
-import { createSafetensorsFileWriter, initBackend, openCheckpoint, type SafetensorsTensorSpec } from '../src/index.js';
+import { createSafetensorsFileWriter, openCheckpoint, type SafetensorsTensorSpec } from '@owlet/checkpoint';
+
+import { initBackend } from '../src/index.js';
 
 function arg(name: string, def: number): number {
   const i = process.argv.indexOf(`--${name}`);

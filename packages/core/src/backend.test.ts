@@ -37,6 +37,19 @@ describe('initBackend', () => {
     expect(getBackendInfo()).toBe(info);
   });
 
+  it('auto in Node asks for a WebGPU adapter in a child process: no usable adapter, no Dawn in this process', async () => {
+    await initBackend('cpu');
+    const info = await initBackend('auto');
+    const webgpu = info.attempts.find((a) => a.name === 'webgpu');
+    expect(webgpu).toBeDefined();
+    if (webgpu && !webgpu.available) {
+      // Dawn (and the Vulkan drivers that print on stderr) were loaded only in the probe's process.
+      expect((globalThis as { navigator?: { gpu?: unknown } }).navigator?.gpu).toBeUndefined();
+      expect(webgpu.reason).toMatch(/adapter|webgpu|probe/i);
+    }
+    for (const line of webgpu?.log ?? []) expect(typeof line).toBe('string');
+  });
+
   it.runIf(selectedBackends().includes('webgpu'))(
     'webgpu creates its own device with the adapter maximum buffer limits',
     async () => {

@@ -8,7 +8,10 @@
  * - `tensorflow`: tfjs-node / tfjs-node-gpu, only when the user installed one of them (optional peer).
  * - `wasm`, `cpu`: tfjs-backend-wasm / tfjs-backend-cpu.
  * - `auto`: the best that works here; a software WebGPU adapter (SwiftShader) is skipped because the
- *   wasm backend is faster on the same CPU. The result says what was chosen and why.
+ *   wasm backend is faster on the same CPU. The result says what was chosen and why. In Node, `auto`
+ *   first asks for an adapter in a child process whose stderr is captured, so Dawn's and the Vulkan
+ *   drivers' messages never reach the terminal when no usable adapter exists; Dawn is loaded into
+ *   this process only for a hardware adapter (or a software one the options allow).
  * - After the WebGPU device is lost (`getWebGPUDeviceLost()`), the next `initBackend` that asks for
  *   webgpu creates a new device instead of returning the dead one.
  */
@@ -38,6 +41,11 @@ export interface BackendAttempt {
   name: BackendName;
   available: boolean;
   reason: string;
+  /**
+   * What native code (Dawn, the Vulkan loader and drivers) printed while `auto` probed for a WebGPU
+   * adapter in a child process; captured instead of reaching the user's terminal. Node only.
+   */
+  log?: string[];
 }
 
 export interface BackendInfo {
@@ -102,12 +110,148 @@ async function importOptional(specifier: string): Promise<Record<string, unknown
   }
 }
 
+/** A Node built-in, through a variable specifier so browser bundles never see it. */
+async function nodeBuiltin<T>(name: string): Promise<T> {
+  const specifier = `node:${name}`;
+  return (await import(/* @vite-ignore */ specifier)) as T;
+}
+
+/**
+ * Mesa's Vulkan drivers print `error: XDG_RUNTIME_DIR is invalid or not set in the environment.`
+ * from native code when the variable is unset (servers, containers, CI). Before Dawn loads, point it
+ * at a private folder (owned by this user, mode 0700) so nothing is printed. A value that is set is
+ * never changed; a folder that is not private is not used.
+ */
+async function ensureXdgRuntimeDir(): Promise<void> {
+  if (process.platform !== 'linux' || process.env.XDG_RUNTIME_DIR) return;
+  const fs = await nodeBuiltin<typeof import('node:fs')>('fs');
+  const os = await nodeBuiltin<typeof import('node:os')>('os');
+  const path = await nodeBuiltin<typeof import('node:path')>('path');
+  const uid = process.getuid?.();
+  const dir = path.join(os.tmpdir(), `owlet-runtime-${uid ?? 'user'}`);
+  try {
+    fs.mkdirSync(dir, { recursive: true, mode: 0o700 });
+    const st = fs.lstatSync(dir);
+    if (!st.isDirectory() || (uid !== undefined && st.uid !== uid) || (st.mode & 0o077) !== 0) return;
+    process.env.XDG_RUNTIME_DIR = dir;
+  } catch {
+    // leave it unset: the drivers only complain
+  }
+}
+
+function isSoftwareAdapter(a: { isFallbackAdapter?: boolean; architecture?: string; description?: string }): boolean {
+  return (
+    Boolean(a.isFallbackAdapter) ||
+    /swiftshader|llvmpipe|lavapipe/i.test(`${a.architecture ?? ''} ${a.description ?? ''}`)
+  );
+}
+
+const NO_NODE_ADAPTER =
+  'no WebGPU adapter (no Vulkan/Metal/D3D12 driver found; for a CPU device set VK_ICD_FILENAMES to a SwiftShader ICD)';
+const NO_DAWN = "the npm package 'webgpu' (Dawn) is not installed";
+const PROBE_TIMEOUT_MS = 60_000;
+
+/** Runs in the child: prints one JSON line describing the adapter Dawn offers. */
+const PROBE_SCRIPT = `
+const [entry, powerPreference] = process.argv.slice(1);
+let out;
+try {
+  const m = await import(entry);
+  const create = m.create ?? m.default?.create;
+  const adapter = await create([]).requestAdapter({ powerPreference });
+  const i = adapter?.info;
+  out = adapter
+    ? { found: true, architecture: i?.architecture ?? '', description: i?.description ?? '',
+        isFallbackAdapter: Boolean(i?.isFallbackAdapter || adapter.isFallbackAdapter) }
+    : { found: false };
+} catch (e) {
+  out = { error: String(e?.message ?? e) };
+}
+process.stdout.write(JSON.stringify(out) + '\\n', () => process.exit(0));
+`;
+
+interface AdapterProbe {
+  found?: boolean;
+  architecture?: string;
+  description?: string;
+  isFallbackAdapter?: boolean;
+  error?: string;
+}
+
+/**
+ * Asks Dawn for an adapter in a child Node process and captures everything native code prints.
+ * Returns why auto should not use WebGPU, or `undefined` when Dawn offers an adapter auto may use.
+ */
+async function probeNodeAdapter(opts: InitBackendOptions): Promise<{ skip?: string; log: string[] }> {
+  const { createRequire } = await nodeBuiltin<typeof import('node:module')>('module');
+  let entry: string;
+  try {
+    entry = createRequire(import.meta.url).resolve('webgpu');
+  } catch {
+    return { skip: NO_DAWN, log: [] };
+  }
+  await ensureXdgRuntimeDir();
+  const { spawn } = await nodeBuiltin<typeof import('node:child_process')>('child_process');
+  const { pathToFileURL } = await nodeBuiltin<typeof import('node:url')>('url');
+  const powerPreference = opts.webgpu?.powerPreference ?? 'high-performance';
+  const { stdout, stderr, failure } = await new Promise<{ stdout: string; stderr: string; failure?: string }>(
+    (resolve) => {
+      let out = '';
+      let err = '';
+      const child = spawn(
+        process.execPath,
+        ['--input-type=module', '-e', PROBE_SCRIPT, pathToFileURL(entry).href, powerPreference],
+        { stdio: ['ignore', 'pipe', 'pipe'], windowsHide: true },
+      );
+      child.stdout.setEncoding('utf8').on('data', (d: string) => {
+        out += d;
+      });
+      child.stderr.setEncoding('utf8').on('data', (d: string) => {
+        err += d;
+      });
+      const timer = setTimeout(() => child.kill('SIGKILL'), PROBE_TIMEOUT_MS);
+      child.on('error', (e) => {
+        clearTimeout(timer);
+        resolve({ stdout: out, stderr: err, failure: `the WebGPU probe could not start: ${e.message}` });
+      });
+      child.on('close', (code, signal) => {
+        clearTimeout(timer);
+        const failure = signal
+          ? `the WebGPU probe ended by ${signal}${signal === 'SIGKILL' ? ` (no answer within ${PROBE_TIMEOUT_MS / 1000} s)` : ''}`
+          : code !== 0
+            ? `the WebGPU probe exited with code ${code}`
+            : undefined;
+        resolve({ stdout: out, stderr: err, ...(failure ? { failure } : {}) });
+      });
+    },
+  );
+  const log = stderr.split('\n').filter((l) => l.trim() !== '');
+  if (failure) return { skip: failure, log };
+  let probe: AdapterProbe;
+  try {
+    probe = JSON.parse(stdout.trim().split('\n').pop() ?? '') as AdapterProbe;
+  } catch {
+    return { skip: 'the WebGPU probe gave no answer', log };
+  }
+  if (probe.error !== undefined) return { skip: `requestAdapter failed: ${probe.error}`, log };
+  if (!probe.found) return { skip: NO_NODE_ADAPTER, log };
+  if (isSoftwareAdapter(probe) && !opts.webgpu?.allowFallbackAdapter) {
+    return { skip: softwareAdapterReason(probe.architecture || probe.description || 'software'), log };
+  }
+  return { log };
+}
+
+function softwareAdapterReason(what: string): string {
+  return `the WebGPU adapter is a software rasterizer (${what}); wasm is faster on this CPU`;
+}
+
 async function nodeGpu(): Promise<{ gpu?: GPU; reason: string }> {
   const nav = (globalThis as { navigator?: { gpu?: GPU } }).navigator;
   if (nav?.gpu) return { gpu: nav.gpu, reason: 'navigator.gpu already present' };
+  await ensureXdgRuntimeDir();
   const mod = await importOptional('webgpu');
   if (!mod || typeof mod.create !== 'function') {
-    return { reason: "the npm package 'webgpu' (Dawn) is not installed" };
+    return { reason: NO_DAWN };
   }
   const globals = (mod.globals ?? {}) as Record<string, unknown>;
   for (const [k, v] of Object.entries(globals)) {
@@ -148,16 +292,15 @@ async function prepareWebGPU(opts: InitBackendOptions): Promise<WebGPUPrepared |
   } catch (e) {
     return `requestAdapter failed: ${(e as Error).message}`;
   }
-  if (!adapter) {
-    return isNode
-      ? 'no WebGPU adapter (no Vulkan/Metal/D3D12 driver found; for a CPU device set VK_ICD_FILENAMES to a SwiftShader ICD)'
-      : 'no WebGPU adapter';
-  }
+  if (!adapter) return isNode ? NO_NODE_ADAPTER : 'no WebGPU adapter';
   const ai = (adapter as GPUAdapter & { info?: GPUAdapterInfo }).info;
-  const fallback =
-    Boolean((ai as { isFallbackAdapter?: boolean } | undefined)?.isFallbackAdapter) ||
-    Boolean((adapter as { isFallbackAdapter?: boolean }).isFallbackAdapter) ||
-    /swiftshader|llvmpipe|lavapipe/i.test(`${ai?.architecture ?? ''} ${ai?.description ?? ''}`);
+  const fallback = isSoftwareAdapter({
+    isFallbackAdapter:
+      Boolean((ai as { isFallbackAdapter?: boolean } | undefined)?.isFallbackAdapter) ||
+      Boolean((adapter as { isFallbackAdapter?: boolean }).isFallbackAdapter),
+    architecture: ai?.architecture ?? '',
+    description: ai?.description ?? '',
+  });
   return {
     adapter,
     info: {
@@ -277,13 +420,22 @@ export async function initBackend(
   for (const name of order) {
     let why: string | true;
     let device: WebGPUDeviceInfo | undefined;
+    let log: string[] | undefined;
     try {
-      if (name === 'webgpu') {
+      // auto in Node asks a child process first: Dawn is loaded here only for an adapter auto would use.
+      const probe =
+        name === 'webgpu' && !explicit && isNode && !(globalThis as { navigator?: { gpu?: GPU } }).navigator?.gpu
+          ? await probeNodeAdapter(options)
+          : undefined;
+      if (probe && probe.log.length > 0) log = probe.log;
+      if (probe?.skip !== undefined) {
+        why = probe.skip;
+      } else if (name === 'webgpu') {
         const prep = await prepareWebGPU(options);
         if (typeof prep === 'string') {
           why = prep;
         } else if (prep.info.isFallbackAdapter && !explicit && !options.webgpu?.allowFallbackAdapter) {
-          why = `the WebGPU adapter is a software rasterizer (${prep.info.architecture || prep.info.description}); wasm is faster on this CPU`;
+          why = softwareAdapterReason(prep.info.architecture || prep.info.description);
         } else {
           await activateWebGPU(prep);
           device = prep.info;
@@ -308,7 +460,7 @@ export async function initBackend(
         : attempts.length === 0
           ? `${name} is the best backend available`
           : `${name} chosen because ${attempts.map((a) => `${a.name}: ${a.reason}`).join('; ')}`;
-      attempts.push({ name, available: true, reason: 'available' });
+      attempts.push({ name, available: true, reason: 'available', ...(log ? { log } : {}) });
       current = { name, requested: request, reason, attempts, runtime, ...(device ? { device } : {}) };
       if (name !== 'webgpu') {
         webgpuDevice = undefined;
@@ -316,7 +468,7 @@ export async function initBackend(
       }
       return current;
     }
-    attempts.push({ name, available: false, reason: why });
+    attempts.push({ name, available: false, reason: why, ...(log ? { log } : {}) });
   }
   const detail = attempts.map((a) => `${a.name}: ${a.reason}`).join('; ');
   throw new OwletError(

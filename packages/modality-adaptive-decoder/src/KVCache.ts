@@ -112,12 +112,13 @@ export class KVCache {
 
   private contiguous(layer: number, which: 'k' | 'v'): tf.Tensor {
     const segs = this.segments(layer);
-    if (segs.length === 0) {
+    const [first] = segs;
+    if (!first) {
       throw new OwletError(ErrorCode.INVALID_ARGUMENT, `KVCache: layer ${layer} is empty`);
     }
     return tf.tidy(() =>
       segs.length === 1
-        ? tf.clone(segs[0]![which])
+        ? tf.clone(first[which])
         : tf.concat(
             segs.map((s) => s[which]),
             2,
@@ -157,9 +158,10 @@ export class KVCache {
 
   private mergeTail(segs: KVSegment[]): void {
     const len = (s: KVSegment) => s.k.shape[2] as number;
-    while (segs.length >= 2) {
-      const last = segs[segs.length - 1]!;
-      const prev = segs[segs.length - 2]!;
+    for (;;) {
+      const last = segs[segs.length - 1];
+      const prev = segs[segs.length - 2];
+      if (!last || !prev) break; // fewer than two segments
       if (this.growth === 'segmented' && len(last) < len(prev)) break;
       const merged: KVSegment = tf.tidy(() => ({
         k: tf.keep(tf.concat([prev.k, last.k], 2)),

@@ -168,7 +168,15 @@ export class LlamaModel extends Module {
     try {
       return this.scope(() => {
         const c = this.config;
-        let h = p.embeds ?? this.embed_tokens.forward(p.idTensor ?? Int32Array.from(p.idRows!.flat()));
+        const ids = p.idTensor ?? (p.idRows ? Int32Array.from(p.idRows.flat()) : null);
+        let h: tf.Tensor;
+        if (p.embeds) h = p.embeds;
+        else if (ids) h = this.embed_tokens.forward(ids);
+        else
+          throw new OwletError(
+            ErrorCode.INVALID_ARGUMENT,
+            'LlamaModel: prepared inputs hold neither ids nor embeddings',
+          );
         if (h.rank === 2) h = tf.reshape(h, [p.batch, p.length, c.hidden_size]); // [B·L, D] -> [B, L, D]
         const routing = ModalityRouting.create(
           p.modality,

@@ -131,11 +131,11 @@ export class ModalityRouting {
   private buildTensors(): void {
     if (this.strategy === 'gather') {
       const groups: number[][] = Array.from({ length: this.numWays }, () => []);
-      for (let i = 0; i < this.indicators.length; i++) groups[this.indicators[i] as number]!.push(i);
+      for (const [i, m] of this.indicators.entries()) groups[m]?.push(i); // every m is in 0 … numWays−1 (toHost checked)
       const inverse = new Int32Array(this.indicators.length);
       let offset = 0;
       for (const g of groups) {
-        g.forEach((row, j) => (inverse[row] = offset + j));
+        for (const [j, row] of g.entries()) inverse[row] = offset + j;
         offset += g.length;
       }
       this.gatherIdx = groups.map((g) => tf.tensor1d(Int32Array.from(g), 'int32'));
@@ -173,27 +173,32 @@ export class ModalityRouting {
         `multiway: ${ways.length} copies, routing built for ${this.numWays}`,
       );
     }
-    if (this.uniform !== null) return ways[this.uniform]!(x);
+    const only = this.uniform === null ? undefined : ways[this.uniform];
+    if (only) return only(x);
+    const { gatherIdx, inverseIdx, masks } = this;
     return tf.tidy(() => {
-      if (this.strategy === 'gather') {
+      if (gatherIdx && inverseIdx) {
         const rest = x.shape.slice(2);
         const flat = tf.reshape(x, [this.batch * this.length, ...rest]); // [B, L, …] -> [B·L, …]
         const outs: tf.Tensor[] = [];
         ways.forEach((f, m) => {
-          const idx = this.gatherIdx![m]!;
-          if (idx.shape[0] === 0) return;
+          const idx = gatherIdx[m];
+          if (!idx || idx.shape[0] === 0) return;
           outs.push(f(tf.gather(flat, idx))); // [n_m, …] rows of modality m
         });
-        const y = tf.gather(outs.length === 1 ? outs[0]! : tf.concat(outs, 0), this.inverseIdx!); // back to token order
+        const [first] = outs;
+        const y = tf.gather(outs.length === 1 && first ? first : tf.concat(outs, 0), inverseIdx); // back to token order
         return tf.reshape(y, [this.batch, this.length, ...y.shape.slice(1)]); // [B·L, …] -> [B, L, …]
       }
       let y: tf.Tensor | null = null;
-      ways.forEach((f, m) => {
-        if (!this.uses(m)) return;
+      for (const [m, f] of ways.entries()) {
+        const mask = masks?.[m];
+        if (!mask || !this.uses(m)) continue;
         const ym = f(x);
-        y = y === null ? ym : tf.where(this.masks![m]!, ym, y);
-      });
-      return y!;
+        y = y === null ? ym : tf.where(mask, ym, y);
+      }
+      if (y === null) throw new OwletError(ErrorCode.INVALID_ARGUMENT, 'multiway: no token uses any copy');
+      return y;
     });
   }
 }

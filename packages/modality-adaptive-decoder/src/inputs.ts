@@ -34,7 +34,7 @@ export function toRows(input: IdsInput, name: string): number[][] {
 /** Token ids [B][L], validated against the vocabulary. */
 export function toIdRows(input: IdsInput, vocab: number): number[][] {
   const rows = toRows(input, 'input_ids');
-  rows.forEach((r, b) =>
+  rows.forEach((r, b) => {
     r.forEach((id, t) => {
       if (!Number.isInteger(id) || id < 0 || id >= vocab) {
         const hint =
@@ -47,8 +47,8 @@ export function toIdRows(input: IdsInput, vocab: number): number[][] {
           },
         );
       }
-    }),
-  );
+    });
+  });
   return rows;
 }
 
@@ -64,7 +64,8 @@ export function toPositionRows(
     return Array.from({ length: batch }, () => row);
   }
   let rows = toRows(input, 'position_ids');
-  if (rows.length === 1 && batch > 1) rows = Array.from({ length: batch }, () => rows[0]!);
+  const [only] = rows;
+  if (only && rows.length === 1 && batch > 1) rows = Array.from({ length: batch }, () => only);
   if (rows.length !== batch || (rows[0]?.length ?? 0) !== length) {
     throw new OwletError(
       ErrorCode.SHAPE_MISMATCH,
@@ -101,7 +102,7 @@ export function toPaddingMask(
   }
   const data = new Float32Array(batch * keyLength);
   let any = false;
-  rows.forEach((r, b) =>
+  rows.forEach((r, b) => {
     r.forEach((m, j) => {
       if (m !== 0 && m !== 1)
         throw new OwletError(ErrorCode.INVALID_ARGUMENT, `attention_mask: value ${m} at [${b}, ${j}] is not 0 or 1`);
@@ -109,7 +110,7 @@ export function toPaddingMask(
         data[b * keyLength + j] = maskValue;
         any = true;
       }
-    }),
-  );
+    });
+  });
   return any ? { data, shape: [batch, 1, 1, keyLength] } : null;
 }

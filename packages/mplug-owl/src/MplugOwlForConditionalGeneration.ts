@@ -4,7 +4,7 @@
  * (a stock LLaMA). Each run of −1 placeholders in the prompt is overwritten by the visual tokens of
  * the next image; the sequence length does not change.
  */
-import * as tf from '@tensorflow/tfjs-core';
+import type * as tf from '@tensorflow/tfjs-core';
 import { Init, type Parameter } from '@owlet/core';
 import { LlamaForCausalLM, type LlamaModel, type LlamaModelOptions } from '@owlet/modality-adaptive-decoder';
 import { MplugOwlVisionModel } from '@owlet/vision-encoder';

@@ -259,14 +259,13 @@ export abstract class MplugOwlPreTrainedModel extends Module {
     this.checkMask(options.attention_mask, ids.length);
     const s = this.prepareInputs(ids, options.pixel_values);
     const { input_ids: _i, pixel_values: _p, attention_mask: _a, stop, ...rest } = options;
+    const tokenizer = this.tokenizer;
     try {
       const out = await generate(this.causalLM, {
         ...this.generationOptions(rest),
         ...rest,
         ...(stop ? { stop_strings: stop } : {}),
-        ...(this.tokenizer && (stop || rest.stop_strings)
-          ? { decode: (x: number[]) => this.tokenizer!.decode(x) }
-          : {}),
+        ...(tokenizer && (stop || rest.stop_strings) ? { decode: (x: number[]) => tokenizer.decode(x) } : {}),
         inputs_embeds: s.inputs_embeds,
         modality_indicators: this.usesModality ? [Array.from(s.modality_indicators)] : null,
       });
@@ -359,13 +358,12 @@ export abstract class MplugOwlPreTrainedModel extends Module {
       ...(this.templateName === 'mplug_owl' ? { media_tokens_per_image: this.config.image_tokens } : {}),
     });
     const images = o.images ?? [];
-    if (images.length > 0 && !proc)
-      throw new OwletError('NOT_READY', 'chat with images needs an image processor (model.imageProcessor)');
 
     // Preprocess every image (host side) and identify it by its pixels.
     const pixels: { key: string; data: Float32Array; shape: [number, number, number, number] }[] = [];
     for (const img of images) {
-      const pv = await proc!.preprocess(img);
+      if (!proc) throw new OwletError('NOT_READY', 'chat with images needs an image processor (model.imageProcessor)');
+      const pv = await proc.preprocess(img);
       pixels.push({ key: hashPixels(pv.data), data: pv.data, shape: pv.shape });
     }
     if (o.signal?.aborted) throw new OwletError('ABORTED', 'chat was aborted');
@@ -376,15 +374,19 @@ export abstract class MplugOwlPreTrainedModel extends Module {
       this.conversation = conv;
     }
     // Visual tokens for images not seen in this conversation yet.
+    const imageFeatures: tf.Tensor2D[] = [];
     for (const p of pixels) {
-      if (conv.features.has(p.key)) continue;
-      const f = tf.tidy(() => {
-        const pv = tf.tensor4d(p.data, p.shape);
-        return tf.squeeze(this.encodeImages(pv), [0]) as tf.Tensor2D; // [1, T, D] -> [T, D]
-      });
-      conv.features.set(p.key, f);
+      let f = conv.features.get(p.key);
+      if (!f) {
+        f = tf.tidy(() => {
+          const pv = tf.tensor4d(p.data, p.shape);
+          return tf.squeeze(this.encodeImages(pv), [0]) as tf.Tensor2D; // [1, T, D] -> [T, D]
+        });
+        conv.features.set(p.key, f);
+      }
+      imageFeatures.push(f);
     }
-    const feats = pixels.length ? (tf.stack(pixels.map((p) => conv!.features.get(p.key)!)) as tf.Tensor3D) : null; // [N, T, D]
+    const feats = imageFeatures.length ? (tf.stack(imageFeatures) as tf.Tensor3D) : null; // [N, T, D]
     let s: SplicedSequence;
     try {
       s = this.splice(ids, feats);
@@ -402,8 +404,9 @@ export abstract class MplugOwlPreTrainedModel extends Module {
       const spans = spliced.spans;
       while (pos < (spliced.embeds.shape[1] as number)) {
         const span = spans[img];
-        if (span && span.start === pos) {
-          for (let r = 0; r < span.length; r++) keys.push(`${pixels[img]!.key}#${r}`);
+        const px = pixels[img];
+        if (span && px && span.start === pos) {
+          for (let r = 0; r < span.length; r++) keys.push(`${px.key}#${r}`);
           pos += span.length;
           img++;
           // v1 placeholders keep their ids in the sequence; v2 has one −200 per image

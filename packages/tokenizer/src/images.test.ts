@@ -227,7 +227,10 @@ describe('training labels (preprocess_v1)', () => {
         return;
       }
       expect(l).toBe(ex.input_ids[i]);
-      if (cur === null) spans.push((cur = []));
+      if (cur === null) {
+        cur = [];
+        spans.push(cur);
+      }
       cur.push(l);
     });
     expect(spans).toEqual([

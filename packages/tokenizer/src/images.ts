@@ -37,16 +37,20 @@ function asParts(prompt: Prompt): PromptPart[] {
  * the chunks (each a list of parts) — n markers give n + 1 chunks.
  */
 export function splitPartsOnMarker(parts: readonly PromptPart[], marker: string): PromptPart[][] {
-  const chunks: PromptPart[][] = [[]];
+  let last: PromptPart[] = [];
+  const chunks: PromptPart[][] = [last];
   for (const p of parts) {
     if (!p.trusted) {
-      chunks[chunks.length - 1]!.push(p);
+      last.push(p);
       continue;
     }
     const pieces = p.text.split(marker);
     pieces.forEach((t, i) => {
-      if (i > 0) chunks.push([]);
-      if (t.length > 0) chunks[chunks.length - 1]!.push({ text: t, trusted: true });
+      if (i > 0) {
+        last = [];
+        chunks.push(last);
+      }
+      if (t.length > 0) last.push({ text: t, trusted: true });
     });
   }
   return chunks;
@@ -183,7 +187,14 @@ export function tokenizePromptsV1(
       `n_images must list the image count of each of the ${prompts.length} prompts, got ${JSON.stringify(options.n_images)}`,
     );
   }
-  const rows = prompts.map((p, i) => tokenizePromptV1(tokenizer, p, { ...options, n_images: options.n_images[i]! }));
+  const counts = options.n_images;
+  const rows = prompts.map((p, i) => {
+    const n = counts[i];
+    if (n === undefined) {
+      throw new TokenizerError(TokenizerErrorCode.IMAGE_COUNT_MISMATCH, `n_images has no count for prompt ${i}`);
+    }
+    return tokenizePromptV1(tokenizer, p, { ...options, n_images: n });
+  });
   const lengths = rows.map((r) => r.length);
   const width = Math.max(0, ...lengths) + (options.tokens_to_generate ?? 0);
   const pad = tokenizer.eos_token_id ?? 0;

@@ -267,8 +267,7 @@ export class LlamaTokenizer {
     let out = '';
     let current: number[] = [];
     let prevIsSpecial = false;
-    for (let i = 0; i < arr.length; i++) {
-      const id = arr[i]!;
+    for (const [i, id] of arr.entries()) {
       if (this.specialIds.has(id)) {
         if (!prevIsSpecial && i !== 0) out += ' ';
         out += this.backend.decodeChunk(current) + this.backend.idToPiece(id);
@@ -310,5 +309,5 @@ export class LlamaTokenizer {
 
 function isWordBoundary(text: string, a: number, b: number): boolean {
   const word = /[\p{L}\p{N}_]/u;
-  return (a === 0 || !word.test(text[a - 1]!)) && (b >= text.length || !word.test(text[b]!));
+  return (a === 0 || !word.test(text.charAt(a - 1))) && (b >= text.length || !word.test(text.charAt(b)));
 }

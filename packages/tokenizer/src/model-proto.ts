@@ -285,8 +285,7 @@ export function decodeModelProto(bytes: Uint8Array | ArrayBuffer): ModelProto {
 
   const seen = new Map<string, number>();
   let unk = -1;
-  for (let i = 0; i < pieces.length; i++) {
-    const p = pieces[i]!;
+  for (const [i, p] of pieces.entries()) {
     const prev = seen.get(p.piece);
     if (prev !== undefined)
       bad(`piece "${p.piece}" is defined twice (ids ${prev} and ${i})`, { piece: p.piece, ids: [prev, i] });

@@ -456,9 +456,11 @@ export class SentencePieceModel implements TokenizerBackend {
     };
     const resegment = (w: string): void => {
       const id = this.pieceToId(w);
-      if (types[id] !== PieceType.UNUSED) return emit(id, w);
-      const rm = revMerge?.get(id);
-      if (rm === undefined) return emit(id, w);
+      const rm = types[id] === PieceType.UNUSED ? revMerge?.get(id) : undefined;
+      if (rm === undefined) {
+        emit(id, w);
+        return;
+      }
       resegment(rm[0]);
       resegment(rm[1]);
     };

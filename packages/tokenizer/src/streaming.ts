@@ -49,10 +49,11 @@ export class StreamingDecoder {
     // Hold back while the trailing byte pieces are a proper prefix of a UTF-8 character.
     const bytes: number[] = [];
     for (let i = this.pending.length - 1; i >= 0; i--) {
-      const piece = tk.backend.idToPiece(this.pending[i]!);
-      const m = /^<0x([0-9A-Fa-f]{2})>$/.exec(piece);
-      if (!m) break;
-      bytes.unshift(parseInt(m[1]!, 16));
+      const id = this.pending[i];
+      if (id === undefined) break;
+      const m = /^<0x([0-9A-Fa-f]{2})>$/.exec(tk.backend.idToPiece(id));
+      if (!m || m[1] === undefined) break;
+      bytes.unshift(parseInt(m[1], 16));
     }
     if (bytes.length > 0 && incompleteUtf8Tail(bytes) > 0) return '';
     return this.emit();

@@ -180,7 +180,7 @@ export function renderConversation(
 ): RenderedPrompt {
   const tpl = getTemplate(template);
   const turns = toTurns(messages);
-  if ((options.add_generation_prompt ?? true) && (turns.length === 0 || turns[turns.length - 1]!.role === 0)) {
+  if ((options.add_generation_prompt ?? true) && (turns.at(-1)?.role ?? 0) === 0) {
     if (turns.length > 0) turns.push({ role: 1, text: null, images: 0 });
   }
   const parts: PromptPart[] = [];
@@ -197,14 +197,13 @@ export function renderConversation(
     }
   } else {
     if (tpl.sep_style === 'TWO') T(tpl.system + tpl.sep);
-    const seps = [tpl.sep, tpl.sep2];
     turns.forEach((t, i) => {
       const img = tpl.image_token.repeat(t.images);
       nImages += t.images;
       if (t.text || t.images > 0) {
         T(`${tpl.roles[t.role]}: ${img}`);
         if (t.text) U(t.text);
-        T(seps[i % 2]!);
+        T(i % 2 === 0 ? tpl.sep : tpl.sep2);
       } else {
         T(`${tpl.roles[t.role]}:`);
       }
@@ -303,11 +302,11 @@ export function buildTrainingExample(
   // preprocess_multimodal: move the image token to the front, followed by "\n".
   for (const s of source) {
     if (s.value.includes(marker)) {
-      s.value = (marker + '\n' + s.value.replaceAll(marker, '').trim()).trim();
+      s.value = `${marker}\n${s.value.replaceAll(marker, '').trim()}`.trim();
     }
   }
   const hasImage = options.has_image ?? source.some((s) => s.value.includes(marker));
-  if (source.length > 0 && source[0]!.from !== 'human') source = source.slice(1);
+  if (source.length > 0 && source[0]?.from !== 'human') source = source.slice(1);
   let prompt = tpl.sep_style === 'TWO' ? tpl.system + tpl.sep : '';
   const seps = [tpl.sep, tpl.sep2];
   source.forEach((s, j) => {
@@ -331,14 +330,15 @@ export function buildTrainingExample(
   const labels = inputIds.slice();
   const pad = tokenizer.pad_token_id ?? tokenizer.unk_token_id ?? 0;
   const totalLen = inputIds.filter((id) => id !== pad).length;
-  const sep = tpl.sep + tpl.roles[1] + ': ';
+  const sep = `${tpl.sep + tpl.roles[1]}: `;
   let cur = 1;
   for (let k = 0; k < Math.min(cur, labels.length); k++) labels[k] = IGNORE_INDEX;
   for (const rou of prompt.split(tpl.sep2)) {
     if (rou === '') break;
     const p = rou.split(sep);
-    if (p.length !== 2) break;
-    const instruction = p[0]! + sep;
+    const [before] = p;
+    if (p.length !== 2 || before === undefined) break;
+    const instruction = before + sep;
     const roundLen = tok(rou).length;
     const instructionLen = tok(instruction).length - 2;
     for (let k = cur; k < cur + instructionLen && k < labels.length; k++) labels[k] = IGNORE_INDEX;
@@ -378,9 +378,10 @@ export function conversationGetPrompt(
     r,
     m === null ? null : typeof m === 'string' ? m : m[0],
   ]);
-  if (messages.length > 0 && Array.isArray(messages[0]![1])) {
-    const init = (messages[0]![1] as readonly [string, unknown, unknown])[0].replaceAll(tpl.image_token, '').trim();
-    msgs = [[messages[0]![0], tpl.image_token + init], ...msgs.slice(1)];
+  const first = messages[0];
+  if (first && Array.isArray(first[1])) {
+    const init = (first[1] as readonly [string, unknown, unknown])[0].replaceAll(tpl.image_token, '').trim();
+    msgs = [[first[0], tpl.image_token + init], ...msgs.slice(1)];
   }
   const seps = [tpl.sep, tpl.sep2];
   let ret = tpl.sep_style === 'TWO' ? tpl.system + seps[0] : '';

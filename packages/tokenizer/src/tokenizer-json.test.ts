@@ -24,7 +24,9 @@ const fx = loadFixtureJson<{ cases: PlainCase[] }>('tokenizer/tokenizer_plain.js
  */
 function buildTokenizerJson(m: ModelProto, mergeForm: 'string' | 'pair'): Record<string, unknown> {
   const vocab: Record<string, number> = {};
-  m.pieces.forEach((p, i) => (vocab[p.piece] = i));
+  m.pieces.forEach((p, i) => {
+    vocab[p.piece] = i;
+  });
   const mergeable = new Map<string, number>();
   m.pieces.forEach((p, i) => {
     if (p.type === PieceType.NORMAL || p.type === PieceType.USER_DEFINED) mergeable.set(p.piece, i);

@@ -23,10 +23,10 @@ export function toWellFormed(s: string): string {
         i++;
         continue;
       }
-      out += s.slice(last, i) + '\uFFFD';
+      out += `${s.slice(last, i)}\uFFFD`;
       last = i + 1;
     } else if (c >= 0xdc00 && c <= 0xdfff) {
-      out += s.slice(last, i) + '\uFFFD';
+      out += `${s.slice(last, i)}\uFFFD`;
       last = i + 1;
     }
   }

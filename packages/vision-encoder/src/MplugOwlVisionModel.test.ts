@@ -1,6 +1,6 @@
 import * as tf from '@tensorflow/tfjs-core';
 import { ErrorCode, Module, StateDictError, isOwletError } from '@owlet/core';
-import { type SafetensorsArchive } from '@owlet/checkpoint';
+import type { SafetensorsArchive } from '@owlet/checkpoint';
 import {
   describeBackends,
   expectAllClose,

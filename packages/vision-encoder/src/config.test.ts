@@ -1,4 +1,4 @@
-import { ErrorCode, OwletError, isOwletError } from '@owlet/core';
+import { ErrorCode, type OwletError, isOwletError } from '@owlet/core';
 import { loadFixtureJson } from '@owlet/test-utils';
 import { describe, expect, it } from 'vitest';
 

@@ -10,8 +10,8 @@ import * as tf from '@tensorflow/tfjs-core';
 import { getBackendInfo } from '@owlet/core';
 
 import { intFlag } from '../args.js';
-import { EXIT } from '../errors.js';
-import { RANDOM_WEIGHTS_NOTICE, loadModel, parseBackend } from '../model.js';
+import { EXIT, UsageError } from '../errors.js';
+import { RANDOM_WEIGHTS_NOTICE, backendReport, loadModel, parseBackend } from '../model.js';
 
 export const BENCH_HELP = `owlet bench [options]
 
@@ -22,7 +22,8 @@ export const BENCH_HELP = `owlet bench [options]
   --new-tokens N       decode steps (default 16)
   --out FILE           where to write the JSON (default owlet-bench.json)
   --json               print the JSON instead of the table
-  --quiet`;
+  --quiet              nothing on stderr but errors
+  --verbose            the full backend reasoning on stderr (the table names the backend)`;
 
 const median = (xs: number[]): number => {
   const s = [...xs].sort((a, b) => a - b);
@@ -43,6 +44,7 @@ export async function benchCommand(argv: string[], signal: AbortSignal): Promise
       out: { type: 'string' },
       json: { type: 'boolean' },
       quiet: { type: 'boolean' },
+      verbose: { type: 'boolean' },
       help: { type: 'boolean', short: 'h' },
     },
   });
@@ -58,8 +60,12 @@ export async function benchCommand(argv: string[], signal: AbortSignal): Promise
   const loaded = await loadModel(values.model, { backend, quiet, signal });
   const { model } = loaded;
   try {
+    const info = getBackendInfo();
+    if (info && values.verbose && !quiet) process.stderr.write(backendReport(info, true));
     if (loaded.randomWeights && !quiet) process.stderr.write(`${RANDOM_WEIGHTS_NOTICE}\n`);
     const size = model.config.vision_config.image_size;
+    const processor = model.imageProcessor;
+    if (!processor) throw new UsageError('the model has no image processor (preprocessor_config.json)');
     // A synthetic 640×480 RGB image (a gradient) for the preprocessing figure.
     const [w, h] = [640, 480];
     const raw = new Uint8Array(w * h * 3);
@@ -77,7 +83,7 @@ export async function benchCommand(argv: string[], signal: AbortSignal): Promise
     for (let r = 0; r <= runs; r++) {
       const warm = r === 0; // the first round compiles kernels and is not counted
       let t0 = performance.now();
-      await model.imageProcessor!.preprocess({ data: raw, width: w, height: h, channels: 3 });
+      await processor.preprocess({ data: raw, width: w, height: h, channels: 3 });
       if (!warm) preprocessMs.push(performance.now() - t0);
       const pixels = tf.randomNormal([1, 3, size, size], 0, 1, 'float32', r);
       t0 = performance.now();
@@ -125,7 +131,7 @@ export async function benchCommand(argv: string[], signal: AbortSignal): Promise
         ],
         ['backend', `${result.backend}`],
         ['load', `${result.load_ms} ms`],
-        ['preprocess (640×480 → ' + size + ')', `${result.preprocess_ms_per_image} ms/image`],
+        [`preprocess (640×480 → ${size})`, `${result.preprocess_ms_per_image} ms/image`],
         ['vision + abstractor', `${result.vision_abstractor_ms_per_image} ms/image`],
         [`prefill (${promptTokens} tokens)`, `${result.prefill_tokens_per_s} tokens/s`],
         [`decode (${newTokens} tokens)`, `${result.decode_tokens_per_s} tokens/s`],

@@ -7,12 +7,14 @@
 import { createInterface } from 'node:readline';
 import { parseArgs } from 'node:util';
 
+import { getBackendInfo } from '@owlet/core';
 import type { ChatMessage, ContentPart } from '@owlet/tokenizer';
 
 import { SAMPLING_OPTIONS, samplingFlags } from '../args.js';
 import { EXIT, classify } from '../errors.js';
 import {
   RANDOM_WEIGHTS_NOTICE,
+  backendReport,
   cpuEngineLine,
   loadModel,
   parseBackend,
@@ -23,7 +25,8 @@ import {
 
 export const CHAT_HELP = `owlet chat [options]
 
-  --model DIR_OR_URL  --backend NAME  --dtype fp32|fp16|q8|q4  --threads N  --max-new-tokens N  --temperature T  --top-p P  --top-k K  --seed S  --quiet
+  --model DIR_OR_URL  --backend NAME  --dtype fp32|fp16|q8|q4  --threads N  --max-new-tokens N  --temperature T  --top-p P  --top-k K  --seed S
+  --quiet (nothing on stderr but errors)  --verbose (the full backend reasoning)
 
 In the conversation:
   /image PATH_OR_URL   attach an image to your next message
@@ -42,6 +45,7 @@ export async function chatCommand(argv: string[], signal: AbortSignal): Promise<
       dtype: { type: 'string' },
       threads: { type: 'string' },
       quiet: { type: 'boolean' },
+      verbose: { type: 'boolean' },
       help: { type: 'boolean', short: 'h' },
       ...SAMPLING_OPTIONS,
     },
@@ -64,8 +68,10 @@ export async function chatCommand(argv: string[], signal: AbortSignal): Promise<
     ...(threads ? { threads } : {}),
   });
   const engineLine = cpuEngineLine();
-  if (engineLine && !quiet) process.stderr.write(`${engineLine}\n`);
+  if (engineLine && !quiet && values.verbose === true) process.stderr.write(`${engineLine}\n`);
   const { model } = loaded;
+  const info = getBackendInfo();
+  if (info && !quiet) process.stderr.write(backendReport(info, values.verbose === true));
   if (loaded.randomWeights && !quiet) process.stderr.write(`${RANDOM_WEIGHTS_NOTICE}\n`);
   if (tty && !quiet) process.stderr.write('type a message, /image PATH to attach an image, /help for commands\n');
 

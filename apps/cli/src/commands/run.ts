@@ -8,6 +8,7 @@ import { SAMPLING_OPTIONS, samplingFlags } from '../args.js';
 import { EXIT, UsageError } from '../errors.js';
 import {
   RANDOM_WEIGHTS_NOTICE,
+  backendReport,
   cpuEngineLine,
   loadModel,
   parseBackend,
@@ -29,7 +30,8 @@ export const RUN_HELP = `owlet run --image PATH_OR_URL --prompt TEXT [options]
   --top-p P  --top-k K  sampling filters
   --seed S              reproducible sampling
   --json                print one JSON object instead of streaming text
-  --quiet               no progress or notices on stderr`;
+  --quiet               nothing on stderr but errors (no progress, backend or notices)
+  --verbose             the full backend reasoning (every backend tried, and why)`;
 
 export async function runCommand(argv: string[], signal: AbortSignal): Promise<number> {
   const { values } = parseArgs({
@@ -45,6 +47,7 @@ export async function runCommand(argv: string[], signal: AbortSignal): Promise<n
       threads: { type: 'string' },
       json: { type: 'boolean' },
       quiet: { type: 'boolean' },
+      verbose: { type: 'boolean' },
       help: { type: 'boolean', short: 'h' },
       ...SAMPLING_OPTIONS,
     },
@@ -72,12 +75,12 @@ export async function runCommand(argv: string[], signal: AbortSignal): Promise<n
     ...(threads ? { threads } : {}),
   });
   const engineLine = cpuEngineLine();
-  if (engineLine && !quiet) process.stderr.write(`${engineLine}\n`);
+  if (engineLine && !quiet && values.verbose === true) process.stderr.write(`${engineLine}\n`);
   const { model } = loaded;
   try {
     if (!quiet) {
       const info = getBackendInfo();
-      if (info) process.stderr.write(`backend: ${info.name} (${info.reason})\n`);
+      if (info) process.stderr.write(backendReport(info, values.verbose === true));
       if (loaded.randomWeights) process.stderr.write(`${RANDOM_WEIGHTS_NOTICE}\n`);
     }
     const content: ContentPart[] = [

@@ -10,7 +10,7 @@
  * an abstractor, `visual_tokens` [N, Q + 1, D_llm].
  */
 import * as tf from '@tensorflow/tfjs-core';
-import { ErrorCode, LayerNorm, Linear, OwletError, type Parameter } from '@owlet/core';
+import { ErrorCode, type LayerNorm, type Linear, OwletError, type Parameter } from '@owlet/core';
 import type { MplugOwlVisionModel } from '@owlet/vision-encoder';
 import type { MplugOwlVisualAbstractorModel } from '@owlet/visual-abstractor';
 

@@ -128,7 +128,9 @@ describeBackends('ops', ({ it }) => {
       idt.dispose();
       expect(y.shape).toEqual([2, 3, D]);
       const expected = new Float64Array(ids.length * D);
-      ids.forEach((id, r) => expected.set(w.subarray(id * D, id * D + D), r * D));
+      ids.forEach((id, r) => {
+        expected.set(w.subarray(id * D, id * D + D), r * D);
+      });
       expectAllClose(await read(y), expected, { atol: 0, label: 'embedding' });
       expect(() => embedding(wt, [1, 9])).toThrow(/id 9 at position 1 is outside the vocabulary \[0, 9\)/);
       expect(() => embedding(wt, [-1])).toThrow(OwletError);

@@ -191,16 +191,18 @@ export async function generate(model: CausalLM, options: GenerateOptions): Promi
     throw new OwletError(ErrorCode.INVALID_ARGUMENT, 'generate: pass exactly one of input_ids and inputs_embeds');
   }
   const promptIds = hasIds ? toIdRows(o.input_ids as IdsInput, cfg.vocab_size) : null;
-  const batch = promptIds ? promptIds.length : (o.inputs_embeds!.shape[0] as number);
+  const embedsShape = o.inputs_embeds?.shape ?? [];
+  const batch = promptIds ? promptIds.length : (embedsShape[0] as number);
   if (batch !== 1) throw new OwletError(ErrorCode.INVALID_ARGUMENT, `generate: batch size must be 1, got ${batch}`);
-  const promptLen = promptIds ? promptIds[0]!.length : (o.inputs_embeds!.shape[1] as number);
+  const promptRow: readonly number[] = promptIds?.[0] ?? []; // the one row (batch is 1); none for inputs_embeds
+  const promptLen = promptIds ? promptRow.length : (embedsShape[1] as number);
 
   const processors = new LogitsProcessorList();
   if (o.repetition_penalty !== undefined && o.repetition_penalty !== 1)
     processors.push(new RepetitionPenaltyLogitsProcessor(o.repetition_penalty));
-  const history: number[] = promptIds ? [...promptIds[0]!] : [];
-  if ((o.min_new_tokens ?? 0) > 0)
-    processors.push(new MinNewTokensLengthLogitsProcessor(history.length, o.min_new_tokens!, eos));
+  const history: number[] = [...promptRow];
+  const minNewTokens = o.min_new_tokens ?? 0;
+  if (minNewTokens > 0) processors.push(new MinNewTokensLengthLogitsProcessor(history.length, minNewTokens, eos));
   const doSample = o.do_sample ?? false;
   if (doSample) {
     if (o.temperature !== undefined && o.temperature !== 1) processors.push(new TemperatureLogitsWarper(o.temperature));
@@ -287,7 +289,7 @@ export async function generate(model: CausalLM, options: GenerateOptions): Promi
   const decodeMs = t1 - tPrefill;
   const decodeSteps = Math.max(0, generated.length - 1);
   return {
-    sequences: [[...(promptIds ? promptIds[0]! : []), ...generated]],
+    sequences: [[...promptRow, ...generated]],
     generated_ids: generated,
     finish_reason: finish,
     ...(stopString !== undefined ? { stop_string: stopString } : {}),

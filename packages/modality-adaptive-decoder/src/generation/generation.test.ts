@@ -57,7 +57,9 @@ describe('logits processors (host, float64)', () => {
     const s = row(2);
     const got = Float64Array.from(s);
     new TemperatureLogitsWarper(0.7).process([], got);
-    got.forEach((v, i) => expect(v).toBeCloseTo(s[i]! / 0.7, 12));
+    got.forEach((v, i) => {
+      expect(v).toBeCloseTo(s[i]! / 0.7, 12);
+    });
   });
 
   plainIt('top-k keeps the k best (and ties with the k-th)', () => {
@@ -155,7 +157,9 @@ describeBackends('generate', ({ it: matrixIt }) => {
         const r = (await o.logits.data()) as Float32Array;
         o.logits.dispose();
         let d = 0;
-        r.forEach((v, i) => (d = Math.max(d, Math.abs(v - res.logits![k]![i]!))));
+        r.forEach((v, i) => {
+          d = Math.max(d, Math.abs(v - res.logits![k]![i]!));
+        });
         expect(d).toBeLessThan(2e-5);
         expect(argmax(r)).toBe(res.generated_ids[k]);
         seq.push(argmax(r));
@@ -190,9 +194,10 @@ describeBackends('generate', ({ it: matrixIt }) => {
           ),
           0.95,
         );
-        s.forEach((v, i) =>
-          v === -Infinity ? expect(ref[i]).toBe(-Infinity) : expect(Math.abs(v - ref[i]!)).toBeLessThan(1e-5),
-        );
+        s.forEach((v, i) => {
+          if (v === -Infinity) expect(ref[i]).toBe(-Infinity);
+          else expect(Math.abs(v - ref[i]!)).toBeLessThan(1e-5);
+        });
         expect(s[a.generated_ids[k]!]).not.toBe(-Infinity);
         ids.push(a.generated_ids[k]!);
       });
@@ -289,7 +294,11 @@ describeBackends('generate', ({ it: matrixIt }) => {
         output_logits: true,
       });
       expect(t2.generated_ids).toEqual(whole.generated_ids);
-      t2.logits!.forEach((r, k) => r.forEach((v, i) => expect(Math.abs(v - whole.logits![k]![i]!)).toBeLessThan(2e-5)));
+      t2.logits!.forEach((r, k) => {
+        r.forEach((v, i) => {
+          expect(Math.abs(v - whole.logits![k]![i]!)).toBeLessThan(2e-5);
+        });
+      });
       // Roll the second turn back and regenerate it: same answer.
       cache.truncate(PROMPT[0]!.length + 3);
       const again = await model.generate({

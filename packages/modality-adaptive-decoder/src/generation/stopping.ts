@@ -49,8 +49,9 @@ export class StoppingCriteria {
   check(generated: readonly number[]): StopCheck | null {
     const last = generated[generated.length - 1];
     if (last !== undefined && this.eos.has(last)) return { reason: 'eos' };
-    if (this.options.stopStrings.length > 0) {
-      const text = this.options.decode!([...generated]);
+    const { decode } = this.options;
+    if (this.options.stopStrings.length > 0 && decode) {
+      const text = decode([...generated]);
       for (const s of this.options.stopStrings) if (text.includes(s)) return { reason: 'stop_string', stop_string: s };
     }
     if (generated.length >= this.options.maxNewTokens) return { reason: 'length' };

@@ -24,7 +24,7 @@ async function main() {
   const stream = model.chat({
     messages: [{ role: 'user', content: [{ type: 'image' }, { type: 'text', text: 'What is in the picture?' }] }],
     images: [image],
-    max_new_tokens: 6,
+    max_new_tokens: 3, // prefill + two cached decode steps; every further step only compiles more shaders
   });
   let text = '';
   for await (const d of stream) {

@@ -191,9 +191,9 @@ export function preprocessToUint8(img: DecodedImage, cfg: PreprocessorConfig, op
  */
 export function pixelLUT(cfg: PreprocessorConfig): Float32Array {
   const lut = new Float32Array(3 * 256);
-  for (let c = 0; c < 3; c++) {
-    const mean = Math.fround(cfg.image_mean[c]!);
-    const std = Math.fround(cfg.image_std[c]!);
+  for (const c of [0, 1, 2] as const) {
+    const mean = Math.fround(cfg.image_mean[c]);
+    const std = Math.fround(cfg.image_std[c]);
     for (let v = 0; v < 256; v++) {
       let x = cfg.do_rescale ? Math.fround(v * cfg.rescale_factor) : Math.fround(v);
       if (cfg.do_normalize) x = Math.fround(Math.fround(x - mean) / std);
@@ -210,6 +210,7 @@ export function applyLUT(planar: Uint8Planar, lut: Float32Array, out: Float32Arr
     const base = c * 256;
     const src = c * plane;
     const dst = outOffset + c * plane;
+    // biome-ignore lint/style/noNonNullAssertion: per-pixel loop; i < plane and a uint8 indexes the 3·256 LUT
     for (let i = 0; i < plane; i++) out[dst + i] = lut[base + planar.data[src + i]!]!;
   }
 }

@@ -71,7 +71,9 @@ export function imageFromRaw(raw: RawImageInput, limits: ImageLimits = {}): Deco
  * are integers in [0, 255]. The tensor is read, not disposed.
  */
 export async function imageFromTensor(t: tf.Tensor, limits: ImageLimits = {}): Promise<DecodedImage> {
-  if (t.rank !== 3 || !CHANNEL_MODES[t.shape[2]!]) {
+  const [h, w, c] = t.shape;
+  const mode = t.rank === 3 && c !== undefined ? CHANNEL_MODES[c] : undefined;
+  if (!mode || h === undefined || w === undefined) {
     throw new OwletError(
       'SHAPE_MISMATCH',
       `image tensor must be [H, W, C] with C in 1–4, got [${t.shape.join(', ')}]`,
@@ -80,7 +82,6 @@ export async function imageFromTensor(t: tf.Tensor, limits: ImageLimits = {}): P
       },
     );
   }
-  const [h, w, c] = t.shape as [number, number, number];
   checkImageLimits(w, h, limits);
   const values = await t.data();
   const data = new Uint8Array(values.length);
@@ -97,7 +98,7 @@ export async function imageFromTensor(t: tf.Tensor, limits: ImageLimits = {}): P
     }
     data[i] = v;
   }
-  return { width: w, height: h, mode: CHANNEL_MODES[c]!, data };
+  return { width: w, height: h, mode, data };
 }
 
 function isDecoded(x: unknown): x is DecodedImage {
@@ -241,18 +242,22 @@ export class MplugOwlImageProcessor {
     if (list.length === 0) throw new OwletError('INVALID_ARGUMENT', 'preprocess needs at least one image, got 0');
     const planars: Uint8Planar[] = [];
     for (const input of list) planars.push(this.uint8(await this.toDecoded(input)));
-    const { height, width } = planars[0]!;
-    for (let i = 1; i < planars.length; i++) {
-      if (planars[i]!.height !== height || planars[i]!.width !== width) {
+    const [first] = planars;
+    if (!first) throw new OwletError('INVALID_ARGUMENT', 'preprocess needs at least one image, got 0');
+    const { height, width } = first;
+    for (const [i, p] of planars.entries()) {
+      if (p.height !== height || p.width !== width) {
         throw new OwletError(
           'SHAPE_MISMATCH',
-          `images of one batch must share a size: image 0 gives ${height}×${width}, image ${i} gives ${planars[i]!.height}×${planars[i]!.width} (enable do_center_crop)`,
+          `images of one batch must share a size: image 0 gives ${height}×${width}, image ${i} gives ${p.height}×${p.width} (enable do_center_crop)`,
         );
       }
     }
     const plane = 3 * height * width;
     const data = new Float32Array(planars.length * plane);
-    planars.forEach((p, i) => applyLUT(p, this.lut, data, i * plane));
+    planars.forEach((p, i) => {
+      applyLUT(p, this.lut, data, i * plane);
+    });
     return { data, shape: [planars.length, 3, height, width], exact: planars.map((p) => p.exact) };
   }
 

@@ -66,7 +66,9 @@ function refResize(im: Img, ow: number, oh: number): Img {
       for (let o = 0; o < ow; o++)
         for (let c = 0; c < im.c; c++) {
           let acc = 2097152;
-          cx.k[o]!.forEach((kv, t) => (acc += kv * im.d[(y * im.w + cx.lo[o]! + t) * im.c + c]!));
+          cx.k[o]!.forEach((kv, t) => {
+            acc += kv * im.d[(y * im.w + cx.lo[o]! + t) * im.c + c]!;
+          });
           out[(y * ow + o) * im.c + c] = clip8(acc);
         }
     cur = { w: ow, h: im.h, c: im.c, d: out };
@@ -77,7 +79,9 @@ function refResize(im: Img, ow: number, oh: number): Img {
       for (let x = 0; x < cur.w; x++)
         for (let c = 0; c < cur.c; c++) {
           let acc = 2097152;
-          cy.k[o]!.forEach((kv, t) => (acc += kv * cur.d[((cy.lo[o]! + t) * cur.w + x) * cur.c + c]!));
+          cy.k[o]!.forEach((kv, t) => {
+            acc += kv * cur.d[((cy.lo[o]! + t) * cur.w + x) * cur.c + c]!;
+          });
           out[(o * cur.w + x) * cur.c + c] = clip8(acc);
         }
     cur = { w: cur.w, h: oh, c: cur.c, d: out };

@@ -53,10 +53,10 @@ export class Row {
   /** The colour when every pixel of the row is the same by construction, else null. */
   constColor(): Uint8Array | null {
     const s = this.segments;
-    if (s.length === 1) {
-      const seg = s[0]!;
+    const seg = s[0];
+    if (s.length === 1 && seg) {
       if (seg.color) return seg.color;
-      if (this.width === 1) return seg.data!.subarray(seg.offset, seg.offset + this.channels);
+      if (this.width === 1 && seg.data) return seg.data.subarray(seg.offset, seg.offset + this.channels);
     }
     return null;
   }
@@ -64,7 +64,8 @@ export class Row {
   /** The single dense segment's buffer and offset, or null when the row has other segments. */
   denseView(): { data: Uint8Array; offset: number } | null {
     const s = this.segments;
-    if (s.length === 1 && s[0]!.data) return { data: s[0]!.data, offset: s[0]!.offset };
+    const seg = s[0];
+    if (s.length === 1 && seg?.data) return { data: seg.data, offset: seg.offset };
     return null;
   }
 
@@ -78,8 +79,8 @@ export class Row {
       for (const seg of this.segments) {
         if (seg.color) {
           for (let x = seg.x0; x < seg.x1; x++) out.set(seg.color, x * c);
-        } else {
-          out.set(seg.data!.subarray(seg.offset, seg.offset + (seg.x1 - seg.x0) * c), seg.x0 * c);
+        } else if (seg.data) {
+          out.set(seg.data.subarray(seg.offset, seg.offset + (seg.x1 - seg.x0) * c), seg.x0 * c);
         }
       }
       this.denseCache = out;
@@ -164,10 +165,10 @@ export class MapRows implements RowSource {
         const color = new Uint8Array(this.channels);
         this.convert(seg.color, 0, color, 1);
         segs.push({ x0: seg.x0, x1: seg.x1, color, data: null, offset: 0 });
-      } else {
+      } else if (seg.data) {
         const n = seg.x1 - seg.x0;
         const data = new Uint8Array(n * this.channels);
-        this.convert(seg.data!, seg.offset, data, n);
+        this.convert(seg.data, seg.offset, data, n);
         segs.push({ x0: seg.x0, x1: seg.x1, color: null, data, offset: 0 });
       }
     }
