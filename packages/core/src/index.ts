@@ -47,6 +47,14 @@ export {
   type CpuEngineOptions,
 } from './cpu/index.js';
 export { scope, memoryStats } from './scope.js';
+export {
+  withTraining,
+  isTraining,
+  nextTrainingSeed,
+  withCompositeOps,
+  compositeOpsRequired,
+  isGradientRecording,
+} from './training.js';
 export * from './ops/index.js';
 export * from './nn/index.js';
 export { loadCheckpointInto, type LoadCheckpointOptions } from './load-checkpoint.js';

@@ -3,6 +3,16 @@ import '../gradients.js';
 export { linear } from './linear.js';
 export { layerNorm, rmsNorm } from './norm.js';
 export { embedding } from './embedding.js';
+export { gatherRows } from './gather.js';
+export { dropout } from './dropout.js';
+export {
+  IGNORE_INDEX,
+  causalLmLoss,
+  crossEntropySum,
+  shiftedTargets,
+  type CausalLmLoss,
+  type ShiftedTargets,
+} from './loss.js';
 export { rope, ropeTables, applyRope, rotateHalf, ropeInvFreq, type RopeTables } from './rope.js';
 export {
   attention,
