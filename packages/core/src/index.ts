@@ -65,3 +65,11 @@ export {
   type ConfigJson,
   type ConfigFieldReaders,
 } from './config-fields.js';
+export {
+  loadPeftAdapter,
+  savePeftAdapter,
+  ADAPTER_CONFIG_NAME,
+  ADAPTER_SAFETENSORS_NAME,
+  ADAPTER_BIN_NAME,
+  type LoadPeftAdapterOptions,
+} from './peft-adapter.js';
