@@ -30,7 +30,7 @@ export interface BuildTrainingExampleV1Options {
   max_length?: number;
 }
 
-const escape = (s: string) => s.replace(/[.*+?^${}()|[\]\\]/g, '\\$&');
+const escapeRegExp = (s: string) => s.replace(/[.*+?^${}()|[\]\\]/g, '\\$&');
 
 export function buildTrainingExampleV1(
   tokenizer: LlamaTokenizer,
@@ -54,7 +54,7 @@ export function buildTrainingExampleV1(
   const bos = tokenizer.bos_token_id;
   if (eos === null || bos === null)
     throw new TokenizerError(TokenizerErrorCode.INVALID_ARGUMENT, 'the tokenizer needs BOS and EOS ids');
-  const pattern = new RegExp(`(${[media, 'AI: ', '\nHuman: '].map(escape).join('|')})`);
+  const pattern = new RegExp(`(${[media, 'AI: ', '\nHuman: '].map(escapeRegExp).join('|')})`);
   const chunks = text.split(pattern).filter((c) => c.length > 0);
   const ids: number[] = [bos];
   const train: boolean[] = [false];
