@@ -114,45 +114,57 @@ export function prepareTrainingInputsOwl2(
   const modality: number[][] = [];
   const labels: number[][] = [];
   const lengths: number[] = [];
-  const embeds = tf.tidy(() => {
-    const rows: tf.Tensor2D[] = [];
-    let image = 0;
-    for (let s = 0; s < b; s++) {
-      const ids = row(batch.input_ids, s);
-      const lab = row(batch.labels, s);
-      const parts: tf.Tensor2D[] = [];
-      const mod: number[] = [];
-      const newLab: number[] = [];
-      let text: number[] = [];
-      const flush = () => {
-        if (text.length === 0) return;
-        parts.push(embed(text));
-        text = [];
-      };
-      for (let i = 0; i < l; i++) {
-        const id = row(ids, i);
-        if (id !== IMAGE_TOKEN_INDEX) {
-          text.push(id);
-          mod.push(0);
-          newLab.push(row(lab, i));
-          continue;
-        }
-        flush();
-        // [N, T, D] -> [T, D] of image `image`
-        parts.push(tf.squeeze(tf.slice(features as tf.Tensor3D, [image, 0, 0], [1, -1, -1]), [0]) as tf.Tensor2D);
-        image++;
-        for (let k = 0; k < t; k++) {
-          mod.push(1);
-          newLab.push(IGNORE_INDEX);
-        }
+  // One embedding lookup for every text token of the batch (one gradient scatter into the
+  // table, not one per text chunk); the pieces are slices of it.
+  type Piece = { text: true; start: number; length: number } | { text: false; image: number };
+  const allText: number[] = [];
+  const plan: Piece[][] = [];
+  let image = 0;
+  for (let s = 0; s < b; s++) {
+    const ids = row(batch.input_ids, s);
+    const lab = row(batch.labels, s);
+    const pieces: Piece[] = [];
+    const mod: number[] = [];
+    const newLab: number[] = [];
+    let start = allText.length;
+    const flush = () => {
+      if (allText.length > start) pieces.push({ text: true, start, length: allText.length - start });
+      start = allText.length;
+    };
+    for (let i = 0; i < l; i++) {
+      const id = row(ids, i);
+      if (id !== IMAGE_TOKEN_INDEX) {
+        allText.push(id);
+        mod.push(0);
+        newLab.push(row(lab, i));
+        continue;
       }
       flush();
-      if (slots[s] === 0 && placeholders) image++; // the zero image of a text-only sample
-      rows.push(parts.length === 1 ? row(parts, 0) : (tf.concat(parts, 0) as tf.Tensor2D)); // [L'_s, D]
-      modality.push(mod);
-      labels.push(newLab);
-      lengths.push(mod.length);
+      pieces.push({ text: false, image });
+      image++;
+      for (let k = 0; k < t; k++) {
+        mod.push(1);
+        newLab.push(IGNORE_INDEX);
+      }
     }
+    flush();
+    if (slots[s] === 0 && placeholders) image++; // the zero image of a text-only sample
+    plan.push(pieces);
+    modality.push(mod);
+    labels.push(newLab);
+    lengths.push(mod.length);
+  }
+  const embeds = tf.tidy(() => {
+    const table = allText.length > 0 ? embed(allText) : null; // [N_text, D]
+    const rows = plan.map((pieces) => {
+      const parts = pieces.map(
+        (p) =>
+          p.text
+            ? (tf.slice(table as tf.Tensor2D, [p.start, 0], [p.length, -1]) as tf.Tensor2D)
+            : (tf.squeeze(tf.slice(features as tf.Tensor3D, [p.image, 0, 0], [1, -1, -1]), [0]) as tf.Tensor2D), // [T, D]
+      );
+      return parts.length === 1 ? row(parts, 0) : (tf.concat(parts, 0) as tf.Tensor2D); // [L'_s, D]
+    });
     const max = Math.max(...lengths);
     const padded = rows.map((r, s) => {
       const extra = max - row(lengths, s);
@@ -214,21 +226,38 @@ export function prepareTrainingInputsOwl1(
       );
     }
   }
-  const embeds = tf.tidy(() => {
-    const rows: tf.Tensor2D[] = [];
-    let image = 0;
-    for (let s = 0; s < b; s++) {
-      const ids = row(batch.input_ids, s);
-      const parts: tf.Tensor2D[] = [];
-      let pos = 0;
-      for (const r of runs.filter((x) => x.s === s)) {
-        if (r.start > pos) parts.push(embed(ids.slice(pos, r.start)));
-        parts.push(tf.squeeze(tf.slice(features as tf.Tensor3D, [image++, 0, 0], [1, -1, -1]), [0]) as tf.Tensor2D); // [T, D]
-        pos = r.start + r.length;
-      }
-      if (pos < l) parts.push(embed(ids.slice(pos)));
-      rows.push(parts.length === 1 ? row(parts, 0) : (tf.concat(parts, 0) as tf.Tensor2D)); // [L, D]
+  // One embedding lookup for every text token of the batch; the pieces are slices of it.
+  type Piece = { text: true; start: number; length: number } | { text: false; image: number };
+  const allText: number[] = [];
+  const plan: Piece[][] = [];
+  let image = 0;
+  for (let s = 0; s < b; s++) {
+    const ids = row(batch.input_ids, s);
+    const pieces: Piece[] = [];
+    const text = (from: number, to: number) => {
+      pieces.push({ text: true, start: allText.length, length: to - from });
+      for (let i = from; i < to; i++) allText.push(row(ids, i));
+    };
+    let pos = 0;
+    for (const r of runs.filter((x) => x.s === s)) {
+      if (r.start > pos) text(pos, r.start);
+      pieces.push({ text: false, image: image++ });
+      pos = r.start + r.length;
     }
+    if (pos < l) text(pos, l);
+    plan.push(pieces);
+  }
+  const embeds = tf.tidy(() => {
+    const table = allText.length > 0 ? embed(allText) : null; // [N_text, D]
+    const rows = plan.map((pieces) => {
+      const parts = pieces.map(
+        (p) =>
+          p.text
+            ? (tf.slice(table as tf.Tensor2D, [p.start, 0], [p.length, -1]) as tf.Tensor2D)
+            : (tf.squeeze(tf.slice(features as tf.Tensor3D, [p.image, 0, 0], [1, -1, -1]), [0]) as tf.Tensor2D), // [T, D]
+      );
+      return parts.length === 1 ? row(parts, 0) : (tf.concat(parts, 0) as tf.Tensor2D); // [L, D]
+    });
     return tf.stack(rows) as tf.Tensor3D; // [B, L, D]
   });
   return {

@@ -2,6 +2,7 @@ import * as tf from '@tensorflow/tfjs-core';
 
 import { ErrorCode, OwletError } from '../errors.js';
 import type { Parameter } from '../parameter.js';
+import { isGradientRecording } from '../training.js';
 import { checkShape, formatShape } from './check.js';
 import { gatherRows } from './gather.js';
 import { linear } from './linear.js';
@@ -27,6 +28,7 @@ export function crossEntropySum(logits: tf.Tensor, targets: readonly number[] | 
       );
     }
   }
+  if (HOST_LOSS_BACKENDS.has(tf.getBackend())) return hostCrossEntropySum(logits, targets);
   return tf.tidy(() => {
     const logp = tf.logSoftmax(logits); // [N, V]
     // pick logp[i, targets[i]] through a flat gather: [N·V] at i·V + t
@@ -34,6 +36,45 @@ export function crossEntropySum(logits: tf.Tensor, targets: readonly number[] | 
     const picked = gatherRows(tf.reshape(logp, [n * v]), tf.tensor1d(flat, 'int32')); // [N]
     return tf.neg(tf.sum(picked)) as tf.Scalar;
   });
+}
+
+/**
+ * Backends on which the cross-entropy runs as one float64 pass over the logits on the host: on
+ * tfjs-cpu every elementwise kernel is a JS loop of its own, and log-softmax + its gradient over
+ * [48, 32000] logits took ~1.5 s of a training step (the host pass: ~20 ms). Device backends keep
+ * the composite.
+ */
+export const HOST_LOSS_BACKENDS: ReadonlySet<string> = new Set(['cpu']);
+
+function hostCrossEntropySum(logits: tf.Tensor, targets: ArrayLike<number>): tf.Scalar {
+  const [n, v] = logits.shape as [number, number];
+  const withGrad = isGradientRecording();
+  const f = tf.customGrad(((x: tf.Tensor, save: tf.GradSaveFunc) => {
+    const vals = x.dataSync() as Float32Array;
+    const grad = withGrad ? new Float32Array(n * v) : null;
+    let loss = 0;
+    for (let i = 0; i < n; i++) {
+      const o = i * v;
+      let max = -Infinity;
+      for (let j = 0; j < v; j++) if ((vals[o + j] as number) > max) max = vals[o + j] as number;
+      let z = 0;
+      for (let j = 0; j < v; j++) z += Math.exp((vals[o + j] as number) - max);
+      const lse = max + Math.log(z);
+      const t = targets[i] as number;
+      loss += lse - (vals[o + t] as number);
+      if (grad) {
+        for (let j = 0; j < v; j++) grad[o + j] = Math.exp((vals[o + j] as number) - lse); // softmax
+        grad[o + t] = (grad[o + t] as number) - 1;
+      }
+    }
+    const g = grad ? tf.tensor2d(grad, [n, v]) : tf.zeros([n, v]);
+    save([g]);
+    return {
+      value: tf.scalar(loss),
+      gradFunc: (dy: tf.Tensor, saved: tf.Tensor[]) => [tf.mul(saved[0] as tf.Tensor, dy)],
+    };
+  }) as unknown as Parameters<typeof tf.customGrad>[0]);
+  return f(logits) as tf.Scalar;
 }
 
 /** Rows with a loss and their targets under the standard causal shift. */

@@ -12,6 +12,7 @@ import {
   dropout,
   embedding,
   gatherRows,
+  matMul,
   shiftedTargets,
 } from './index.js';
 import { dot, refLinear } from './reference.test-helpers.js';
@@ -186,5 +187,34 @@ describeBackends('training ops', ({ it }) => {
     expect(seen).toBe(true);
     expect(compositeOpsRequired()).toBe(false);
     tf.dispose([x, g!]);
+  });
+
+  it('matMul (training path) equals tf.matMul, value and gradients, for every transpose combination', async () => {
+    await expectNoLeaks(async () => {
+      for (const [ta, tb] of [
+        [false, false],
+        [false, true],
+        [true, false],
+        [true, true],
+      ] as const) {
+        const a = t(rnd(2 * 3 * 4, 20), ta ? [2, 4, 3] : [2, 3, 4]);
+        const b = t(rnd(2 * 4 * 5, 21), tb ? [2, 5, 4] : [2, 4, 5]);
+        const r = t(rnd(2 * 3 * 5, 22), [2, 3, 5]);
+        const ours = withTraining(1, () =>
+          tf.grads((x: tf.Tensor, y: tf.Tensor) => tf.sum(tf.mul(matMul(x, y, ta, tb), r)))([a, b]),
+        );
+        const ref = tf.grads((x: tf.Tensor, y: tf.Tensor) => tf.sum(tf.mul(tf.matMul(x, y, ta, tb), r)))([a, b]);
+        const v1 = withTraining(1, () => matMul(a, b, ta, tb));
+        const v2 = tf.matMul(a, b, ta, tb);
+        expectAllClose(await read(v1), await read(v2), { atol: 1e-5, label: `value ${ta} ${tb}` });
+        for (let i = 0; i < 2; i++) {
+          expectAllClose(await read(ours[i] as tf.Tensor), await read(ref[i] as tf.Tensor), {
+            atol: 1e-5,
+            label: `grad ${i} ${ta} ${tb}`,
+          });
+        }
+        tf.dispose([a, b, r]);
+      }
+    }, 'matMul');
   });
 });
