@@ -53,6 +53,7 @@ export const TRAINING_KERNELS: readonly string[] = Object.freeze([
   'Sum',
   'Tile',
   'Transpose',
+  'Unpack',
   'ZerosLike',
 ]);
 

@@ -100,3 +100,14 @@ export {
   type ExportOptions,
   type ExportResult,
 } from './node-api.js';
+export {
+  MplugOwl2Dataset,
+  MplugOwlV1Dataset,
+  loadOwlTrainingData,
+  parseLlavaJson,
+  parseOwlV1Jsonl,
+  type ImageLoader,
+  type LlavaRecord,
+  type OwlDatasetOptions,
+  type OwlV1Record,
+} from './owl/data.js';
