@@ -3,6 +3,8 @@ import * as tf from '@tensorflow/tfjs-core';
 import { MPLUGOwl2LlamaForCausalLM, MplugOwlForConditionalGeneration, MplugOwlPreTrainedModel } from '@owlet/mplug-owl';
 import { loadFixture, loadFixtureJson } from '@owlet/test-utils';
 
+import type { CausalLmSample } from './index.js';
+
 export function fixtureModel(
   dir: 'owl2_tiny' | 'owl1_tiny',
 ): MPLUGOwl2LlamaForCausalLM | MplugOwlForConditionalGeneration {
@@ -67,6 +69,36 @@ export async function paramBits(model: {
   for (const [k, p] of model.namedParameters()) {
     const d = await take(p.canonical());
     out.set(k, new Uint32Array(d.buffer.slice(d.byteOffset, d.byteOffset + d.byteLength)));
+  }
+  return out;
+}
+
+/**
+ * A generated "which colour is the image" dataset in id space for the tiny model: the answer id
+ * (20 + class) is only predictable from the image; questions have 0–3 filler ids, so lengths vary.
+ */
+export function colourDataset(n: number, seed: number, side = 28): CausalLmSample[] {
+  let s = seed >>> 0;
+  const rnd = () => {
+    s = (s + 0x6d2b79f5) >>> 0;
+    let t = s;
+    t = Math.imul(t ^ (t >>> 15), t | 1);
+    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
+    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
+  };
+  const out: CausalLmSample[] = [];
+  for (let i = 0; i < n; i++) {
+    const c = Math.floor(rnd() * 4);
+    const px = new Float32Array(3 * side * side);
+    for (let ch = 0; ch < 3; ch++) {
+      const level = c === 3 ? -1 : ch === c ? 1.5 : -0.5;
+      for (let j = 0; j < side * side; j++) px[ch * side * side + j] = level + 0.3 * (rnd() - 0.5);
+    }
+    const filler = Array.from({ length: Math.floor(rnd() * 4) }, () => 30 + Math.floor(rnd() * 40));
+    const prompt = [1, 10, 11, -200, 12, ...filler, 13, 14];
+    const input_ids = [...prompt, 20 + c, 2];
+    const labels = input_ids.map((id, k) => (k >= prompt.length ? id : -100));
+    out.push({ input_ids, labels, pixel_values: [px] });
   }
   return out;
 }
