@@ -112,6 +112,11 @@ export interface TrainOutput {
   checkpoint?: string;
 }
 
+function yieldToEventLoop(): Promise<void> {
+  const g = globalThis as { setImmediate?: (f: () => void) => unknown };
+  return new Promise((r) => (g.setImmediate ? g.setImmediate(r) : setTimeout(r, 0)));
+}
+
 function isScalar(x: LossOutput): x is tf.Scalar {
   return x instanceof tf.Tensor;
 }
@@ -417,6 +422,9 @@ export class Trainer<M extends Module = Module> {
       options.on_save?.(lastSaved);
     };
     while (this.state.global_step < maxSteps) {
+      // Let timers, I/O and signal handlers run (device reads on cpu/wasm resolve as microtasks
+      // only, so without this a SIGINT would never be seen until the run ends).
+      await yieldToEventLoop();
       if (options.signal?.aborted) {
         await save();
         throw new OwletError(TrainerErrorCode.ABORTED, `training stopped at step ${this.state.global_step}`, {

@@ -37,7 +37,9 @@ describe('learning [wasm]', () => {
     const logs: number[] = [];
     const out = await trainer.train(train, { on_log: (e) => logs.push(e.loss) });
     const after = evalLoss();
-    console.info(`[learn] held-out loss ${before.toFixed(3)} -> ${after.toFixed(4)} (${out.metrics.train_steps_per_second.toFixed(1)} steps/s)`);
+    console.info(
+      `[learn] held-out loss ${before.toFixed(3)} -> ${after.toFixed(4)} (${out.metrics.train_steps_per_second.toFixed(1)} steps/s)`,
+    );
     expect(out.global_step).toBe(250);
     expect(before).toBeGreaterThan(3.5);
     expect(after).toBeLessThan(before / 10);

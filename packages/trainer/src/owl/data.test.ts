@@ -26,7 +26,9 @@ let tok: LlamaTokenizer;
 let proc: MplugOwlImageProcessor;
 beforeAll(async () => {
   await useBackend('cpu');
-  tok = LlamaTokenizer.fromModelProto(readFileSync(join(REPO_ROOT, 'apps/cli/models/owlet-tiny-random/tokenizer.model')));
+  tok = LlamaTokenizer.fromModelProto(
+    readFileSync(join(REPO_ROOT, 'apps/cli/models/owlet-tiny-random/tokenizer.model')),
+  );
   proc = new MplugOwlImageProcessor({ size: 56, crop_size: 56 }, { entryPoint: 'pad' });
   copyFileSync(IMAGE, join(tmp, 'owl.png'));
 });
@@ -51,14 +53,23 @@ describe('mPLUG-Owl training data', () => {
           { from: 'gpt', value: 'An owl.' },
         ],
       },
-      { id: 'b', conversations: [{ from: 'human', value: 'Hi' }, { from: 'gpt', value: 'Hello.' }] },
+      {
+        id: 'b',
+        conversations: [
+          { from: 'human', value: 'Hi' },
+          { from: 'gpt', value: 'Hello.' },
+        ],
+      },
     ];
     const path = join(tmp, 'train.json');
     writeFileSync(path, JSON.stringify(records));
     const ds = await loadOwlTrainingData(path, { tokenizer: tok, image_processor: proc });
     expect(ds.length).toBe(2);
     const s0 = await ds.get(0);
-    const ex = buildTrainingExample(tok, records[0]!.conversations as never, { template: 'vicuna_v1', has_image: true });
+    const ex = buildTrainingExample(tok, records[0]!.conversations as never, {
+      template: 'vicuna_v1',
+      has_image: true,
+    });
     expect(s0.input_ids).toEqual(ex.input_ids);
     expect(s0.labels).toEqual(ex.labels);
     expect(s0.input_ids.filter((id) => id === -200)).toHaveLength(1);
@@ -79,7 +90,11 @@ describe('mPLUG-Owl training data', () => {
       TrainerErrorCode.INVALID_DATASET,
     );
     expect(code(() => parseLlavaJson('not json'))).toBe(TrainerErrorCode.INVALID_DATASET);
-    const missing = await loadOwlTrainingData(path, { tokenizer: tok, image_processor: proc, image_folder: join(tmp, 'nope') });
+    const missing = await loadOwlTrainingData(path, {
+      tokenizer: tok,
+      image_processor: proc,
+      image_folder: join(tmp, 'nope'),
+    });
     await expect(missing.get(0)).rejects.toThrow(/cannot read image owl\.png/);
     await expect(loadOwlTrainingData(join(tmp, 'x.csv'), { tokenizer: tok })).rejects.toThrow(/cannot read/);
   });
