@@ -61,14 +61,21 @@ export async function loadPeftAdapter(
   let json: unknown;
   try {
     if (cfgSrc.size > MAX_CONFIG_BYTES) {
-      throw new OwletError(ErrorCode.INVALID_CONFIG, `${ADAPTER_CONFIG_NAME} is ${cfgSrc.size} bytes; expected a small JSON file`);
+      throw new OwletError(
+        ErrorCode.INVALID_CONFIG,
+        `${ADAPTER_CONFIG_NAME} is ${cfgSrc.size} bytes; expected a small JSON file`,
+      );
     }
     json = JSON.parse(new TextDecoder().decode(await cfgSrc.read(0, cfgSrc.size, options.signal)));
   } catch (e) {
     if (e instanceof OwletError) throw e;
-    throw new OwletError(ErrorCode.INVALID_CONFIG, `${ADAPTER_CONFIG_NAME} is not valid JSON: ${(e as Error).message}`, {
-      cause: e,
-    });
+    throw new OwletError(
+      ErrorCode.INVALID_CONFIG,
+      `${ADAPTER_CONFIG_NAME} is not valid JSON: ${(e as Error).message}`,
+      {
+        cause: e,
+      },
+    );
   } finally {
     await cfgSrc.close();
   }

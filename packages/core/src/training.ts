@@ -2,9 +2,10 @@
  * Training mode for the ops seam.
  *
  * Training differentiates through the seam's composite ops (tfjs ops with registered gradients).
- * Owned inference kernels (WGSL, WASM SIMD, quantized weights) have no gradients, so an op that
- * has such a kernel must take its composite path whenever `compositeOpsRequired()` is true: inside
- * `withTraining(…)` and whenever a tfjs gradient tape is recording (`tf.grads`, `tf.variableGrads`).
+ * Owned inference kernels (WGSL, WASM SIMD, quantized weights) have no gradients, so the kernel
+ * registry (ops/kernels.ts) skips every kernel not marked differentiable whenever
+ * `compositeOpsRequired()` is true: inside `withTraining(…)` / `withCompositeOps(…)` and whenever a
+ * tfjs gradient tape is recording (`tf.grads`, `tf.variableGrads`).
  *
  * `withTraining` also carries the seed of the training step, from which `dropout` derives one
  * seed per call, so a step's randomness is a pure function of (step seed, call order): resuming a

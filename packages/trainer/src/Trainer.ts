@@ -185,6 +185,12 @@ export class Trainer<M extends Module = Module> {
     }
     const params = trainableParameters(model);
     for (const [k, p] of params) {
+      if (p.packed) {
+        throw new OwletError(
+          TrainerErrorCode.INVALID_TRAINING_ARGS,
+          `trainable parameter ${k} is stored as ${p.packed.dtype} outside the tfjs heap and cannot be updated: load the model without dtype, or freeze it (LoRA adapters train beside packed weights)`,
+        );
+      }
       if (!p.isMaterialized) {
         throw new OwletError(
           TrainerErrorCode.INVALID_TRAINING_ARGS,

@@ -9,14 +9,8 @@
 import { join } from 'node:path';
 
 import * as tf from '@tensorflow/tfjs-core';
-import {
-  LoraLinear,
-  type Module,
-  OwletError,
-  createSafetensorsFileWriter,
-  loraModules,
-  type SafetensorsTensorSpec,
-} from '@owlet/core';
+import { createSafetensorsFileWriter, type SafetensorsTensorSpec } from '@owlet/checkpoint';
+import { LoraLinear, type Module, OwletError, loraModules } from '@owlet/core';
 
 import { TrainerErrorCode } from './errors.js';
 import { lazyTensor, planShards, shardIndexJson, type TensorSource } from './checkpoint/trainer-checkpoint.js';

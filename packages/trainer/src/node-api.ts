@@ -30,11 +30,11 @@ export async function checkCheckpointFolder(
   return (await import('./checkpoint/atomic-folder.js')).checkCompleteFolder(dir, options);
 }
 
-/** Removes temporary folders of crashed checkpoint writers in `dir` and restores moved-aside ones. */
-export async function sweepStaleCheckpoints(
-  dir: string,
-  fs?: CheckpointFs,
-): Promise<{ removed: string[]; restored: string[] }> {
+/**
+ * Removes what crashed checkpoint writers left in `dir` (temporary folders, locks) and restores a
+ * folder whose replacement never arrived; returns the folder names swept.
+ */
+export async function sweepStaleCheckpoints(dir: string, fs?: CheckpointFs): Promise<string[]> {
   return (await import('./checkpoint/atomic-folder.js')).sweepStaleTemps(dir, fs);
 }
 

@@ -36,7 +36,7 @@ describeBackends('stage-1 case vs float64 references', ({ it }) => {
     // a shorter second conversation: the same prompt, a 3-token answer + </s>
     const idsB = [...idsA.slice(0, 17), 300, 301, 302, 2];
     const labB = idsB.map((id, i) => (i >= 17 ? id : -100));
-    const pxA = fx.array('pixel_values');
+    const pxA = fx.array('pixel_values') as Float32Array;
     const pxB = Float32Array.from(pxA, (v, i) => -0.5 * v + 0.1 * Math.sin(i));
     const side = cfg.vision_config.image_size;
     const samples64: Sample64[] = [

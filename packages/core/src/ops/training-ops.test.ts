@@ -12,7 +12,9 @@ import {
   dropout,
   embedding,
   gatherRows,
+  linear,
   matMul,
+  registerKernel,
   shiftedTargets,
 } from './index.js';
 import { dot, refLinear } from './reference.test-helpers.js';
@@ -216,5 +218,23 @@ describeBackends('training ops', ({ it }) => {
         tf.dispose([a, b, r]);
       }
     }, 'matMul');
+  });
+
+  it('inside withTraining a non-differentiable kernel steps aside (the composite runs), even without a tape', async () => {
+    const off = registerKernel({
+      op: 'linear',
+      backend: '*',
+      name: 'test-constant',
+      run: ({ x, outFeatures }) => tf.fill([...x.shape.slice(0, -1), outFeatures], 7),
+    });
+    try {
+      const x = tf.ones([2, 3]);
+      const w = tf.ones([4, 3]);
+      expect(Array.from(await read(linear(x, w)))).toEqual(new Array(8).fill(7));
+      expect(Array.from(await read(withTraining(1, () => linear(x, w))))).toEqual(new Array(8).fill(3));
+      tf.dispose([x, w]);
+    } finally {
+      off();
+    }
   });
 });

@@ -1,35 +1,30 @@
 /**
- * Crash-safe checkpoint folders (reliability checklist F1–F4, §7.4).
+ * Crash-safe checkpoint folders (reliability checklist F1–F4, §7.4), on @owlet/checkpoint's
+ * `writeFolderAtomic` (temporary sibling folder, lock, fsync, rename; an existing folder is moved
+ * aside and restored if the swap is cut) plus a completion marker: the last file written lists
+ * every file's size and SHA-256, so a folder is only a checkpoint when the marker says it is
+ * complete and the files agree with it (a folder copied or cut by hand is ignored).
  *
- * A folder is written under a temporary sibling name (`.checkpoint-12.tmp-<pid>-<rand>`); every
- * file is fsynced; a completion marker listing each file's size and SHA-256 is written last and
- * fsynced with the folder; then the folder is renamed onto its final name and the parent fsynced.
- * So a folder under a final name is always complete, and a kill at any point leaves either the
- * previous state or the new one, plus a temporary folder that the next `sweepStaleTemps` removes.
- * Replacing an existing folder moves it aside first (`.name.old-…`), so the old one is never
- * overwritten in place (F4) and is restored if the process dies between the two renames.
- *
- * All file-system calls go through `CheckpointFs`, so tests can inject faults (ENOSPC, a kill
- * after N bytes). Node only.
+ * File contents go through `CheckpointFs`, so tests can inject faults (ENOSPC, a kill after N
+ * bytes). Node only.
  */
-import { createHash, randomBytes } from 'node:crypto';
+import { createHash } from 'node:crypto';
 import * as nodeFs from 'node:fs/promises';
-import { basename, dirname, join } from 'node:path';
+import { join } from 'node:path';
 
+import { sweepStaleTemporaries, writeFolderAtomic } from '@owlet/checkpoint';
 import { OwletError } from '@owlet/core';
 
 /** Name of the completion marker inside a finished folder. */
 export const COMPLETE_MARKER = 'checkpoint_complete.json';
 
-/** The subset of `node:fs/promises` the writer uses. */
+/** The file operations the checkpoint files go through. */
 export interface CheckpointFs {
-  mkdir(path: string, options: { recursive: boolean }): Promise<unknown>;
   open(path: string, flags: string): Promise<FileHandleLike>;
-  rename(from: string, to: string): Promise<void>;
-  rm(path: string, options: { recursive: boolean; force: boolean }): Promise<void>;
   readdir(path: string): Promise<string[]>;
   stat(path: string): Promise<{ isDirectory(): boolean; isFile(): boolean; size: number }>;
   readFile(path: string): Promise<Uint8Array>;
+  rm(path: string, options: { recursive: boolean; force: boolean }): Promise<void>;
 }
 
 export interface FileHandleLike {
@@ -39,13 +34,11 @@ export interface FileHandleLike {
 }
 
 export const NODE_FS: CheckpointFs = {
-  mkdir: (p, o) => nodeFs.mkdir(p, o),
   open: (p, f) => nodeFs.open(p, f) as unknown as Promise<FileHandleLike>,
-  rename: (a, b) => nodeFs.rename(a, b),
-  rm: (p, o) => nodeFs.rm(p, o),
   readdir: (p) => nodeFs.readdir(p),
   stat: (p) => nodeFs.stat(p),
   readFile: (p) => nodeFs.readFile(p),
+  rm: (p, o) => nodeFs.rm(p, o),
 };
 
 export interface ManifestEntry {
@@ -59,9 +52,6 @@ export interface CompletionMarker {
   files: Record<string, ManifestEntry>;
 }
 
-const TMP_RE = /^\.(.+)\.tmp-(\d+)-[0-9a-f]+$/;
-const OLD_RE = /^\.(.+)\.old-(\d+)-[0-9a-f]+$/;
-
 function ioError(path: string, what: string, e: unknown): OwletError {
   const code = (e as NodeJS.ErrnoException)?.code;
   return new OwletError(
@@ -71,51 +61,29 @@ function ioError(path: string, what: string, e: unknown): OwletError {
   );
 }
 
-async function fsyncDir(fs: CheckpointFs, dir: string): Promise<void> {
-  let h: FileHandleLike | undefined;
-  try {
-    h = await fs.open(dir, 'r');
-    await h.sync();
-  } catch {
-    // some platforms cannot fsync a directory; the rename itself is still atomic
-  } finally {
-    await h?.close().catch(() => {});
-  }
-}
-
 type Chunks = Uint8Array | Iterable<Uint8Array> | AsyncIterable<Uint8Array>;
 
-/** A folder being written; `commit()` makes it appear under its final name, complete. */
-export class AtomicFolderWriter {
-  private readonly files = new Map<string, ManifestEntry>();
-  private done = false;
+/** Writes the files of one folder under construction and keeps their manifest. */
+export class CheckpointFileWriter {
+  readonly files = new Map<string, ManifestEntry>();
 
-  private constructor(
-    readonly finalDir: string,
-    readonly tempDir: string,
+  constructor(
+    readonly dir: string,
     private readonly fs: CheckpointFs,
   ) {}
 
-  /** Creates the temporary sibling folder of `finalDir` (the parent is created if needed). */
-  static async begin(finalDir: string, fs: CheckpointFs = NODE_FS): Promise<AtomicFolderWriter> {
-    const parent = dirname(finalDir);
-    const temp = join(parent, `.${basename(finalDir)}.tmp-${process.pid}-${randomBytes(4).toString('hex')}`);
-    try {
-      await fs.mkdir(parent, { recursive: true });
-      await fs.mkdir(temp, { recursive: false } as { recursive: boolean });
-    } catch (e) {
-      throw ioError(temp, 'mkdir', e);
-    }
-    return new AtomicFolderWriter(finalDir, temp, fs);
-  }
-
-  /** Writes one file of the folder from bytes or a stream of chunks, then fsyncs it. */
+  /** Writes one file from bytes or a stream of chunks, fsynced. */
   async writeFile(name: string, data: Chunks): Promise<ManifestEntry> {
-    if (this.done) throw new OwletError('CHECKPOINT_IO', `${this.finalDir}: write after commit/abort`);
     if (name.includes('/') || name.includes('\\') || name === COMPLETE_MARKER || name.startsWith('.')) {
       throw new OwletError('INVALID_ARGUMENT', `invalid checkpoint file name ${JSON.stringify(name)}`);
     }
-    const path = join(this.tempDir, name);
+    const entry = await this.write(name, data);
+    this.files.set(name, entry);
+    return entry;
+  }
+
+  private async write(name: string, data: Chunks): Promise<ManifestEntry> {
+    const path = join(this.dir, name);
     const hash = createHash('sha256');
     let size = 0;
     let h: FileHandleLike;
@@ -146,106 +114,59 @@ export class AtomicFolderWriter {
     } catch (e) {
       throw ioError(path, 'close', e);
     }
-    const entry = { size, sha256: hash.digest('hex') };
-    this.files.set(name, entry);
-    return entry;
+    return { size, sha256: hash.digest('hex') };
   }
 
-  /**
-   * Writes the completion marker, fsyncs, and renames the folder onto its final name (moving an
-   * existing folder of that name aside first, removed once the new one is in place).
-   */
-  async commit(): Promise<void> {
-    if (this.done) throw new OwletError('CHECKPOINT_IO', `${this.finalDir}: already committed or aborted`);
+  /** The completion marker, written last. */
+  async finish(): Promise<void> {
     const marker: CompletionMarker = { format: 'owlet-checkpoint', version: 1, files: Object.fromEntries(this.files) };
-    const markerPath = join(this.tempDir, COMPLETE_MARKER);
-    try {
-      const h = await this.fs.open(markerPath, 'wx');
-      const bytes = new TextEncoder().encode(`${JSON.stringify(marker, null, 2)}\n`);
-      try {
-        let off = 0;
-        while (off < bytes.byteLength) off += (await h.write(bytes, off, bytes.byteLength - off, off)).bytesWritten;
-        await h.sync();
-      } finally {
-        await h.close();
-      }
-      await fsyncDir(this.fs, this.tempDir);
-    } catch (e) {
-      throw ioError(markerPath, 'write', e);
-    }
-    const parent = dirname(this.finalDir);
-    let aside: string | null = null;
-    try {
-      const st = await this.fs.stat(this.finalDir).catch(() => null);
-      if (st) {
-        aside = join(parent, `.${basename(this.finalDir)}.old-${process.pid}-${randomBytes(4).toString('hex')}`);
-        await this.fs.rename(this.finalDir, aside);
-      }
-      await this.fs.rename(this.tempDir, this.finalDir);
-    } catch (e) {
-      if (aside) await this.fs.rename(aside, this.finalDir).catch(() => {});
-      throw ioError(this.finalDir, 'rename', e);
-    }
-    this.done = true;
-    await fsyncDir(this.fs, parent);
-    if (aside) await this.fs.rm(aside, { recursive: true, force: true }).catch(() => {});
-  }
-
-  /** Removes the temporary folder; the final name is untouched. */
-  async abort(): Promise<void> {
-    this.done = true;
-    await this.fs.rm(this.tempDir, { recursive: true, force: true }).catch(() => {});
-  }
-}
-
-function pidAlive(pid: number): boolean {
-  if (pid === process.pid) return true;
-  try {
-    process.kill(pid, 0);
-    return true;
-  } catch (e) {
-    return (e as NodeJS.ErrnoException).code === 'EPERM';
+    await this.write(COMPLETE_MARKER, new TextEncoder().encode(`${JSON.stringify(marker, null, 2)}\n`));
   }
 }
 
 /**
- * Cleans up after crashed writers in `parent`: removes temporary folders of processes that are no
- * longer alive, and puts back a folder that was moved aside when its replacement never arrived.
- * Returns the names removed or restored.
+ * Writes the checkpoint folder `dst` all or nothing: `build` writes the files, the completion
+ * marker follows, then `writeFolderAtomic` makes the folder appear under its final name. An
+ * existing `dst` is replaced whole (the old one is moved aside until the new one is in place).
  */
-export async function sweepStaleTemps(
-  parent: string,
-  fs: CheckpointFs = NODE_FS,
-): Promise<{ removed: string[]; restored: string[] }> {
-  const removed: string[] = [];
-  const restored: string[] = [];
+export async function writeCheckpointFolder<T>(
+  dst: string,
+  build: (w: CheckpointFileWriter) => Promise<T>,
+  options: { fs?: CheckpointFs } = {},
+): Promise<T> {
+  return writeFolderAtomic(
+    dst,
+    async (tmp) => {
+      const w = new CheckpointFileWriter(tmp, options.fs ?? NODE_FS);
+      const r = await build(w);
+      await w.finish();
+      return r;
+    },
+    { force: true },
+  );
+}
+
+const STALE_RE = /^\.(.+)\.owlet-(?:tmp-\d+-[0-9a-f]+|old-\d+-[0-9a-f]+|lock)$/;
+
+/**
+ * Cleans up after crashed writers in `parent`: for every folder name with leftovers (temporary
+ * folders, moved-aside folders, locks), @owlet/checkpoint's sweep removes what dead processes left
+ * and restores a folder whose replacement never arrived. Returns the names it looked at.
+ */
+export async function sweepStaleTemps(parent: string, fs: CheckpointFs = NODE_FS): Promise<string[]> {
   let names: string[];
   try {
     names = await fs.readdir(parent);
   } catch {
-    return { removed, restored };
+    return [];
   }
-  for (const name of names) {
-    const tmp = TMP_RE.exec(name);
-    if (tmp && !pidAlive(Number(tmp[2]))) {
-      await fs.rm(join(parent, name), { recursive: true, force: true });
-      removed.push(name);
-      continue;
-    }
-    const old = OLD_RE.exec(name);
-    if (old && !pidAlive(Number(old[2]))) {
-      const target = join(parent, old[1] as string);
-      const exists = await fs.stat(target).catch(() => null);
-      if (exists) {
-        await fs.rm(join(parent, name), { recursive: true, force: true });
-        removed.push(name);
-      } else {
-        await fs.rename(join(parent, name), target);
-        restored.push(name);
-      }
-    }
+  const targets = new Set<string>();
+  for (const n of names) {
+    const m = STALE_RE.exec(n);
+    if (m?.[1]) targets.add(m[1]);
   }
-  return { removed, restored };
+  for (const t of targets) await sweepStaleTemporaries(join(parent, t));
+  return [...targets];
 }
 
 export interface FolderCheck {

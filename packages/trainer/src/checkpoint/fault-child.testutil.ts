@@ -1,18 +1,16 @@
 /**
  * Child process of the kill-during-checkpoint tests: writes the files of SRC as the checkpoint
- * folder DEST with the real AtomicFolderWriter, and SIGKILLs itself at the point KILL names:
- * `bytes:N` (after N bytes of file data), `before-rename`, `after-aside` (between moving an existing
- * folder aside and renaming the new one in), or `none`.
+ * folder DEST with the real writer (`writeCheckpointFolder` over @owlet/checkpoint's
+ * writeFolderAtomic), and SIGKILLs itself after N bytes of file data (`bytes:N`, the completion
+ * marker included), or not at all (`none`).
  */
 import { readdirSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 
-import { AtomicFolderWriter, COMPLETE_MARKER, NODE_FS, type CheckpointFs } from './atomic-folder.js';
+import { COMPLETE_MARKER, NODE_FS, writeCheckpointFolder, type CheckpointFs } from './atomic-folder.js';
 
 const [src, dest, kill] = process.argv.slice(2) as [string, string, string];
-const die = () => process.kill(process.pid, 'SIGKILL');
 let budget = kill.startsWith('bytes:') ? Number(kill.slice(6)) : Number.POSITIVE_INFINITY;
-let renames = 0;
 const fs: CheckpointFs = {
   ...NODE_FS,
   async open(path, flags) {
@@ -21,7 +19,7 @@ const fs: CheckpointFs = {
       async write(buf, off, len, pos) {
         if (len > budget) {
           await h.write(buf, off, budget, pos); // a partial write, then the kill
-          die();
+          process.kill(process.pid, 'SIGKILL');
         }
         budget -= len;
         return h.write(buf, off, len, pos);
@@ -30,16 +28,13 @@ const fs: CheckpointFs = {
       close: () => h.close(),
     };
   },
-  async rename(a, b) {
-    renames++;
-    if (kill === 'before-rename' && renames === 1) die();
-    if (kill === 'after-aside' && renames === 2) die();
-    return NODE_FS.rename(a, b);
-  },
 };
-const w = await AtomicFolderWriter.begin(dest, fs);
-for (const name of readdirSync(src).sort()) {
-  if (name === COMPLETE_MARKER) continue;
-  await w.writeFile(name, readFileSync(join(src, name)));
-}
-await w.commit();
+await writeCheckpointFolder(
+  dest,
+  async (w) => {
+    for (const name of readdirSync(src).sort()) {
+      if (name !== COMPLETE_MARKER) await w.writeFile(name, readFileSync(join(src, name)));
+    }
+  },
+  { fs },
+);

@@ -11,7 +11,7 @@ import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 
 import { isOwletError } from '@owlet/core';
-import { useBackend } from '@owlet/test-utils';
+import { REPO_ROOT, useBackend } from '@owlet/test-utils';
 import { build } from 'esbuild';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 
@@ -52,7 +52,8 @@ beforeAll(async () => {
   totalBytes = readdirSync(next)
     .filter((f) => f !== 'checkpoint_complete.json')
     .reduce((a, f) => a + statSync(join(next, f)).size, 0);
-  // The child is the real writer bundled with a stand-in for @owlet/core's OwletError (no tfjs), so it starts in ms.
+  // The child is the real writer (with @owlet/checkpoint) bundled with a stand-in for @owlet/core's
+  // OwletError (so no tfjs backend loads), so it starts in milliseconds.
   const shim = join(tmp, 'core-shim.mjs');
   writeFileSync(
     shim,
@@ -65,14 +66,23 @@ beforeAll(async () => {
     platform: 'node',
     format: 'esm',
     outfile: child,
-    alias: { '@owlet/core': shim },
+    alias: {
+      '@owlet/core': shim,
+      '@owlet/checkpoint': join(REPO_ROOT, 'packages/checkpoint/src/index.ts'),
+      '@owlet/errors': join(REPO_ROOT, 'packages/errors/src/index.ts'),
+    },
+    // bundled CommonJS dependencies (tfjs-core) call require() for Node built-ins
+    banner: { js: "import { createRequire } from 'node:module'; const require = createRequire(import.meta.url);" },
     logLevel: 'silent',
   });
 });
 
-function runChild(dest: string, kill: string): { signal: NodeJS.Signals | null; status: number | null } {
+function runChild(
+  dest: string,
+  kill: string,
+): { signal: NodeJS.Signals | null; status: number | null; stderr: string } {
   const r = spawnSync(process.execPath, [child, next, dest, kill], { encoding: 'utf8', timeout: 30_000 });
-  return { signal: r.signal, status: r.status };
+  return { signal: r.signal, status: r.status, stderr: r.stderr };
 }
 
 async function survives(dir: string, newOk: boolean): Promise<void> {
@@ -99,44 +109,48 @@ async function survives(dir: string, newOk: boolean): Promise<void> {
 }
 
 describe('checkpoint faults [cpu]', () => {
-  it('F1: SIGKILL at 24 byte offsets while writing checkpoint-10: checkpoint-5 survives, temps are swept', async () => {
+  it('F1: SIGKILL at 24 byte offsets while writing checkpoint-10 (marker included): checkpoint-5 survives, leftovers are swept', async () => {
+    const markerBytes = 2000; // a little over the marker's size: the last offsets fall inside it
     let s = 12345;
     const offsets = Array.from({ length: 24 }, (_, i) => {
       s = (Math.imul(s, 1103515245) + 12345) >>> 0;
-      return i === 0 ? 0 : i === 1 ? totalBytes - 1 : s % totalBytes;
+      return i === 0 ? 0 : i === 1 ? totalBytes - 1 : i === 2 ? totalBytes + 50 : s % (totalBytes + markerBytes);
     });
     for (const [i, off] of offsets.entries()) {
       const dir = join(tmp, `kill-${i}`);
       mkdirSync(dir, { recursive: true });
       cpSync(base, join(dir, 'checkpoint-5'), { recursive: true });
       const r = runChild(join(dir, 'checkpoint-10'), `bytes:${off}`);
-      expect(r.signal, `kill at byte ${off}`).toBe('SIGKILL');
+      if (r.status === 0) {
+        // the offset fell after the whole folder: it must be complete
+        expect(off).toBeGreaterThan(totalBytes);
+        await survives(dir, true);
+        continue;
+      }
+      expect(r.signal, `kill at byte ${off}: ${r.stderr}`).toBe('SIGKILL');
       expect(existsSync(join(dir, 'checkpoint-10'))).toBe(false);
-      expect(readdirSync(dir).some((n) => n.startsWith('.checkpoint-10.tmp-'))).toBe(true);
+      expect(readdirSync(dir).some((n) => n.startsWith('.checkpoint-10.owlet-tmp-'))).toBe(true);
       await survives(dir, false);
     }
   });
 
-  it('F1/F4: killed before the final rename, and between moving an old folder aside and renaming the new one in', async () => {
-    const d1 = join(tmp, 'kill-before-rename');
-    mkdirSync(d1, { recursive: true });
-    cpSync(base, join(d1, 'checkpoint-5'), { recursive: true });
-    expect(runChild(join(d1, 'checkpoint-10'), 'before-rename').signal).toBe('SIGKILL');
-    await survives(d1, false);
-    // replacing an existing checkpoint-10: the old one is put back by the sweep
-    const d2 = join(tmp, 'kill-after-aside');
-    mkdirSync(d2, { recursive: true });
-    cpSync(base, join(d2, 'checkpoint-5'), { recursive: true });
-    cpSync(base, join(d2, 'checkpoint-10'), { recursive: true }); // an older folder under that name
-    expect(runChild(join(d2, 'checkpoint-10'), 'after-aside').signal).toBe('SIGKILL');
-    expect(existsSync(join(d2, 'checkpoint-10'))).toBe(false);
-    const swept = await sweepStaleTemps(d2);
-    expect(swept.restored.length).toBe(1);
-    await survives(d2, true);
-    // and a writer that is not killed finishes: both checkpoints valid
+  it('F1/F4: a replacement cut between moving the old folder aside and renaming the new one in is restored', async () => {
+    // A dead writer's state: checkpoint-10 moved aside, the new one never renamed in.
+    const dead = spawnSync(process.execPath, ['-e', 'process.stdout.write(String(process.pid))'], { encoding: 'utf8' });
+    const pid = Number(dead.stdout);
+    const d = join(tmp, 'cut-swap');
+    mkdirSync(d, { recursive: true });
+    cpSync(base, join(d, 'checkpoint-5'), { recursive: true });
+    cpSync(next, join(d, `.checkpoint-10.owlet-old-${pid}-0badf00d`), { recursive: true });
+    cpSync(next, join(d, `.checkpoint-10.owlet-tmp-${pid}-0badf00e`), { recursive: true });
+    expect(await sweepStaleTemps(d)).toEqual(['checkpoint-10']);
+    await survives(d, true);
+    expect((await listCheckpoints(d)).map((c) => c.step)).toEqual([5, 10]);
+    // and a writer that is not killed finishes, replacing an existing folder: both checkpoints valid
     const d3 = join(tmp, 'no-kill');
     mkdirSync(d3, { recursive: true });
     cpSync(base, join(d3, 'checkpoint-5'), { recursive: true });
+    cpSync(base, join(d3, 'checkpoint-10'), { recursive: true }); // an older folder under that name
     expect(runChild(join(d3, 'checkpoint-10'), 'none').status).toBe(0);
     await survives(d3, true);
     expect((await listCheckpoints(d3)).map((c) => c.step)).toEqual([5, 10]);

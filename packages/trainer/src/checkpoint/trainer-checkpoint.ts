@@ -16,24 +16,22 @@
 import { join } from 'node:path';
 
 import * as tf from '@tensorflow/tfjs-core';
+import { readSafetensors, safetensorsLayout, type SafetensorsTensorSpec } from '@owlet/checkpoint';
 import {
   OwletError,
   loadPeftAdapterTensors,
   loraModules,
   peftAdapterConfigJson,
   peftAdapterTensors,
-  readSafetensors,
-  safetensorsLayout,
-  type SafetensorsTensorSpec,
 } from '@owlet/core';
 
 import { TrainerErrorCode } from '../errors.js';
 import type { Trainer } from '../Trainer.js';
 import {
-  AtomicFolderWriter,
   NODE_FS,
   checkCompleteFolder,
   sweepStaleTemps,
+  writeCheckpointFolder,
   type CheckpointFs,
 } from './atomic-folder.js';
 
@@ -157,56 +155,56 @@ export async function saveTrainerCheckpoint(trainer: Trainer, outputDir: string)
     if (loraKeys.has(k)) continue;
     modelTensors.push(lazyTensor(k, p.shape, () => p.canonical()));
   }
-  const w = await AtomicFolderWriter.begin(dir, fs);
-  try {
-    if (modelTensors.length > 0) {
-      const shards = planShards(modelTensors, trainer.args.max_shard_size);
-      for (const s of shards) await w.writeFile(s.name, safetensorsChunks(s.tensors));
-      if (shards.length > 1) await w.writeFile('model.safetensors.index.json', encoder.encode(shardIndexJson(shards)));
-    }
-    if (trainer.lora && loraKeys.size > 0) {
-      const adapter = peftAdapterTensors(trainer.model);
-      try {
-        const src = [...adapter].map(([k, t]) => lazyTensor(k, t.shape, () => tf.clone(t)));
-        await w.writeFile('adapter_model.safetensors', safetensorsChunks(src));
-      } finally {
-        for (const t of adapter.values()) t.dispose();
+  await writeCheckpointFolder(
+    dir,
+    async (w) => {
+      if (modelTensors.length > 0) {
+        const shards = planShards(modelTensors, trainer.args.max_shard_size);
+        for (const s of shards) await w.writeFile(s.name, safetensorsChunks(s.tensors));
+        if (shards.length > 1)
+          await w.writeFile('model.safetensors.index.json', encoder.encode(shardIndexJson(shards)));
       }
-      await w.writeFile('adapter_config.json', json(peftAdapterConfigJson(trainer.lora)));
-    }
-    const opt = trainer.optimizer.stateDict(trainer.params);
-    try {
-      const src = [...opt.tensors].map(([k, t]) => lazyTensor(k, t.shape, () => tf.clone(t)));
-      await w.writeFile('optimizer.safetensors', safetensorsChunks(src));
-    } finally {
-      for (const t of opt.tensors.values()) t.dispose();
-    }
-    const state: SavedTrainerState = {
-      owlet_trainer_state_version: STATE_VERSION,
-      global_step: step,
-      epoch: trainer.state.epoch,
-      max_steps: trainer.state.max_steps,
-      data_position: { ...trainer.state.data_position },
-      seed: trainer.args.seed,
-      trainable_keys: trainer.trainableKeys,
-      lora: trainer.lora ? peftAdapterConfigJson(trainer.lora) : null,
-      optimizer_steps: opt.steps,
-      param_groups: trainer.optimizer.groups.map((g) => ({
-        name: g.name,
-        keys: g.keys.length,
-        lr: g.lr,
-        lr_scale: g.lr_scale,
-        weight_decay: g.weight_decay,
-      })),
-      log_history: trainer.state.log_history,
-    };
-    await w.writeFile('trainer_state.json', json(state));
-    await w.writeFile('training_args.json', json(trainer.args));
-    await w.commit();
-  } catch (e) {
-    await w.abort();
-    throw e;
-  }
+      if (trainer.lora && loraKeys.size > 0) {
+        const adapter = peftAdapterTensors(trainer.model);
+        try {
+          const src = [...adapter].map(([k, t]) => lazyTensor(k, t.shape, () => tf.clone(t)));
+          await w.writeFile('adapter_model.safetensors', safetensorsChunks(src));
+        } finally {
+          for (const t of adapter.values()) t.dispose();
+        }
+        await w.writeFile('adapter_config.json', json(peftAdapterConfigJson(trainer.lora)));
+      }
+      const opt = trainer.optimizer.stateDict(trainer.params);
+      try {
+        const src = [...opt.tensors].map(([k, t]) => lazyTensor(k, t.shape, () => tf.clone(t)));
+        await w.writeFile('optimizer.safetensors', safetensorsChunks(src));
+      } finally {
+        for (const t of opt.tensors.values()) t.dispose();
+      }
+      const state: SavedTrainerState = {
+        owlet_trainer_state_version: STATE_VERSION,
+        global_step: step,
+        epoch: trainer.state.epoch,
+        max_steps: trainer.state.max_steps,
+        data_position: { ...trainer.state.data_position },
+        seed: trainer.args.seed,
+        trainable_keys: trainer.trainableKeys,
+        lora: trainer.lora ? peftAdapterConfigJson(trainer.lora) : null,
+        optimizer_steps: opt.steps,
+        param_groups: trainer.optimizer.groups.map((g) => ({
+          name: g.name,
+          keys: g.keys.length,
+          lr: g.lr,
+          lr_scale: g.lr_scale,
+          weight_decay: g.weight_decay,
+        })),
+        log_history: trainer.state.log_history,
+      };
+      await w.writeFile('trainer_state.json', json(state));
+      await w.writeFile('training_args.json', json(trainer.args));
+    },
+    { fs },
+  );
   await rotateCheckpoints(outputDir, trainer.args.save_total_limit, fs);
   return dir;
 }
@@ -265,7 +263,7 @@ async function readJson<T>(fs: CheckpointFs, path: string): Promise<T> {
 
 async function readTensors(fs: CheckpointFs, path: string): Promise<Map<string, tf.Tensor>> {
   const archive = readSafetensors(await fs.readFile(path));
-  return new Map(archive.keys().map((k) => [k, archive.tensor(k)] as const));
+  return new Map(archive.keys().map((k: string) => [k, archive.tensor(k)] as const));
 }
 
 /**
