@@ -10,7 +10,7 @@ import { join } from 'node:path';
 
 import * as tf from '@tensorflow/tfjs-core';
 import { createSafetensorsFileWriter, type SafetensorsTensorSpec } from '@owlet/checkpoint';
-import { LoraLinear, type Module, OwletError, loraModules } from '@owlet/core';
+import { type LoraLinear, type Module, OwletError, loraModules } from '@owlet/core';
 
 import { TrainerErrorCode } from './errors.js';
 import { lazyTensor, planShards, shardIndexJson, type TensorSource } from './checkpoint/trainer-checkpoint.js';

@@ -159,7 +159,7 @@ describeBackends('AdamW', ({ it }) => {
         opt2.loadStateDict(params, sd);
         const again = opt2.stateDict(params);
         for (const [k, t] of sd.tensors)
-          expectAllClose(await again.tensors.get(k)!.data(), await t.data(), { atol: 0, label: k });
+          expectAllClose(await (again.tensors.get(k) as tf.Tensor).data(), await t.data(), { atol: 0, label: k });
         expect(() => opt2.loadStateDict(params, { tensors: sd.tensors, steps: { nope: 1 } })).toThrow(
           /nope is not a trainable/,
         );
@@ -184,7 +184,7 @@ describeBackends('AdamW', ({ it }) => {
       expect(r.total_norm).toBeCloseTo(total, 5);
       expect(r.clip_coef).toBeCloseTo(1 / (total + 1e-6), 7);
       expectAllClose(
-        await grads.get('x')!.data(),
+        await (grads.get('x') as tf.Tensor).data(),
         Float32Array.from(g1).map((v) => v * r.clip_coef),
         { atol: 1e-6 },
       );

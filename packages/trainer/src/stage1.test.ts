@@ -7,7 +7,8 @@
  * its own (no padding), the gradient against float64 central differences along random directions,
  * and the update against torch's AdamW + clip_grad_norm_ + LambdaLR written in float64.
  */
-import * as tf from '@tensorflow/tfjs-core';
+import type * as tf from '@tensorflow/tfjs-core';
+import type { Parameter } from '@owlet/core';
 import { describeBackends, loadFixture, loadFixtureJson, mulberry32 } from '@owlet/test-utils';
 import { expect } from 'vitest';
 
@@ -70,7 +71,7 @@ describeBackends('stage-1 case vs float64 references', ({ it }) => {
     const frozenKeys = [...model.namedParameters()].map(([k]) => k).filter((k) => !trainable.has(k));
     expect(frozenKeys.some((k) => k === 'lm_head.weight')).toBe(true);
     const frozenBefore = new Map<string, Float32Array>();
-    for (const k of frozenKeys) frozenBefore.set(k, await take(model.getParameter(k)!.canonical()));
+    for (const k of frozenKeys) frozenBefore.set(k, await take((model.getParameter(k) as Parameter).canonical()));
 
     // float64 AdamW state, fed with the gradients owlet computes
     const m = new Map<string, Float64Array>();
@@ -140,7 +141,7 @@ describeBackends('stage-1 case vs float64 references', ({ it }) => {
         const mk = m.get(k) ?? new Float64Array(p0.length);
         const vk = v.get(k) ?? new Float64Array(p0.length);
         const t = step + 1;
-        const got = await take(model.getParameter(k)!.canonical());
+        const got = await take((model.getParameter(k) as Parameter).canonical());
         for (let i = 0; i < p0.length; i++) {
           const gi = (gk[i] as number) * coef;
           mk[i] = a.adam_beta1 * (mk[i] as number) + (1 - a.adam_beta1) * gi;
@@ -157,7 +158,7 @@ describeBackends('stage-1 case vs float64 references', ({ it }) => {
       expect(worst).toBeLessThan(1e-6);
     }
     for (const k of frozenKeys) {
-      expect(Array.from(await take(model.getParameter(k)!.canonical())), k).toEqual(
+      expect(Array.from(await take((model.getParameter(k) as Parameter).canonical())), k).toEqual(
         Array.from(frozenBefore.get(k) ?? []),
       );
     }

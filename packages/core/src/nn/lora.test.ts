@@ -178,11 +178,12 @@ describeBackends('LoRA', ({ it, backend }) => {
       const ref = new Float64Array(4 * d);
       for (let n = 0; n < 4; n++) {
         const ax = new Float64Array(3);
-        for (let r = 0; r < 3; r++) for (let i = 0; i < d; i++) ax[r]! += A[r * d + i]! * x[n * d + i]!;
+        const at = (a: ArrayLike<number>, i: number) => a[i] as number;
+        for (let r = 0; r < 3; r++) for (let i = 0; i < d; i++) ax[r] = at(ax, r) + at(A, r * d + i) * at(x, n * d + i);
         for (let o = 0; o < d; o++) {
-          let s = b[o]!;
-          for (let i = 0; i < d; i++) s += W[o * d + i]! * x[n * d + i]!;
-          for (let r = 0; r < 3; r++) s += 2 * B[o * 3 + r]! * ax[r]!; // α / r = 6 / 3
+          let s = at(b, o);
+          for (let i = 0; i < d; i++) s += at(W, o * d + i) * at(x, n * d + i);
+          for (let r = 0; r < 3; r++) s += 2 * at(B, o * 3 + r) * at(ax, r); // α / r = 6 / 3
           ref[n * d + o] = s;
         }
       }
@@ -221,7 +222,8 @@ describeBackends('LoRA', ({ it, backend }) => {
     const lora = m.layers.at(1).self_attn.q_proj as unknown as LoraLinear;
     const vars = [lora.lora_A.weight.value, lora.lora_B.weight.value];
     const { value, grads } = tf.variableGrads(() => tf.sum(tf.square(m.forward(x))) as tf.Scalar, vars);
-    for (const v of vars) expect(Math.max(...Array.from(await grads[v.name]!.abs().data()))).toBeGreaterThan(0);
+    for (const v of vars)
+      expect(Math.max(...Array.from(await (grads[v.name] as tf.Tensor).abs().data()))).toBeGreaterThan(0);
     tf.dispose([value, ...Object.values(grads), x]);
     m.dispose();
   });
@@ -235,7 +237,7 @@ describeBackends('LoRA', ({ it, backend }) => {
       'base_model.model.language_model.model.layers.0.self_attn.q_proj.lora_A.weight',
       'base_model.model.language_model.model.layers.0.self_attn.q_proj.lora_B.weight',
     ]);
-    expect(tensors.get('base_model.model.language_model.model.layers.0.self_attn.q_proj.lora_A.weight')!.shape).toEqual(
+    expect(tensors.get('base_model.model.language_model.model.layers.0.self_attn.q_proj.lora_A.weight')?.shape).toEqual(
       [2, 6],
     );
     const other = new Toy().initialize({ seed: 5 });
@@ -257,7 +259,12 @@ describeBackends('LoRA', ({ it, backend }) => {
     expect(loadPeftAdapterTensors(other, named)).toBe(4);
     const x = tf.ones([2, 6]);
     expectAllClose(await other.forward(x).data(), await m.forward(x).data(), { atol: 1e-5, label: 'same adapter' });
-    tf.dispose([x, ...tensors.values(), ...wrongShape.map(([, t]) => t), extra[extra.length - 1]![1]]);
+    tf.dispose([
+      x,
+      ...tensors.values(),
+      ...wrongShape.map(([, t]) => t),
+      (extra[extra.length - 1] as readonly [string, tf.Tensor])[1],
+    ]);
     m.dispose();
     other.dispose();
   });

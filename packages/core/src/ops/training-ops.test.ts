@@ -32,10 +32,10 @@ function refCrossEntropySum(logits: Float64Array, v: number, targets: number[]):
   let s = 0;
   targets.forEach((y, i) => {
     let m = -Infinity;
-    for (let j = 0; j < v; j++) m = Math.max(m, logits[i * v + j]!);
+    for (let j = 0; j < v; j++) m = Math.max(m, logits[i * v + j] as number);
     let z = 0;
-    for (let j = 0; j < v; j++) z += Math.exp(logits[i * v + j]! - m);
-    s -= logits[i * v + y]! - m - Math.log(z);
+    for (let j = 0; j < v; j++) z += Math.exp((logits[i * v + j] as number) - m);
+    s -= (logits[i * v + y] as number) - m - Math.log(z);
   });
   return s;
 }
@@ -47,7 +47,7 @@ describeBackends('training ops', ({ it }) => {
     const r = rnd(idx.length * 3, 2);
     await expectNoLeaks(async () => {
       const xt = t(x, [6, 3]);
-      const it32 = tf.tensor2d([idx.slice(0, 3), [idx[3]!, idx[4]!, 1]], [2, 3], 'int32');
+      const it32 = tf.tensor2d([idx.slice(0, 3), [idx[3] as number, idx[4] as number, 1]], [2, 3], 'int32');
       const g1 = gatherRows(xt, it32);
       expect(g1.shape).toEqual([2, 3, 3]);
       const ref = tf.gather(xt, it32);
@@ -57,12 +57,13 @@ describeBackends('training ops', ({ it }) => {
       const [g] = tf.grads((a: tf.Tensor) => tf.sum(tf.mul(gatherRows(a, flat), rt)))([xt]);
       const expected = new Float64Array(18);
       idx.forEach((row, i) => {
-        for (let c = 0; c < 3; c++) expected[row * 3 + c]! += r[i * 3 + c]!;
+        for (let c = 0; c < 3; c++)
+          expected[row * 3 + c] = (expected[row * 3 + c] as number) + (r[i * 3 + c] as number);
       });
-      expectAllClose(await read(g!), expected, { atol: 1e-6, label: 'dL/dx' });
+      expectAllClose(await read(g as NonNullable<typeof g>), expected, { atol: 1e-6, label: 'dL/dx' });
       const prof = await tf.profile(() => {
         const [h] = tf.grads((a: tf.Tensor) => tf.sum(gatherRows(a, flat)))([xt]);
-        h!.dispose();
+        (h as NonNullable<typeof h>).dispose();
       });
       expect(prof.kernelNames).not.toContain('UnsortedSegmentSum');
       tf.dispose([xt, it32, flat, rt]);
@@ -75,8 +76,10 @@ describeBackends('training ops', ({ it }) => {
       const wt = t(w, [5, 2]);
       const [g] = tf.grads((a: tf.Tensor) => tf.sum(tf.square(embedding(a, [2, 2, 3]))))([wt]);
       const expected = new Float64Array(10);
-      for (const row of [2, 2, 3]) for (let c = 0; c < 2; c++) expected[row * 2 + c]! += 2 * w[row * 2 + c]!;
-      expectAllClose(await read(g!), expected, { atol: 1e-5, label: 'dL/dW' });
+      for (const row of [2, 2, 3])
+        for (let c = 0; c < 2; c++)
+          expected[row * 2 + c] = (expected[row * 2 + c] as number) + 2 * (w[row * 2 + c] as number);
+      expectAllClose(await read(g as NonNullable<typeof g>), expected, { atol: 1e-5, label: 'dL/dW' });
       wt.dispose();
     });
   });
@@ -87,7 +90,7 @@ describeBackends('training ops', ({ it }) => {
     const targets = [0, 6, 3, 3];
     await expectNoLeaks(async () => {
       const lt = t(logits, [n, v]);
-      const got = (await read(crossEntropySum(lt, targets)))[0]!;
+      const got = (await read(crossEntropySum(lt, targets)))[0] as number;
       expect(Math.abs(got - refCrossEntropySum(logits, v, targets))).toBeLessThan(2e-5);
       expect(() => crossEntropySum(lt, [0, 7, 1, 1])).toThrow(/target 7 at row 1/);
       lt.dispose();
@@ -118,7 +121,7 @@ describeBackends('training ops', ({ it }) => {
       const { rows, targets } = shiftedTargets(labels, l);
       const picked = new Float64Array(rows.length * v);
       rows.forEach((r, i) => {
-        for (let j = 0; j < v; j++) picked[i * v + j] = logits[r * v + j]!;
+        for (let j = 0; j < v; j++) picked[i * v + j] = logits[r * v + j] as number;
       });
       return refCrossEntropySum(picked, v, Array.from(targets)) / rows.length;
     };
@@ -129,15 +132,15 @@ describeBackends('training ops', ({ it }) => {
       p.assign(wt);
       const r = causalLmLoss(ht, p, labels);
       expect(r.num_tokens).toBe(5);
-      expect(Math.abs((await read(r.loss))[0]! - lossRef(h, w))).toBeLessThan(2e-6);
+      expect(Math.abs(((await read(r.loss))[0] as number) - lossRef(h, w))).toBeLessThan(2e-6);
       const [gh] = tf.grads((x: tf.Tensor) => causalLmLoss(x, p, labels).loss)([ht]);
       // directional derivative against central differences of the float64 loss
       const u = rnd(h.length, 9);
       const eps = 1e-5;
-      const plus = Float64Array.from(h, (x, i) => x + eps * u[i]!);
-      const minus = Float64Array.from(h, (x, i) => x - eps * u[i]!);
+      const plus = Float64Array.from(h, (x, i) => x + eps * (u[i] as number));
+      const minus = Float64Array.from(h, (x, i) => x - eps * (u[i] as number));
       const fd = (lossRef(plus, w) - lossRef(minus, w)) / (2 * eps);
-      expect(Math.abs(dot(Float64Array.from(await read(gh!)), u) - fd)).toBeLessThan(1e-5);
+      expect(Math.abs(dot(Float64Array.from(await read(gh as NonNullable<typeof gh>)), u) - fd)).toBeLessThan(1e-5);
       const empty = causalLmLoss(ht, p, [
         [1, IGNORE_INDEX, IGNORE_INDEX, IGNORE_INDEX, IGNORE_INDEX],
         [IGNORE_INDEX, IGNORE_INDEX, IGNORE_INDEX, IGNORE_INDEX, IGNORE_INDEX],
@@ -165,12 +168,12 @@ describeBackends('training ops', ({ it }) => {
       const [c1, c2] = run(12);
       tf.dispose([b2, c2]);
       const [va1, va2, vb1, vc1] = await Promise.all([a1, a2, b1, c1].map(read));
-      expect(Array.from(va1!)).toEqual(Array.from(vb1!)); // same step seed: same mask
-      expect(Array.from(va1!)).not.toEqual(Array.from(va2!)); // second call in a step: another mask
-      expect(Array.from(va1!)).not.toEqual(Array.from(vc1!));
-      const kept = va1!.filter((v) => v !== 0);
+      expect(Array.from(va1 as NonNullable<typeof va1>)).toEqual(Array.from(vb1 as NonNullable<typeof vb1>)); // same step seed: same mask
+      expect(Array.from(va1 as NonNullable<typeof va1>)).not.toEqual(Array.from(va2 as NonNullable<typeof va2>)); // second call in a step: another mask
+      expect(Array.from(va1 as NonNullable<typeof va1>)).not.toEqual(Array.from(vc1 as NonNullable<typeof vc1>));
+      const kept = (va1 as NonNullable<typeof va1>).filter((v) => v !== 0);
       expect(kept.every((v) => Math.abs(v - 1 / 0.75) < 1e-6)).toBe(true);
-      expect(Math.abs(kept.length / va1!.length - 0.75)).toBeLessThan(0.05);
+      expect(Math.abs(kept.length / (va1 as NonNullable<typeof va1>).length - 0.75)).toBeLessThan(0.05);
       expect(() => dropout(x, 1)).toThrow(OwletError);
       expect(() => withTraining(1, () => withTraining(2, () => 0))).toThrow(/nested/);
       x.dispose();
@@ -188,7 +191,7 @@ describeBackends('training ops', ({ it }) => {
     })([x]);
     expect(seen).toBe(true);
     expect(compositeOpsRequired()).toBe(false);
-    tf.dispose([x, g!]);
+    tf.dispose([x, g as NonNullable<typeof g>]);
   });
 
   it('matMul (training path) equals tf.matMul, value and gradients, for every transpose combination', async () => {

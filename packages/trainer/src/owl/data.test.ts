@@ -66,7 +66,7 @@ describe('mPLUG-Owl training data', () => {
     const ds = await loadOwlTrainingData(path, { tokenizer: tok, image_processor: proc });
     expect(ds.length).toBe(2);
     const s0 = await ds.get(0);
-    const ex = buildTrainingExample(tok, records[0]!.conversations as never, {
+    const ex = buildTrainingExample(tok, (records[0] as { conversations: unknown }).conversations as never, {
       template: 'vicuna_v1',
       has_image: true,
     });
