@@ -22,7 +22,6 @@ import { TrainerErrorCode } from './errors.js';
 /** Kernels the forward + backward pass and the optimizer of a training step run. */
 export const TRAINING_KERNELS: readonly string[] = Object.freeze([
   'Add',
-  'AddN',
   'BatchMatMul',
   'Cast',
   'Concat',

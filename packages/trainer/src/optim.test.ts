@@ -173,12 +173,13 @@ describeBackends('AdamW', ({ it }) => {
 
   it('clipGradNorm is torch clip_grad_norm_: total norm before clipping, scaled only above max_norm', async () => {
     const g1 = randn(6, 30);
-    const g2 = randn(4, 31);
-    const total = Math.sqrt([...g1, ...g2].reduce((a, x) => a + Math.fround(x) ** 2, 0));
+    // a dozen tensors: tf.addN of more than two returns a wrong sum on tfjs-webgpu 4.22
+    const rest = Array.from({ length: 11 }, (_, i) => randn(4, 31 + i));
+    const total = Math.sqrt([...g1, ...rest.flatMap((r) => [...r])].reduce((a, x) => a + Math.fround(x) ** 2, 0));
     await expectNoLeaks(async () => {
       const grads = new Map([
         ['x', tf.tensor(Float32Array.from(g1))],
-        ['y', tf.tensor(Float32Array.from(g2))],
+        ...rest.map((r, i) => [`y${i}`, tf.tensor(Float32Array.from(r))] as [string, tf.Tensor]),
       ]);
       const r = await clipGradNorm(grads, 1);
       expect(r.total_norm).toBeCloseTo(total, 5);
@@ -188,7 +189,7 @@ describeBackends('AdamW', ({ it }) => {
         Float32Array.from(g1).map((v) => v * r.clip_coef),
         { atol: 1e-6 },
       );
-      const big = await clipGradNorm(grads, 100);
+      const big = await clipGradNorm(grads, 1000);
       expect(big.clip_coef).toBe(1);
       tf.dispose([...grads.values()]);
     });

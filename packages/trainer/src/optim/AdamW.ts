@@ -240,8 +240,10 @@ export interface ClipResult {
  */
 export async function clipGradNorm(grads: Map<string, tf.Tensor>, maxNorm: number): Promise<ClipResult> {
   if (grads.size === 0) return { total_norm: 0, clip_coef: 1 };
-  // Σ‖g‖² over tensors, then √ (= torch's norm of the per-tensor norms); tf.norm would run Abs + Pow per tensor.
-  const normT = tf.tidy(() => tf.sqrt(tf.addN([...grads.values()].map((g) => tf.sum(tf.square(g))))));
+  // Σ‖g‖² over tensors, then √ (= torch's norm of the per-tensor norms); tf.norm would run Abs + Pow
+  // per tensor, and tf.addN of more than two tensors returns the sum of the first two on
+  // tfjs-webgpu 4.22 (measured), so the per-tensor sums are stacked and summed.
+  const normT = tf.tidy(() => tf.sqrt(tf.sum(tf.stack([...grads.values()].map((g) => tf.sum(tf.square(g)))))));
   const total = (await normT.data())[0] as number;
   normT.dispose();
   let coef = 1;
