@@ -51,13 +51,22 @@ export function applyTrainable(
   trainable: readonly KeyPattern[],
   frozen: readonly KeyPattern[] = [],
 ): string[] {
-  const keys: string[] = [];
-  for (const [k, p] of model.namedParameters()) {
-    const on = matchesAny(k, trainable) && !matchesAny(k, frozen);
-    p.trainable = on;
-    if (on) keys.push(k);
+  const plan = [...model.namedParameters()].map(([k, p]) => ({
+    k,
+    p,
+    on: matchesAny(k, trainable) && !matchesAny(k, frozen),
+  }));
+  const packed = plan.filter((e) => e.on && e.p.packed);
+  if (packed.length > 0) {
+    const first = packed[0] as (typeof packed)[number];
+    throw new OwletError(
+      TrainerErrorCode.INVALID_TRAINING_ARGS,
+      `${packed.length} trainable parameter(s) are stored as ${first.p.packed?.dtype} outside the tfjs heap and cannot be updated (first: ${first.k} is stored as ${first.p.packed?.dtype}): load the model without dtype, or freeze them (LoRA adapters train beside packed weights)`,
+      { details: { keys: packed.map((e) => e.k) } },
+    );
   }
-  return keys;
+  for (const e of plan) e.p.trainable = e.on;
+  return plan.filter((e) => e.on).map((e) => e.k);
 }
 
 /** Keys of parameters owned by a core `LayerNorm` (transformers' ALL_LAYERNORM_LAYERS = [nn.LayerNorm]). */
