@@ -47,5 +47,5 @@ describe('learning [wasm]', () => {
     (held.pixel_values as tf.Tensor).dispose();
     trainer.dispose();
     model.dispose();
-  }, 120_000);
+  }, 600_000);
 });

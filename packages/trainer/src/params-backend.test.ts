@@ -14,6 +14,9 @@ import {
 } from './index.js';
 import { fixtureModel } from './testing.testutil.js';
 
+/** WebGPU runs on SwiftShader (a CPU Vulkan) in CI: a training step there takes tens of seconds on a loaded machine. */
+const SLOW_TIMEOUT = 600_000;
+
 function owl2Batch(): TrainingBatch {
   const fx = loadFixture('owl2_tiny/case_train_step.safetensors');
   const ids = Array.from(fx.array('input_ids'));
@@ -70,27 +73,31 @@ describe('parameter groups', () => {
 });
 
 describeBackends('training backends', ({ it, backend }) => {
-  it('a training step of either model runs only TRAINING_KERNELS (and the check passes here)', async () => {
-    expect(() => checkTrainingBackend()).not.toThrow();
-    const seen = new Set<string>();
-    for (const [dir, batch, opts] of [
-      ['owl2_tiny', owl2Batch, { max_steps: 2 }],
-      ['owl1_tiny', owl1Batch, { recipe: 'mplug_owl_stage2' as const, max_steps: 2 }],
-    ] as const) {
-      const model = fixtureModel(dir);
-      const trainer = new Trainer(model, opts);
-      await trainer.step(batch()); // first step: lazily built module state
-      const prof = await tf.profile(async () => {
-        await trainer.step(batch());
-      });
-      for (const k of prof.kernelNames) seen.add(k);
-      trainer.dispose();
-      model.dispose();
-    }
-    const notKernels = new Set(['logSoftmax__op', 'unnamed scope']); // customGrad scopes in tf.profile
-    const missing = [...seen].filter((k) => !notKernels.has(k) && !TRAINING_KERNELS.includes(k));
-    expect(missing, `kernels run on ${backend} but not in TRAINING_KERNELS`).toEqual([]);
-  });
+  it(
+    'a training step of either model runs only TRAINING_KERNELS (and the check passes here)',
+    async () => {
+      expect(() => checkTrainingBackend()).not.toThrow();
+      const seen = new Set<string>();
+      for (const [dir, batch, opts] of [
+        ['owl2_tiny', owl2Batch, { max_steps: 2 }],
+        ['owl1_tiny', owl1Batch, { recipe: 'mplug_owl_stage2' as const, max_steps: 2 }],
+      ] as const) {
+        const model = fixtureModel(dir);
+        const trainer = new Trainer(model, opts);
+        await trainer.step(batch()); // first step: lazily built module state
+        const prof = await tf.profile(async () => {
+          await trainer.step(batch());
+        });
+        for (const k of prof.kernelNames) seen.add(k);
+        trainer.dispose();
+        model.dispose();
+      }
+      const notKernels = new Set(['logSoftmax__op', 'unnamed scope']); // customGrad scopes in tf.profile
+      const missing = [...seen].filter((k) => !notKernels.has(k) && !TRAINING_KERNELS.includes(k));
+      expect(missing, `kernels run on ${backend} but not in TRAINING_KERNELS`).toEqual([]);
+    },
+    SLOW_TIMEOUT,
+  );
 
   it('a backend without a needed kernel is refused before training, naming the kernel', () => {
     let err: unknown;

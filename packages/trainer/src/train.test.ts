@@ -21,6 +21,9 @@ import {
 } from './index.js';
 import { colourDataset, fixtureModel, paramBits, take, tinyOwl2 } from './testing.testutil.js';
 
+/** Full training runs with checkpoints: minutes on a loaded 2-core machine. */
+const SLOW_TIMEOUT = 600_000;
+
 const tmp = mkdtempSync(join(tmpdir(), 'owlet-train-'));
 afterAll(() => rmSync(tmp, { recursive: true, force: true }));
 beforeAll(() => useBackend('cpu'));
@@ -101,43 +104,47 @@ describe('Trainer loop [cpu]', () => {
     m2.dispose();
   });
 
-  it('F5: resume from checkpoint-5 and checkpoint-15 is bit-identical (GA 2, frozen LLM, sharded checkpoints)', async () => {
-    const dirA = join(tmp, 'resume-a');
-    const mA = tinyOwl2(11);
-    const tA = new Trainer(mA, resumeOptions(dirA));
-    const saved: string[] = [];
-    const outA = await tA.train(data, { on_save: (d) => saved.push(d) });
-    expect(outA.global_step).toBe(20);
-    expect(saved.map((d) => d.split('/').pop())).toEqual([
-      'checkpoint-5',
-      'checkpoint-10',
-      'checkpoint-15',
-      'checkpoint-20',
-    ]);
-    const ck5 = readdirSync(join(dirA, 'checkpoint-5')).sort();
-    expect(ck5.filter((f) => /^model-\d{5}-of-\d{5}\.safetensors$/.test(f)).length).toBeGreaterThan(1); // sharded
-    expect(ck5).toContain('model.safetensors.index.json');
-    expect(ck5).toContain('optimizer.safetensors');
-    const finalA = await paramBits(mA);
-    const stateA = JSON.parse(JSON.stringify(tA.state));
-    for (const from of [5, 15]) {
-      const mB = tinyOwl2(11);
-      const tB = new Trainer(mB, resumeOptions(join(tmp, `resume-b${from}`)));
-      const outB = await tB.train(data, { resume_from_checkpoint: join(dirA, `checkpoint-${from}`) });
-      expect(outB.global_step).toBe(20);
-      expect(bitsEqual(finalA, await paramBits(mB)), `params after resuming from checkpoint-${from}`).toEqual([]);
-      expect(JSON.parse(JSON.stringify(tB.state))).toEqual(stateA);
-      const oA = tA.optimizer.stateDict(tA.params);
-      const oB = tB.optimizer.stateDict(tB.params);
-      expect(oB.steps).toEqual(oA.steps);
-      for (const [k, t] of oA.tensors)
-        expect(Array.from(await take(oB.tensors.get(k) as tf.Tensor)), k).toEqual(Array.from(await take(t)));
-      tB.dispose();
-      mB.dispose();
-    }
-    tA.dispose();
-    mA.dispose();
-  });
+  it(
+    'F5: resume from checkpoint-5 and checkpoint-15 is bit-identical (GA 2, frozen LLM, sharded checkpoints)',
+    async () => {
+      const dirA = join(tmp, 'resume-a');
+      const mA = tinyOwl2(11);
+      const tA = new Trainer(mA, resumeOptions(dirA));
+      const saved: string[] = [];
+      const outA = await tA.train(data, { on_save: (d) => saved.push(d) });
+      expect(outA.global_step).toBe(20);
+      expect(saved.map((d) => d.split('/').pop())).toEqual([
+        'checkpoint-5',
+        'checkpoint-10',
+        'checkpoint-15',
+        'checkpoint-20',
+      ]);
+      const ck5 = readdirSync(join(dirA, 'checkpoint-5')).sort();
+      expect(ck5.filter((f) => /^model-\d{5}-of-\d{5}\.safetensors$/.test(f)).length).toBeGreaterThan(1); // sharded
+      expect(ck5).toContain('model.safetensors.index.json');
+      expect(ck5).toContain('optimizer.safetensors');
+      const finalA = await paramBits(mA);
+      const stateA = JSON.parse(JSON.stringify(tA.state));
+      for (const from of [5, 15]) {
+        const mB = tinyOwl2(11);
+        const tB = new Trainer(mB, resumeOptions(join(tmp, `resume-b${from}`)));
+        const outB = await tB.train(data, { resume_from_checkpoint: join(dirA, `checkpoint-${from}`) });
+        expect(outB.global_step).toBe(20);
+        expect(bitsEqual(finalA, await paramBits(mB)), `params after resuming from checkpoint-${from}`).toEqual([]);
+        expect(JSON.parse(JSON.stringify(tB.state))).toEqual(stateA);
+        const oA = tA.optimizer.stateDict(tA.params);
+        const oB = tB.optimizer.stateDict(tB.params);
+        expect(oB.steps).toEqual(oA.steps);
+        for (const [k, t] of oA.tensors)
+          expect(Array.from(await take(oB.tensors.get(k) as tf.Tensor)), k).toEqual(Array.from(await take(t)));
+        tB.dispose();
+        mB.dispose();
+      }
+      tA.dispose();
+      mA.dispose();
+    },
+    SLOW_TIMEOUT,
+  );
 
   it('F6 and F3: a bogus path, an empty folder and a folder without its completion marker are not valid checkpoints', async () => {
     const m = tinyOwl2(2);
@@ -165,25 +172,29 @@ describe('Trainer loop [cpu]', () => {
     m.dispose();
   });
 
-  it('save_total_limit keeps the newest; F4: saving over the checkpoint it was resumed from replaces it whole', async () => {
-    const dir = join(tmp, 'rotate');
-    const m = tinyOwl2(4);
-    const t = new Trainer(m, { ...resumeOptions(dir), max_steps: 12, save_steps: 3, save_total_limit: 2 });
-    await t.train(data);
-    expect((await listCheckpoints(dir)).map((c) => c.step)).toEqual([9, 12]);
-    const m2 = tinyOwl2(4);
-    const t2 = new Trainer(m2, { ...resumeOptions(dir), max_steps: 12, save_total_limit: 2 });
-    await t2.loadCheckpoint(join(dir, 'checkpoint-12'));
-    const again = await t2.saveCheckpoint();
-    expect(again).toBe(join(dir, 'checkpoint-12'));
-    expect(readdirSync(dir).filter((n) => n.startsWith('.'))).toEqual([]); // no temp or moved-aside folder left
-    const m3 = tinyOwl2(4);
-    const t3 = new Trainer(m3, { ...resumeOptions(dir), max_steps: 12 });
-    await t3.loadCheckpoint(again);
-    expect(bitsEqual(await paramBits(m2), await paramBits(m3))).toEqual([]);
-    for (const x of [t, t2, t3]) x.dispose();
-    for (const x of [m, m2, m3]) x.dispose();
-  });
+  it(
+    'save_total_limit keeps the newest; F4: saving over the checkpoint it was resumed from replaces it whole',
+    async () => {
+      const dir = join(tmp, 'rotate');
+      const m = tinyOwl2(4);
+      const t = new Trainer(m, { ...resumeOptions(dir), max_steps: 12, save_steps: 3, save_total_limit: 2 });
+      await t.train(data);
+      expect((await listCheckpoints(dir)).map((c) => c.step)).toEqual([9, 12]);
+      const m2 = tinyOwl2(4);
+      const t2 = new Trainer(m2, { ...resumeOptions(dir), max_steps: 12, save_total_limit: 2 });
+      await t2.loadCheckpoint(join(dir, 'checkpoint-12'));
+      const again = await t2.saveCheckpoint();
+      expect(again).toBe(join(dir, 'checkpoint-12'));
+      expect(readdirSync(dir).filter((n) => n.startsWith('.'))).toEqual([]); // no temp or moved-aside folder left
+      const m3 = tinyOwl2(4);
+      const t3 = new Trainer(m3, { ...resumeOptions(dir), max_steps: 12 });
+      await t3.loadCheckpoint(again);
+      expect(bitsEqual(await paramBits(m2), await paramBits(m3))).toEqual([]);
+      for (const x of [t, t2, t3]) x.dispose();
+      for (const x of [m, m2, m3]) x.dispose();
+    },
+    SLOW_TIMEOUT,
+  );
 
   it('an aborted signal writes a checkpoint, then throws ABORTED; training resumes from it', async () => {
     const dir = join(tmp, 'abort');

@@ -77,6 +77,9 @@ beforeAll(async () => {
   });
 });
 
+/** Two dozen child processes and trainer loads: minutes on a loaded 2-core machine. */
+const SLOW_TIMEOUT = 600_000;
+
 function runChild(
   dest: string,
   kill: string,
@@ -109,52 +112,62 @@ async function survives(dir: string, newOk: boolean): Promise<void> {
 }
 
 describe('checkpoint faults [cpu]', () => {
-  it('F1: SIGKILL at 24 byte offsets while writing checkpoint-10 (marker included): checkpoint-5 survives, leftovers are swept', async () => {
-    const markerBytes = 2000; // a little over the marker's size: the last offsets fall inside it
-    let s = 12345;
-    const offsets = Array.from({ length: 24 }, (_, i) => {
-      s = (Math.imul(s, 1103515245) + 12345) >>> 0;
-      return i === 0 ? 0 : i === 1 ? totalBytes - 1 : i === 2 ? totalBytes + 50 : s % (totalBytes + markerBytes);
-    });
-    for (const [i, off] of offsets.entries()) {
-      const dir = join(tmp, `kill-${i}`);
-      mkdirSync(dir, { recursive: true });
-      cpSync(base, join(dir, 'checkpoint-5'), { recursive: true });
-      const r = runChild(join(dir, 'checkpoint-10'), `bytes:${off}`);
-      if (r.status === 0) {
-        // the offset fell after the whole folder: it must be complete
-        expect(off).toBeGreaterThan(totalBytes);
-        await survives(dir, true);
-        continue;
+  it(
+    'F1: SIGKILL at 24 byte offsets while writing checkpoint-10 (marker included): checkpoint-5 survives, leftovers are swept',
+    async () => {
+      const markerBytes = 2000; // a little over the marker's size: the last offsets fall inside it
+      let s = 12345;
+      const offsets = Array.from({ length: 24 }, (_, i) => {
+        s = (Math.imul(s, 1103515245) + 12345) >>> 0;
+        return i === 0 ? 0 : i === 1 ? totalBytes - 1 : i === 2 ? totalBytes + 50 : s % (totalBytes + markerBytes);
+      });
+      for (const [i, off] of offsets.entries()) {
+        const dir = join(tmp, `kill-${i}`);
+        mkdirSync(dir, { recursive: true });
+        cpSync(base, join(dir, 'checkpoint-5'), { recursive: true });
+        const r = runChild(join(dir, 'checkpoint-10'), `bytes:${off}`);
+        if (r.status === 0) {
+          // the offset fell after the whole folder: it must be complete
+          expect(off).toBeGreaterThan(totalBytes);
+          await survives(dir, true);
+          continue;
+        }
+        expect(r.signal, `kill at byte ${off}: ${r.stderr}`).toBe('SIGKILL');
+        expect(existsSync(join(dir, 'checkpoint-10'))).toBe(false);
+        expect(readdirSync(dir).some((n) => n.startsWith('.checkpoint-10.owlet-tmp-'))).toBe(true);
+        await survives(dir, false);
       }
-      expect(r.signal, `kill at byte ${off}: ${r.stderr}`).toBe('SIGKILL');
-      expect(existsSync(join(dir, 'checkpoint-10'))).toBe(false);
-      expect(readdirSync(dir).some((n) => n.startsWith('.checkpoint-10.owlet-tmp-'))).toBe(true);
-      await survives(dir, false);
-    }
-  });
+    },
+    SLOW_TIMEOUT,
+  );
 
-  it('F1/F4: a replacement cut between moving the old folder aside and renaming the new one in is restored', async () => {
-    // A dead writer's state: checkpoint-10 moved aside, the new one never renamed in.
-    const dead = spawnSync(process.execPath, ['-e', 'process.stdout.write(String(process.pid))'], { encoding: 'utf8' });
-    const pid = Number(dead.stdout);
-    const d = join(tmp, 'cut-swap');
-    mkdirSync(d, { recursive: true });
-    cpSync(base, join(d, 'checkpoint-5'), { recursive: true });
-    cpSync(next, join(d, `.checkpoint-10.owlet-old-${pid}-0badf00d`), { recursive: true });
-    cpSync(next, join(d, `.checkpoint-10.owlet-tmp-${pid}-0badf00e`), { recursive: true });
-    expect(await sweepStaleTemps(d)).toEqual(['checkpoint-10']);
-    await survives(d, true);
-    expect((await listCheckpoints(d)).map((c) => c.step)).toEqual([5, 10]);
-    // and a writer that is not killed finishes, replacing an existing folder: both checkpoints valid
-    const d3 = join(tmp, 'no-kill');
-    mkdirSync(d3, { recursive: true });
-    cpSync(base, join(d3, 'checkpoint-5'), { recursive: true });
-    cpSync(base, join(d3, 'checkpoint-10'), { recursive: true }); // an older folder under that name
-    expect(runChild(join(d3, 'checkpoint-10'), 'none').status).toBe(0);
-    await survives(d3, true);
-    expect((await listCheckpoints(d3)).map((c) => c.step)).toEqual([5, 10]);
-  });
+  it(
+    'F1/F4: a replacement cut between moving the old folder aside and renaming the new one in is restored',
+    async () => {
+      // A dead writer's state: checkpoint-10 moved aside, the new one never renamed in.
+      const dead = spawnSync(process.execPath, ['-e', 'process.stdout.write(String(process.pid))'], {
+        encoding: 'utf8',
+      });
+      const pid = Number(dead.stdout);
+      const d = join(tmp, 'cut-swap');
+      mkdirSync(d, { recursive: true });
+      cpSync(base, join(d, 'checkpoint-5'), { recursive: true });
+      cpSync(next, join(d, `.checkpoint-10.owlet-old-${pid}-0badf00d`), { recursive: true });
+      cpSync(next, join(d, `.checkpoint-10.owlet-tmp-${pid}-0badf00e`), { recursive: true });
+      expect(await sweepStaleTemps(d)).toEqual(['checkpoint-10']);
+      await survives(d, true);
+      expect((await listCheckpoints(d)).map((c) => c.step)).toEqual([5, 10]);
+      // and a writer that is not killed finishes, replacing an existing folder: both checkpoints valid
+      const d3 = join(tmp, 'no-kill');
+      mkdirSync(d3, { recursive: true });
+      cpSync(base, join(d3, 'checkpoint-5'), { recursive: true });
+      cpSync(base, join(d3, 'checkpoint-10'), { recursive: true }); // an older folder under that name
+      expect(runChild(join(d3, 'checkpoint-10'), 'none').status).toBe(0);
+      await survives(d3, true);
+      expect((await listCheckpoints(d3)).map((c) => c.step)).toEqual([5, 10]);
+    },
+    SLOW_TIMEOUT,
+  );
 
   it('F2: ENOSPC in the middle of a checkpoint fails loudly and leaves the previous one intact', async () => {
     const dir = join(tmp, 'enospc');
