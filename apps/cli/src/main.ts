@@ -1,5 +1,5 @@
 /**
- * The `owlet` command: run, chat, serve, convert, bench.
+ * The `owlet` command: run, chat, serve, convert, bench, train.
  * Exit codes: 0 ok, 1 internal failure, 2 bad input (with a one-line fix), 130 interrupted.
  */
 import * as tf from '@tensorflow/tfjs-core';
