@@ -1,5 +1,5 @@
 /**
- * The `owlet` command: run, chat, serve, convert, bench.
+ * The `owlet` command: run, chat, serve, convert, bench, train.
  * Exit codes: 0 ok, 1 internal failure, 2 bad input (with a one-line fix), 130 interrupted.
  */
 import * as tf from '@tensorflow/tfjs-core';
@@ -9,6 +9,7 @@ import { chatCommand, CHAT_HELP } from './commands/chat.js';
 import { convertCommand, CONVERT_HELP } from './commands/convert.js';
 import { runCommand, RUN_HELP } from './commands/run.js';
 import { serveCommand, SERVE_HELP } from './commands/serve.js';
+import { trainCommand, TRAIN_HELP } from './commands/train.js';
 import { EXIT, UsageError, classify } from './errors.js';
 
 const HELP = `owlet — mPLUG-Owl2 and mPLUG-Owl in TypeScript
@@ -20,6 +21,7 @@ commands:
   chat      an interactive conversation (/image PATH attaches an image)
   serve     an OpenAI-compatible HTTP server (chat completions with images)
   convert   official PyTorch .bin shards → safetensors
+  train     run a training recipe (checkpoints, resume, Hugging Face export)
   bench     load time, ms per image, prefill/decode tokens/s, peak memory
 
 owlet <command> --help shows a command's options.
@@ -32,7 +34,9 @@ ${SERVE_HELP}
 
 ${CONVERT_HELP}
 
-${BENCH_HELP}`;
+${BENCH_HELP}
+
+${TRAIN_HELP}`;
 
 const COMMANDS: Record<string, (argv: string[], signal: AbortSignal) => Promise<number>> = {
   run: runCommand,
@@ -40,6 +44,7 @@ const COMMANDS: Record<string, (argv: string[], signal: AbortSignal) => Promise<
   serve: serveCommand,
   convert: convertCommand,
   bench: benchCommand,
+  train: trainCommand,
 };
 
 export async function main(argv: string[]): Promise<number> {
@@ -67,7 +72,7 @@ export async function main(argv: string[]): Promise<number> {
     if (!command)
       throw new UsageError(
         `unknown command ${JSON.stringify(cmd)}`,
-        'use run, chat, serve, convert or bench (owlet --help)',
+        'use run, chat, serve, convert, bench or train (owlet --help)',
       );
     return await command(rest, controller.signal);
   } catch (e) {

@@ -47,6 +47,14 @@ export {
   type CpuEngineOptions,
 } from './cpu/index.js';
 export { scope, memoryStats } from './scope.js';
+export {
+  withTraining,
+  isTraining,
+  nextTrainingSeed,
+  withCompositeOps,
+  compositeOpsRequired,
+  isGradientRecording,
+} from './training.js';
 export * from './ops/index.js';
 export * from './nn/index.js';
 export { loadCheckpointInto, type LoadCheckpointOptions } from './load-checkpoint.js';
@@ -57,3 +65,11 @@ export {
   type ConfigJson,
   type ConfigFieldReaders,
 } from './config-fields.js';
+export {
+  loadPeftAdapter,
+  savePeftAdapter,
+  ADAPTER_CONFIG_NAME,
+  ADAPTER_SAFETENSORS_NAME,
+  ADAPTER_BIN_NAME,
+  type LoadPeftAdapterOptions,
+} from './peft-adapter.js';

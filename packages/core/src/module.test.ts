@@ -280,3 +280,22 @@ describe('Symbol.dispose', () => {
     });
   });
 });
+
+describe('Module.replaceModule', () => {
+  it('swaps a child in place: same key, fields and ModuleList items follow, the old one is detached', () => {
+    const root = new Root();
+    const old = root.model.layers.at(1);
+    const next = new Block(4);
+    expect(root.model.layers.replaceModule('1', next)).toBe(old);
+    expect(root.model.layers.at(1)).toBe(next);
+    expect([...root.model.layers]).toEqual([root.model.layers.at(0), next]);
+    expect(next.path).toBe('model.layers.1');
+    expect(old.path).toBe('');
+    const q = new Linear(4, 4, { bias: false });
+    root.model.layers.at(0).replaceModule('q_proj', q);
+    expect(root.model.layers.at(0).q_proj).toBe(q);
+    expect([...root.namedParameters()].map(([k]) => k)).toEqual(EXPECTED_KEYS);
+    expect(() => root.model.replaceModule('nope', q)).toThrow(OwletError);
+    expect(() => root.model.layers.at(1).replaceModule('q_proj', q)).toThrow(/already registered/);
+  });
+});

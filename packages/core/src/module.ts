@@ -122,6 +122,52 @@ export abstract class Module {
     return p;
   }
 
+  /**
+   * Registers an existing Parameter (owned by a module that is being replaced, e.g. the Linear a
+   * LoRA wrapper takes over) under `name`. The Parameter keeps its value; this module now owns it.
+   */
+  protected adoptParameter(name: string, p: Parameter): Parameter {
+    this.checkSegment(name);
+    this._params.set(name, p);
+    p.key = this.join(name);
+    return p;
+  }
+
+  /**
+   * Puts `next` where the child `name` was: same key segment, same place in the tree, and every
+   * own field of this module that referenced the old child now references `next` (so forward code
+   * such as `this.q_proj.forward(x)` runs the new module). Returns the old child, detached and not
+   * disposed: its parameters may have been adopted by `next`.
+   */
+  replaceModule(name: string, next: Module): Module {
+    this.assertNotDisposed();
+    const old = this._children.get(name);
+    if (!old) {
+      throw new OwletError(
+        ErrorCode.INVALID_ARGUMENT,
+        `${this.path || '<root>'} has no child module ${JSON.stringify(name)}`,
+      );
+    }
+    if (next._parent && next._parent !== this) {
+      throw new OwletError(
+        ErrorCode.DUPLICATE_KEY,
+        `module already registered under ${next.path}; cannot register it again as ${this.join(name)}`,
+      );
+    }
+    this._children.set(name, next);
+    next._parent = this;
+    next._nameInParent = name;
+    old._parent = null;
+    old._nameInParent = '';
+    const self = this as unknown as Record<string, unknown>;
+    for (const k of Object.keys(self)) if (self[k] === old) self[k] = next;
+    this.onChildReplaced(name, old, next);
+    return old;
+  }
+
+  /** Hook for containers that index their children elsewhere (ModuleList). */
+  protected onChildReplaced(_name: string, _old: Module, _next: Module): void {}
+
   private join(name: string): string {
     const p = this.path;
     return p ? `${p}.${name}` : name;
@@ -404,5 +450,9 @@ export class ModuleList<M extends Module = Module> extends Module {
 
   [Symbol.iterator](): Iterator<M> {
     return this.items[Symbol.iterator]();
+  }
+
+  protected override onChildReplaced(name: string, _old: Module, next: Module): void {
+    this.items[Number(name)] = next as M;
   }
 }

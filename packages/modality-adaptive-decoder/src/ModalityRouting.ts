@@ -8,7 +8,7 @@
  * built once per model forward and shared by every layer.
  */
 import * as tf from '@tensorflow/tfjs-core';
-import { ErrorCode, OwletError } from '@owlet/core';
+import { ErrorCode, OwletError, gatherRows } from '@owlet/core';
 
 /** How mixed sequences are routed (see the package README for the measurements behind the default). */
 export type MultiwayStrategy =
@@ -184,10 +184,11 @@ export class ModalityRouting {
         ways.forEach((f, m) => {
           const idx = gatherIdx[m];
           if (!idx || idx.shape[0] === 0) return;
-          outs.push(f(tf.gather(flat, idx))); // [n_m, …] rows of modality m
+          outs.push(f(gatherRows(flat, idx))); // [n_m, …] rows of modality m
         });
         const [first] = outs;
-        const y = tf.gather(outs.length === 1 && first ? first : tf.concat(outs, 0), inverseIdx); // back to token order
+        // gatherRows: a gradient that works on every backend (tf.gather's needs UnsortedSegmentSum)
+        const y = gatherRows(outs.length === 1 && first ? first : tf.concat(outs, 0), inverseIdx); // back to token order
         return tf.reshape(y, [this.batch, this.length, ...y.shape.slice(1)]); // [B·L, …] -> [B, L, …]
       }
       let y: tf.Tensor | null = null;

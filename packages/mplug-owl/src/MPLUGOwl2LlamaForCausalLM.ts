@@ -7,11 +7,13 @@
 import type * as tf from '@tensorflow/tfjs-core';
 import { Linear, type Parameter } from '@owlet/core';
 import type { LlamaModel, LlamaModelOptions } from '@owlet/modality-adaptive-decoder';
+import { IMAGE_TOKEN_INDEX } from '@owlet/tokenizer';
 
 import { resolveMplugOwlModelConfig, type MplugOwlModelConfig } from './config.js';
 import { MPLUGOwl2LlamaModel } from './MPLUGOwl2LlamaModel.js';
 import { MplugOwlPreTrainedModel } from './MplugOwlPreTrainedModel.js';
 import { spliceOwl2, type SplicedSequence } from './splice.js';
+import { prepareTrainingInputsOwl2, type PreparedTrainingInputs, type TrainingBatch } from './training-inputs.js';
 
 export class MPLUGOwl2LlamaForCausalLM extends MplugOwlPreTrainedModel {
   readonly model: MPLUGOwl2LlamaModel;
@@ -52,5 +54,25 @@ export class MPLUGOwl2LlamaForCausalLM extends MplugOwlPreTrainedModel {
 
   protected splice(ids: readonly number[], features: tf.Tensor3D | null): SplicedSequence {
     return spliceOwl2(ids, features, (t) => this.embedText(t));
+  }
+
+  protected prepareTraining(batch: TrainingBatch, features: tf.Tensor3D | null): PreparedTrainingInputs {
+    return prepareTrainingInputsOwl2(batch, features, (t) => this.embedText(t), this.config.text_config.hidden_size);
+  }
+
+  protected imagesUsed(batch: TrainingBatch): number[] {
+    const n = batch.pixel_values ? (batch.pixel_values.shape[0] as number) : 0;
+    const slots = batch.input_ids.map((r) => r.filter((id) => id === IMAGE_TOKEN_INDEX).length);
+    const total = slots.reduce((a, x) => a + x, 0);
+    const withZeroImages = slots.reduce((a, x) => a + Math.max(1, x), 0);
+    if (n !== withZeroImages || n === total) return Array.from({ length: n }, (_, i) => i);
+    // The official collator gives every text-only sample a zero image: skip those.
+    const used: number[] = [];
+    let i = 0;
+    for (const k of slots) {
+      if (k === 0) i++;
+      else for (let j = 0; j < k; j++) used.push(i++);
+    }
+    return used;
   }
 }

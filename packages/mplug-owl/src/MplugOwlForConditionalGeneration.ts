@@ -13,6 +13,7 @@ import { MplugOwlVisualAbstractorModel } from '@owlet/visual-abstractor';
 import { resolveMplugOwlModelConfig, type MplugOwlModelConfig } from './config.js';
 import { MplugOwlPreTrainedModel } from './MplugOwlPreTrainedModel.js';
 import { spliceOwl1, type SplicedSequence } from './splice.js';
+import { prepareTrainingInputsOwl1, type PreparedTrainingInputs, type TrainingBatch } from './training-inputs.js';
 
 export class MplugOwlForConditionalGeneration extends MplugOwlPreTrainedModel {
   readonly vision_model: MplugOwlVisionModel;
@@ -62,5 +63,14 @@ export class MplugOwlForConditionalGeneration extends MplugOwlPreTrainedModel {
   protected splice(ids: readonly number[], features: tf.Tensor3D | null): SplicedSequence {
     // Negative ids are looked up as 0 before being overwritten (the official code does the same).
     return spliceOwl1(ids, features, (t) => this.embedText(t));
+  }
+
+  protected prepareTraining(batch: TrainingBatch, features: tf.Tensor3D | null): PreparedTrainingInputs {
+    return prepareTrainingInputsOwl1(batch, features, (t) => this.embedText(t));
+  }
+
+  protected imagesUsed(batch: TrainingBatch): number[] {
+    const n = batch.pixel_values ? (batch.pixel_values.shape[0] as number) : 0;
+    return Array.from({ length: n }, (_, i) => i);
   }
 }

@@ -4,7 +4,16 @@
  * `chat` that streams text and keeps the KV cache across the turns of one conversation.
  */
 import * as tf from '@tensorflow/tfjs-core';
-import { ErrorCode, Module, OwletError, linear, type Parameter } from '@owlet/core';
+import {
+  ErrorCode,
+  Module,
+  OwletError,
+  causalLmLoss,
+  linear,
+  ropeInvFreq,
+  type CausalLmLoss,
+  type Parameter,
+} from '@owlet/core';
 import {
   KVCache,
   generate,
@@ -18,6 +27,7 @@ import type { ImageInput, MplugOwlImageProcessor } from '@owlet/vision-encoder';
 
 import type { MplugOwlModelConfig } from './config.js';
 import type { SplicedSequence } from './splice.js';
+import { checkTrainingBatch, type PreparedTrainingInputs, type TrainingBatch } from './training-inputs.js';
 
 export interface MplugOwlForwardInputs {
   /** Prompt ids, one row (batch 1): −200 per image (v2), or runs of −1 (v1). */
@@ -175,6 +185,13 @@ export abstract class MplugOwlPreTrainedModel extends Module {
   abstract encodeImages(pixelValues: tf.Tensor): tf.Tensor3D;
   /** Splices visual tokens into the embedded prompt (caller owns `inputs_embeds`). */
   protected abstract splice(ids: readonly number[], features: tf.Tensor3D | null): SplicedSequence;
+  /**
+   * Builds the batched training inputs (spliced embeddings, modality, mask, labels) from a batch
+   * and the visual tokens of the images it uses ([slots, T, D], slot order).
+   */
+  protected abstract prepareTraining(batch: TrainingBatch, features: tf.Tensor3D | null): PreparedTrainingInputs;
+  /** Indices into `pixel_values` of the images the batch's slots use (v2 skips zero images of text-only samples). */
+  protected abstract imagesUsed(batch: TrainingBatch): number[];
   /** Whether the decoder has the modality-adaptive module (v2). */
   protected get usesModality(): boolean {
     return this.config.text_config.multiway;
@@ -248,6 +265,55 @@ export abstract class MplugOwlPreTrainedModel extends Module {
     } finally {
       s.inputs_embeds.dispose();
     }
+  }
+
+  /**
+   * The training loss of the official `forward(input_ids, attention_mask, labels, images)`: mean
+   * token cross-entropy of logits[:, :-1] against labels[:, 1:] over labels ≠ −100, on a right-padded
+   * batch as the official collator makes it (see `TrainingBatch`). Synchronous, so it can run under
+   * `tf.variableGrads`; the caller owns `loss`.
+   */
+  computeLoss(batch: TrainingBatch): CausalLmLoss {
+    this.assertNotDisposed();
+    checkTrainingBatch(batch);
+    const used = batch.pixel_values ? this.imagesUsed(batch) : [];
+    return tf.tidy(() => {
+      let features: tf.Tensor3D | null = null;
+      if (batch.pixel_values && used.length > 0) {
+        const n = batch.pixel_values.shape[0] as number;
+        const pixels =
+          used.length === n && used.every((u, i) => u === i)
+            ? batch.pixel_values
+            : tf.gather(batch.pixel_values, tf.tensor1d(used, 'int32')); // [slots, 3, S, S]
+        features = this.encodeImages(pixels);
+      }
+      const p = this.prepareTraining(batch, features);
+      const out = this.llm.forward({
+        inputs_embeds: p.inputs_embeds,
+        modality_indicators: this.usesModality ? p.modality_indicators : null,
+        attention_mask: p.attention_mask,
+      });
+      const r = causalLmLoss(out.last_hidden_state, this.lmHeadWeight, p.labels);
+      return r as unknown as tf.TensorContainer;
+    }) as unknown as CausalLmLoss;
+  }
+
+  /**
+   * Persistent buffers the official checkpoints carry besides the parameters: each LLaMA layer's
+   * `self_attn.rotary_emb.inv_freq` (computed, as torch does). For exporting checkpoints with the
+   * released key set; the caller owns the tensors.
+   */
+  persistentBuffers(): Map<string, tf.Tensor> {
+    const t = this.config.text_config;
+    const inv = ropeInvFreq(t.head_dim, t.rope_theta);
+    const out = new Map<string, tf.Tensor>();
+    for (const [k] of this.namedParameters()) {
+      const m = /^(.*\.layers\.\d+\.self_attn)\.q_proj\.weight$/.exec(k);
+      if (m && !k.includes('vision_model') && !k.includes('abstractor')) {
+        out.set(`${m[1]}.rotary_emb.inv_freq`, tf.tensor1d(inv));
+      }
+    }
+    return out;
   }
 
   /**

@@ -1,5 +1,12 @@
 export { spliceOwl2, spliceOwl1, type SplicedSequence, type EmbedFn } from './splice.js';
 export {
+  prepareTrainingInputsOwl2,
+  prepareTrainingInputsOwl1,
+  checkTrainingBatch,
+  type TrainingBatch,
+  type PreparedTrainingInputs,
+} from './training-inputs.js';
+export {
   resolveMplugOwlModelConfig,
   detectModelType,
   type MplugOwlModelConfig,

@@ -3,7 +3,15 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 
 import * as tf from '@tensorflow/tfjs-core';
-import { isOwletError, lastKernel, packedWeightStats, withoutKernels } from '@owlet/core';
+import {
+  injectLora,
+  isOwletError,
+  lastKernel,
+  loraModules,
+  packedWeightStats,
+  savePeftAdapter,
+  withoutKernels,
+} from '@owlet/core';
 import { expectNoLeaks, fixturePath, loadFixture, maxAbsDiff, REPO_ROOT } from '@owlet/test-utils';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 
@@ -133,5 +141,45 @@ describe('fromPretrained', () => {
     } finally {
       rmSync(empty, { recursive: true, force: true });
     }
+  });
+
+  it('applies a PEFT LoRA adapter folder (adapter: dir), unmerged or merged, with the adapted logits', async () => {
+    const base = await fromPretrained(dir, { backend: 'cpu' });
+    const config = {
+      r: 4,
+      lora_alpha: 8,
+      target_modules: 'model\\.layers\\.\\d+\\.self_attn\\.(q_proj|k_proj\\.multiway\\.1)',
+    };
+    injectLora(base, config, { seed: 3 });
+    for (const [i, [, m]] of loraModules(base).entries()) {
+      const b = tf.randomNormal([m.outFeatures, m.r], 0, 0.2, 'float32', 100 + i);
+      m.lora_B.weight.assign(b);
+      b.dispose();
+    }
+    const adapterDir = join(dir, '..', `${dir.split('/').pop()}-adapter`);
+    await savePeftAdapter(base, adapterDir, config);
+    const fx = loadFixture('owl2_tiny/case_one_image.safetensors');
+    const ids = Array.from(fx.array('input_ids'));
+    const logitsOf = async (m: typeof base) => {
+      const pixels = fx.tensor('pixel_values');
+      const out = m.forward({ input_ids: ids, pixel_values: pixels });
+      const d = await out.logits.data();
+      tf.dispose([pixels, out.logits, out.last_hidden_state]);
+      return d;
+    };
+    const expected = await logitsOf(base);
+    const plain = await logitsOf(await fromPretrained(dir, { backend: 'cpu' }));
+    expect(maxAbsDiff(plain, expected).maxAbs).toBeGreaterThan(1e-3); // the adapter matters
+    const adapted = await fromPretrained(dir, { backend: 'cpu', adapter: adapterDir });
+    expect(loraModules(adapted).length).toBe(loraModules(base).length);
+    expect(maxAbsDiff(await logitsOf(adapted), expected).maxAbs).toBeLessThanOrEqual(1e-5);
+    const merged = await fromPretrained(dir, { backend: 'cpu', adapter: adapterDir, merge_adapter: true });
+    expect(loraModules(merged).every(([, m]) => m.merged)).toBe(true);
+    expect(maxAbsDiff(await logitsOf(merged), expected).maxAbs).toBeLessThanOrEqual(1e-4);
+    await expect(fromPretrained(dir, { backend: 'cpu', adapter: join(dir, 'missing') })).rejects.toSatisfy((e) =>
+      isOwletError(e, 'CHECKPOINT_NOT_FOUND'),
+    );
+    for (const m of [base, adapted, merged]) m.dispose();
+    rmSync(adapterDir, { recursive: true, force: true });
   });
 });

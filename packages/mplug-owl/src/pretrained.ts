@@ -14,6 +14,7 @@ import {
   getBackendInfo,
   initBackend,
   loadCheckpointInto,
+  loadPeftAdapter,
   type BackendInfo,
   type BackendRequest,
 } from '@owlet/core';
@@ -67,6 +68,13 @@ export interface FromPretrainedOptions {
    * `cpuEngineInfo().note` says why).
    */
   threads?: number;
+  /**
+   * A PEFT LoRA adapter folder (`adapter_config.json` + `adapter_model.safetensors`, as
+   * `PeftModel.save_pretrained` and owlet's trainer write it) applied on top of the base weights.
+   */
+  adapter?: CheckpointSource;
+  /** Fold the adapter into the base weights after loading (faster inference; default false). */
+  merge_adapter?: boolean;
 }
 
 const MAX_SIDE_FILE = 64 * 1024 * 1024;
@@ -180,6 +188,13 @@ export async function fromPretrained(
       strict: true,
       ignore: MplugOwlPreTrainedModel.IGNORE_ON_LOAD,
     });
+    if (options.adapter !== undefined) {
+      await loadPeftAdapter(model, options.adapter, {
+        ...(signal ? { signal } : {}),
+        ...(options.fetch ? { fetch: options.fetch } : {}),
+        ...(options.merge_adapter ? { merge: true } : {}),
+      });
+    }
   } catch (e) {
     model.dispose();
     throw e;

@@ -50,3 +50,5 @@ export type {
   TemplateName,
   TrainingExample,
 } from './templates.js';
+export { buildTrainingExampleV1 } from './training-v1.js';
+export type { BuildTrainingExampleV1Options, TrainingExampleV1 } from './training-v1.js';

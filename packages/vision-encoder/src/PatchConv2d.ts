@@ -1,7 +1,16 @@
 // Mirrors torch.nn.Conv2d(3, hidden_size, kernel_size=patch_size, stride=patch_size, bias=False), the
 // `patch_embed` of MplugOwlVisionEmbeddings — X-PLUG/mPLUG-Owl@0f3068f mPLUG-Owl2/mplug_owl2/model/visual_encoder.py
 import * as tf from '@tensorflow/tfjs-core';
-import { ErrorCode, Init, Module, OwletError, formatShape, linear, type Parameter } from '@owlet/core';
+import {
+  ErrorCode,
+  Init,
+  Module,
+  OwletError,
+  compositeOpsRequired,
+  formatShape,
+  linear,
+  type Parameter,
+} from '@owlet/core';
 
 /**
  * How the patch convolution is computed:
@@ -60,9 +69,15 @@ export class PatchConv2d extends Module {
     });
   }
 
-  /** The implementation a forward on the active backend uses. */
+  /**
+   * The implementation a forward on the active backend uses. While training (or under a gradient
+   * tape) `auto` is always `matmul`: its gradient is two matmuls on every backend, while the
+   * filter gradient of `tf.conv2d` (Conv2DBackpropFilter) has no tfjs-wasm kernel.
+   */
   resolvedImpl(): PatchConvImpl {
-    return this.impl === 'auto' ? (PATCH_CONV_IMPL[tf.getBackend()] ?? 'conv2d') : this.impl;
+    if (this.impl !== 'auto') return this.impl;
+    if (compositeOpsRequired()) return 'matmul';
+    return PATCH_CONV_IMPL[tf.getBackend()] ?? 'conv2d';
   }
 
   /** pixels [N, C, H, W] → patch tokens [N, ⌊H/p⌋·⌊W/p⌋, D] */

@@ -3,6 +3,7 @@ import * as tf from '@tensorflow/tfjs-core';
 import { softmax } from './activations.js';
 import { checkShape, formatShape } from './check.js';
 import { dispatchKernel } from './kernels.js';
+import { matMul } from './matmul.js';
 
 /** Additive value for masked positions: large enough to zero a softmax weight, never −inf. */
 export const MASK_VALUE = -1e9;
@@ -92,7 +93,7 @@ export function attentionOverSegments(
   return tf.tidy(() => {
     // [B, H, Lq, D] = [B, Hkv, rep, Lq, D] -> [B·Hkv, rep·Lq, D]
     const q3 = tf.reshape(q, [b * hkv, rep * lq, d]);
-    const parts = segments.map((s) => tf.matMul(q3, tf.reshape(s.k, [b * hkv, -1, d]), false, true)); // [B·Hkv, rep·Lq, n_i]
+    const parts = segments.map((s) => matMul(q3, tf.reshape(s.k, [b * hkv, -1, d]), false, true)); // [B·Hkv, rep·Lq, n_i]
     let scores = tf.mul(parts.length === 1 ? (parts[0] as tf.Tensor) : tf.concat(parts, 2), scale); // [B·Hkv, rep·Lq, Lk]
     scores = tf.reshape(scores, [b, h, lq, lk]); // -> [B, H, Lq, Lk]
     if (options.causal) scores = tf.add(scores, causalMask(lq, lk));
@@ -101,7 +102,7 @@ export function attentionOverSegments(
     const pieces = segments.length === 1 ? [probs] : tf.split(probs, lens, 2); // n_i columns each
     let out: tf.Tensor | null = null;
     segments.forEach((s, i) => {
-      const o = tf.matMul(pieces[i] as tf.Tensor, tf.reshape(s.v, [b * hkv, -1, d])); // [B·Hkv, rep·Lq, D]
+      const o = matMul(pieces[i] as tf.Tensor, tf.reshape(s.v, [b * hkv, -1, d])); // [B·Hkv, rep·Lq, D]
       out = out === null ? o : tf.add(out, o);
     });
     return tf.reshape(out as unknown as tf.Tensor, [b, h, lq, d]); // [B·Hkv, rep·Lq, D] -> [B, H, Lq, D]

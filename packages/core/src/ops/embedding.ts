@@ -2,11 +2,13 @@ import * as tf from '@tensorflow/tfjs-core';
 
 import { ErrorCode, OwletError } from '../errors.js';
 import { checkShape, formatShape } from './check.js';
+import { gatherRows } from './gather.js';
 import { dispatchKernel } from './kernels.js';
 
 /**
  * Row lookup: weight [V, D], ids of any shape → [...ids.shape, D]. Ids given as numbers are
  * range-checked (a typed error names the offending id); ids given as a tensor must be int32.
+ * Differentiable with respect to `weight` on every backend (see `gatherRows`).
  */
 export function embedding(weight: tf.Tensor, ids: tf.Tensor | readonly number[] | Int32Array): tf.Tensor {
   checkShape(weight.rank === 2, 'embedding', `weight must be [vocab, dim], got ${formatShape(weight.shape)}`);
@@ -31,8 +33,6 @@ export function embedding(weight: tf.Tensor, ids: tf.Tensor | readonly number[] 
   if (owned) return owned;
   return tf.tidy(() => {
     const t = ids instanceof tf.Tensor ? ids : tf.tensor1d(Int32Array.from(ids), 'int32');
-    const flat = t.rank === 1 ? t : tf.reshape(t, [-1]); // [...] -> [N]
-    const rows = tf.gather(weight, flat); // [N, D]
-    return t.rank === 1 ? rows : tf.reshape(rows, [...t.shape, weight.shape[1] as number]); // [N, D] -> [..., D]
+    return gatherRows(weight, t); // [..., D]
   });
 }

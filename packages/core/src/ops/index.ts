@@ -1,8 +1,20 @@
 import '../gradients.js';
 
 export { linear } from './linear.js';
+export { matMul, EXPLICIT_TRANSPOSE_BACKENDS } from './matmul.js';
 export { layerNorm, rmsNorm } from './norm.js';
 export { embedding } from './embedding.js';
+export { gatherRows } from './gather.js';
+export { dropout } from './dropout.js';
+export {
+  IGNORE_INDEX,
+  HOST_LOSS_BACKENDS,
+  causalLmLoss,
+  crossEntropySum,
+  shiftedTargets,
+  type CausalLmLoss,
+  type ShiftedTargets,
+} from './loss.js';
 export { rope, ropeTables, applyRope, rotateHalf, ropeInvFreq, type RopeTables } from './rope.js';
 export {
   attention,

@@ -16,6 +16,7 @@ import type { Parameter } from '../parameter.js';
 import type { PackedWeight, WeightDType } from '../quant/packed.js';
 import type { AttentionOptions, KVSegment } from './attention.js';
 import type { RopeTables } from './rope.js';
+import { compositeOpsRequired } from '../training.js';
 
 /** Arguments each op passes to its kernels (already validated by the op). */
 export interface KernelArgs {
@@ -167,7 +168,8 @@ export function dispatchKernel<Op extends KernelOp>(
   const list = registry.get(op);
   if (list && list.length > 0) {
     const backend = tf.getBackend();
-    const taping = gradientTapeActive();
+    // training (withTraining) or a recording tape: only differentiable kernels may run
+    const taping = compositeOpsRequired();
     for (const k of list) {
       if (k.backend !== '*' && k.backend !== backend) continue;
       if (k.dtype !== undefined && k.dtype !== '*' && k.dtype !== dtype) continue;

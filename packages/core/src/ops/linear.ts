@@ -4,6 +4,7 @@ import { Parameter } from '../parameter.js';
 import { PackedWeight } from '../quant/packed.js';
 import { checkShape, formatShape, lastDim } from './check.js';
 import { dispatchKernel } from './kernels.js';
+import { matMul } from './matmul.js';
 
 /**
  * y = x · Wᵀ + b, x: [..., in] → [..., out].
@@ -54,7 +55,7 @@ export function linear(
     const x2 = x.rank === 2 ? x : tf.reshape(x, [-1, inF]); // [..., in] -> [N, in]
     // [N, in] · [in, out]: either stored so, or [out, in] transposed inside the matmul
     const wt = packed ? packed.toTensor() : (w as tf.Tensor); // packed: decoded [out, in]
-    let y = transposed ? tf.matMul(x2, wt) : tf.matMul(x2, wt, false, true); // [N, out]
+    let y = transposed ? matMul(x2, wt) : matMul(x2, wt, false, true); // [N, out]
     if (b) y = tf.add(y, b);
     return x.rank === 2 ? y : tf.reshape(y, [...lead, out]); // [N, out] -> [..., out]
   });
