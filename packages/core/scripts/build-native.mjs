@@ -52,7 +52,7 @@ function findHeaders() {
 const cxx = findCompiler();
 if (!cxx) notice('no C++ compiler found ($CXX, c++, g++, clang++): the CPU engine will use its WASM kernels');
 const headers = findHeaders();
-if (!headers) notice("no Node-API headers (node_api.h) found: the CPU engine will use its WASM kernels");
+if (!headers) notice('no Node-API headers (node_api.h) found: the CPU engine will use its WASM kernels');
 
 const x86 = arch() === 'x64';
 const common = [
@@ -72,7 +72,10 @@ const units = [
   ...(x86
     ? [
         ['kernels_avx2.cc', ['-mavx2', '-mfma', '-mf16c']],
-        ['kernels_avx512.cc', ['-mavx512f', '-mavx512bw', '-mavx512vl', '-mavx512dq', '-mavx512vnni', '-mfma', '-mf16c']],
+        [
+          'kernels_avx512.cc',
+          ['-mavx512f', '-mavx512bw', '-mavx512vl', '-mavx512dq', '-mavx512vnni', '-mfma', '-mf16c'],
+        ],
       ]
     : []),
 ];
@@ -101,7 +104,10 @@ try {
   if (!quiet) process.stderr.write(`build-native: wrote ${out} (${cxx}, kernels: ${check.stdout})\n`);
 } catch (e) {
   rmSync(out, { force: true });
-  notice(`the native accelerator did not build (${(e.message || String(e)).split('\n')[0]}); the CPU engine will use its WASM kernels`, 1);
+  notice(
+    `the native accelerator did not build (${(e.message || String(e)).split('\n')[0]}); the CPU engine will use its WASM kernels`,
+    1,
+  );
 } finally {
   rmSync(tmp, { recursive: true, force: true });
 }

@@ -5,7 +5,7 @@
  * modality-adaptive module is on (mPLUG-Owl2), plain Linears otherwise (LLaMA, mPLUG-Owl v1).
  * RoPE is the HF rotate_half variant at arbitrary position ids; the cache stores post-RoPE K/V.
  */
-import * as tf from '@tensorflow/tfjs-core';
+import type * as tf from '@tensorflow/tfjs-core';
 import { Linear, Module, applyRope, attentionOverSegments, mergeHeads, splitHeads, type RopeTables } from '@owlet/core';
 
 import type { LlamaConfig } from './config.js';

@@ -1,5 +1,5 @@
 // Mirrors MplugOwlVisionAttention — X-PLUG/mPLUG-Owl@0f3068f mPLUG-Owl2/mplug_owl2/model/visual_encoder.py
-import * as tf from '@tensorflow/tfjs-core';
+import type * as tf from '@tensorflow/tfjs-core';
 import { Init, Linear, Module, attention, mergeHeads, splitHeads } from '@owlet/core';
 
 import type { MplugOwlVisionConfig } from './config.js';

@@ -148,7 +148,7 @@ export class MplugOwlVisualAbstractorMultiHeadAttention extends Module {
         `${this.path || 'abstractor attention'}: expected queries [N, Q, ${d}] and keys/values [N, Q + K, ${this.config.encoder_hidden_size}], got ${formatShape(hiddenStates.shape)} and ${formatShape(encoderHiddenStates.shape)}`,
       );
     }
-    const [n, lq] = hiddenStates.shape as [number, number, number];
+    const lq = hiddenStates.shape[1] as number;
     const lk = encoderHiddenStates.shape[1] as number;
     if (this.qPos && this.qkPos && (lq !== this.qPos.shape[0] || lk !== this.qkPos.shape[0])) {
       throw new OwletError(
@@ -158,7 +158,6 @@ export class MplugOwlVisualAbstractorMultiHeadAttention extends Module {
       );
     }
     const h = this.numHeads;
-    const dh = this.headDim;
     return this.scope(() => {
       const qIn = this.qPos ? tf.add(hiddenStates, this.qPos) : hiddenStates;
       const kIn = this.qkPos ? tf.add(encoderHiddenStates, this.qkPos) : encoderHiddenStates;

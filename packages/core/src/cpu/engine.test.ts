@@ -144,7 +144,8 @@ function refAttention(
         }
         for (let e = 0; e < d; e++) {
           let acc = 0;
-          for (let j = 0; j < lk; j++) acc += ((s[j] as number) / z) * (v[((bi * hkv + hk) * lk + j) * d + e] as number);
+          for (let j = 0; j < lk; j++)
+            acc += ((s[j] as number) / z) * (v[((bi * hkv + hk) * lk + j) * d + e] as number);
           out[((bi * h + hi) * lq + i) * d + e] = acc;
         }
       }
@@ -197,7 +198,8 @@ for (const backend of ['cpu', 'wasm'] as const) {
                 if (dtype === 'q8' || dtype === 'q4') {
                   const want = exactQuantized(dtype, w, x, n, bias);
                   const bad = y.findIndex((v, i) => v !== want[i]);
-                  if (bad >= 0) throw new Error(`${dtype} [${n}, ${k}] → ${out}: y[${bad}] = ${y[bad]}, want ${want[bad]}`);
+                  if (bad >= 0)
+                    throw new Error(`${dtype} [${n}, ${k}] → ${out}: y[${bad}] = ${y[bad]}, want ${want[bad]}`);
                   outs.push(y);
                 } else {
                   const ref = floatReference(w, x, n, bias);
@@ -232,7 +234,10 @@ for (const backend of ['cpu', 'wasm'] as const) {
               const got = await t.data();
               let worst = 0;
               for (let i = 0; i < ref.length; i++)
-                worst = Math.max(worst, Math.abs((got[i] as number) - (ref[i] as number)) / (1 + Math.abs(ref[i] as number)));
+                worst = Math.max(
+                  worst,
+                  Math.abs((got[i] as number) - (ref[i] as number)) / (1 + Math.abs(ref[i] as number)),
+                );
               expect(worst, op).toBeLessThan(tol);
               t.dispose();
             };
@@ -280,8 +285,14 @@ for (const backend of ['cpu', 'wasm'] as const) {
               k: tf.tensor(f32(randn(b * hkv * n * d, 20 + i)), [b, hkv, n, d]),
               v: tf.tensor(f32(randn(b * hkv * n * d, 30 + i)), [b, hkv, n, d]),
             }));
-            const kAll = tf.concat(segs.map((s) => s.k), 2);
-            const vAll = tf.concat(segs.map((s) => s.v), 2);
+            const kAll = tf.concat(
+              segs.map((s) => s.k),
+              2,
+            );
+            const vAll = tf.concat(
+              segs.map((s) => s.v),
+              2,
+            );
             const maskData = new Float32Array(b * lk);
             maskData[lk + 3] = -1e9; // batch 1 cannot see key 3
             const mask = tf.tensor(maskData, [b, 1, 1, lk]);
@@ -306,7 +317,8 @@ for (const backend of ['cpu', 'wasm'] as const) {
               );
               const got = await out.data();
               let worst = 0;
-              for (let i = 0; i < ref.length; i++) worst = Math.max(worst, Math.abs((got[i] as number) - (ref[i] as number)));
+              for (let i = 0; i < ref.length; i++)
+                worst = Math.max(worst, Math.abs((got[i] as number) - (ref[i] as number)));
               expect(worst, `lq ${lq} causal ${causal} mask ${withMask}`).toBeLessThan(2e-6);
               tf.dispose([q, out]);
             }
@@ -325,7 +337,9 @@ for (const backend of ['cpu', 'wasm'] as const) {
               const got = splitHeads(x, hh, p);
               const want = withoutKernels(() => splitHeads(x, hh, p));
               for (let i = 0; i < p; i++)
-                expect(Array.from(await (got[i] as tf.Tensor).data())).toEqual(Array.from(await (want[i] as tf.Tensor).data()));
+                expect(Array.from(await (got[i] as tf.Tensor).data())).toEqual(
+                  Array.from(await (want[i] as tf.Tensor).data()),
+                );
               const m = mergeHeads(got[0] as tf.Tensor);
               const mw = withoutKernels(() => mergeHeads(got[0] as tf.Tensor));
               expect(m.shape).toEqual([bb, l, hh * dh]);

@@ -14,7 +14,7 @@
  * bit-identical, fp32 / fp16 within float32 rounding of a fused multiply-add).
  */
 import { ErrorCode, OwletError } from '../errors.js';
-import { PackedWeight, type WeightAllocation, type WeightAllocator, type WeightDType } from '../quant/packed.js';
+import type { PackedWeight, WeightAllocation, WeightAllocator, WeightDType } from '../quant/packed.js';
 import { KERNELS_WASM_PLAIN, KERNELS_WASM_SHARED } from './kernels.wasm.js';
 import { X16_ROWS, convertX16, x16ByteLength } from './layout.js';
 import { WORKER_SOURCE } from './worker-source.js';
@@ -87,7 +87,14 @@ export abstract class CpuEngine {
   abstract info(): CpuEngineInfo;
   /** y [n, out] = x [n, in] · Wᵀ (+ bias). */
   abstract linear(w: PackedWeight, x: Float32Array, n: number, bias: Float32Array | null, y: Float32Array): void;
-  abstract rmsNorm(x: Float32Array, w: Float32Array | null, y: Float32Array, rows: number, d: number, eps: number): void;
+  abstract rmsNorm(
+    x: Float32Array,
+    w: Float32Array | null,
+    y: Float32Array,
+    rows: number,
+    d: number,
+    eps: number,
+  ): void;
   abstract layerNorm(
     x: Float32Array,
     w: Float32Array | null,
@@ -134,13 +141,67 @@ const MIN_THREADED_WORK = 1 << 18;
 /** Kernel exports of one instance (pointer arguments are byte offsets in its arena). */
 export interface KernelExports {
   quantize_act(x: number, n: number, k: number, qs: number, qd: number, sx: number): void;
-  gemm_q4(w: number, qs: number, qd: number, sx: number, n: number, k: number, y: number, out: number, g0: number, g1: number, bias: number): void;
-  gemm_q8(w: number, qs: number, qd: number, n: number, k: number, y: number, out: number, g0: number, g1: number, bias: number): void;
-  gemm_f32(w: number, x: number, n: number, k: number, y: number, out: number, g0: number, g1: number, bias: number): void;
-  gemm_f16(w: number, x: number, n: number, k: number, y: number, out: number, g0: number, g1: number, bias: number): void;
+  gemm_q4(
+    w: number,
+    qs: number,
+    qd: number,
+    sx: number,
+    n: number,
+    k: number,
+    y: number,
+    out: number,
+    g0: number,
+    g1: number,
+    bias: number,
+  ): void;
+  gemm_q8(
+    w: number,
+    qs: number,
+    qd: number,
+    n: number,
+    k: number,
+    y: number,
+    out: number,
+    g0: number,
+    g1: number,
+    bias: number,
+  ): void;
+  gemm_f32(
+    w: number,
+    x: number,
+    n: number,
+    k: number,
+    y: number,
+    out: number,
+    g0: number,
+    g1: number,
+    bias: number,
+  ): void;
+  gemm_f16(
+    w: number,
+    x: number,
+    n: number,
+    k: number,
+    y: number,
+    out: number,
+    g0: number,
+    g1: number,
+    bias: number,
+  ): void;
   rms_norm(x: number, w: number, y: number, r0: number, r1: number, d: number, eps: number): void;
   layer_norm(x: number, w: number, b: number, y: number, r0: number, r1: number, d: number, eps: number): void;
-  rope(x: number, cs: number, sn: number, y: number, r0: number, r1: number, h: number, l: number, d: number, bc: number): void;
+  rope(
+    x: number,
+    cs: number,
+    sn: number,
+    y: number,
+    r0: number,
+    r1: number,
+    h: number,
+    l: number,
+    d: number,
+    bc: number,
+  ): void;
   swiglu(g: number, u: number, y: number, i0: number, i1: number): void;
   gelu(x: number, y: number, i0: number, i1: number): void;
   quick_gelu(x: number, y: number, i0: number, i1: number): void;
@@ -252,7 +313,10 @@ export class Arena {
     const have = this.memory.buffer.byteLength;
     if (end <= have) return;
     if (end > ARENA_LIMIT) {
-      throw new OwletError('CPU_ENGINE_OUT_OF_MEMORY', `arena ${this.index}: ${end} bytes exceed the 4 GiB memory limit`);
+      throw new OwletError(
+        'CPU_ENGINE_OUT_OF_MEMORY',
+        `arena ${this.index}: ${end} bytes exceed the 4 GiB memory limit`,
+      );
     }
     const pages = Math.ceil((end - have) / PAGE);
     // grow in steps of at least 1/8 of the current size (fewer grows while loading)
@@ -356,7 +420,6 @@ export class WasmCpuEngine extends CpuEngine {
   private readonly module: WebAssembly.Module;
   readonly arenas: Arena[] = [];
   private readonly ctrl: Int32Array | null;
-  private readonly ctrlF: Float32Array | null;
   private readonly workers: PoolWorker[] = [];
   private seq = 0;
   readonly allocator: WeightAllocator;
@@ -375,7 +438,6 @@ export class WasmCpuEngine extends CpuEngine {
     this.shared = shared;
     this.workers = workers;
     this.ctrl = ctrl;
-    this.ctrlF = ctrl ? new Float32Array(ctrl.buffer) : null;
     this.module = module;
     const engine = this;
     this.allocator = {
@@ -588,11 +650,23 @@ export class WasmCpuEngine extends CpuEngine {
     switch (w.dtype) {
       case 'q4':
         arena.kernels.quantize_act(base + xo, n, k, base + qs, base + qd, base + sx);
-        this.run(OP.GEMM_Q4, arena, ti * ntg, [wo, base + qs, base + qd, base + sx, n, k, base + yo, out, b, ichunk, gchunk, ntg], work);
+        this.run(
+          OP.GEMM_Q4,
+          arena,
+          ti * ntg,
+          [wo, base + qs, base + qd, base + sx, n, k, base + yo, out, b, ichunk, gchunk, ntg],
+          work,
+        );
         break;
       case 'q8':
         arena.kernels.quantize_act(base + xo, n, k, base + qs, base + qd, base + sx);
-        this.run(OP.GEMM_Q8, arena, ti * ntg, [wo, base + qs, base + qd, n, k, base + yo, out, b, ichunk, gchunk, ntg], work);
+        this.run(
+          OP.GEMM_Q8,
+          arena,
+          ti * ntg,
+          [wo, base + qs, base + qd, n, k, base + yo, out, b, ichunk, gchunk, ntg],
+          work,
+        );
         break;
       case 'fp32':
         this.run(OP.GEMM_F32, arena, ti * ntg, [wo, base + xo, n, k, base + yo, out, b, ichunk, gchunk, ntg], work);
@@ -724,7 +798,26 @@ export class WasmCpuEngine extends CpuEngine {
     const kp = base + ao + 72;
     const vp = kp + nseg * 4;
     const lp = vp + nseg * 4;
-    args.set([base + qo, base + oo, a.b, a.h, a.hkv, a.lq, a.d, nseg, kp, vp, lp, lk, a.causal ? 1 : 0, 0, a.mask ? base + mo : 0, a.maskStrides[0], a.maskStrides[1], a.maskStrides[2]]);
+    args.set([
+      base + qo,
+      base + oo,
+      a.b,
+      a.h,
+      a.hkv,
+      a.lq,
+      a.d,
+      nseg,
+      kp,
+      vp,
+      lp,
+      lk,
+      a.causal ? 1 : 0,
+      0,
+      a.mask ? base + mo : 0,
+      a.maskStrides[0],
+      a.maskStrides[1],
+      a.maskStrides[2],
+    ]);
     argsF[13] = a.scale;
     a.segments.forEach((_, i) => {
       const [ko, vo] = so[i] as readonly [number, number];
@@ -760,12 +853,21 @@ export function runTask(k: KernelExports, op: number, a: readonly number[], t: n
       const q = op === OP.GEMM_Q4 || op === OP.GEMM_Q8;
       // [w, (qs, qd, [sx]) | x, n, k, y, out, bias, ichunk, gchunk, ntg]
       const o = q ? 3 + q4 : 2;
-      const n = g(o), kk = g(o + 1), y = g(o + 2), out = g(o + 3), bias = g(o + 4);
-      const ichunk = g(o + 5), gchunk = g(o + 6), ntg = g(o + 7);
-      const ti = Math.floor(t / ntg), tg = t % ntg;
+      const n = g(o),
+        kk = g(o + 1),
+        y = g(o + 2),
+        out = g(o + 3),
+        bias = g(o + 4);
+      const ichunk = g(o + 5),
+        gchunk = g(o + 6),
+        ntg = g(o + 7);
+      const ti = Math.floor(t / ntg),
+        tg = t % ntg;
       const groups = Math.ceil(out / 16);
-      const i0 = ti * ichunk, i1 = Math.min(n, i0 + ichunk);
-      const g0 = tg * gchunk, g1 = Math.min(groups, g0 + gchunk);
+      const i0 = ti * ichunk,
+        i1 = Math.min(n, i0 + ichunk);
+      const g0 = tg * gchunk,
+        g1 = Math.min(groups, g0 + gchunk);
       if (i1 <= i0 || g1 <= g0) return;
       const yo = y + i0 * out * 4;
       if (op === OP.GEMM_Q4) {
@@ -782,31 +884,36 @@ export function runTask(k: KernelExports, op: number, a: readonly number[], t: n
       return;
     }
     case OP.RMS_NORM: {
-      const rows = g(3), per = g(6);
+      const rows = g(3),
+        per = g(6);
       const r0 = t * per;
       k.rms_norm(g(0), g(1), g(2), r0, Math.min(rows, r0 + per), g(4), f32(a[5] as number));
       return;
     }
     case OP.LAYER_NORM: {
-      const rows = g(4), per = g(7);
+      const rows = g(4),
+        per = g(7);
       const r0 = t * per;
       k.layer_norm(g(0), g(1), g(2), g(3), r0, Math.min(rows, r0 + per), g(5), f32(a[6] as number));
       return;
     }
     case OP.ROPE: {
-      const rows = g(4), per = g(9);
+      const rows = g(4),
+        per = g(9);
       const r0 = t * per;
       k.rope(g(0), g(1), g(2), g(3), r0, Math.min(rows, r0 + per), g(5), g(6), g(7), g(8));
       return;
     }
     case OP.SWIGLU: {
-      const n = g(3), per = g(4);
+      const n = g(3),
+        per = g(4);
       k.swiglu(g(0), g(1), g(2), t * per, Math.min(n, t * per + per));
       return;
     }
     case OP.GELU:
     case OP.QUICK_GELU: {
-      const n = g(2), per = g(3);
+      const n = g(2),
+        per = g(3);
       (op === OP.GELU ? k.gelu : k.quick_gelu)(g(0), g(1), t * per, Math.min(n, t * per + per));
       return;
     }

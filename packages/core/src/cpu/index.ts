@@ -17,7 +17,7 @@ import { type KernelArgs, type KernelOp, registerKernel } from '../ops/kernels.j
 import { PackedWeight, getWeightAllocator, setWeightAllocator, type WeightAllocator } from '../quant/packed.js';
 import {
   type AttentionCall,
-  CpuEngine,
+  type CpuEngine,
   type CpuEngineInfo,
   type CpuEngineOptions,
   WasmCpuEngine,
@@ -212,9 +212,7 @@ function register(e: CpuEngine): void {
         backend,
         name,
         run: (a) =>
-          !isF32(a.gate) || !isF32(a.up)
-            ? null
-            : unaryKernel(e, a.gate, (g, y) => e.swiglu(g, values(a.up), y)),
+          !isF32(a.gate) || !isF32(a.up) ? null : unaryKernel(e, a.gate, (g, y) => e.swiglu(g, values(a.up), y)),
       }),
       registerKernel({ op: 'gelu', backend, name, run: (a) => unaryKernel(e, a.x, (x, y) => e.gelu(x, y)) }),
       registerKernel({

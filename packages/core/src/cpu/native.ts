@@ -7,7 +7,7 @@
  * which compute the same numbers (q8 / q4 bit-identical; fp32 / fp16 within float32 rounding).
  */
 import { ErrorCode, OwletError } from '../errors.js';
-import { PackedWeight, type WeightAllocation, type WeightAllocator, type WeightDType } from '../quant/packed.js';
+import type { PackedWeight, WeightAllocation, WeightAllocator, WeightDType } from '../quant/packed.js';
 import { type AttentionCall, CpuEngine, type CpuEngineInfo, WEIGHT_DTYPE_CODE } from './engine.js';
 import { convertX16, x16ByteLength } from './layout.js';
 
@@ -95,7 +95,8 @@ export function loadNativeAddon(): Promise<{ addon: NativeAddon | null; why: str
           fileURLToPath(new URL('../../native/build/owlet_cpu.node', import.meta.url)), // src/cpu/native.ts
         ].filter((p): p is string => typeof p === 'string' && p !== '');
         const path = candidates.find((p) => existsSync(p));
-        if (!path) return { addon: null, why: 'the native add-on is not built (node packages/core/scripts/build-native.mjs)' };
+        if (!path)
+          return { addon: null, why: 'the native add-on is not built (node packages/core/scripts/build-native.mjs)' };
         const addon = createRequire(import.meta.url)(path) as NativeAddon;
         addon.info();
         return { addon, why: '' };
@@ -265,4 +266,3 @@ export class NativeCpuEngine extends CpuEngine {
     this.addon.setThreads(1);
   }
 }
-

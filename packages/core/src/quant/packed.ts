@@ -339,7 +339,9 @@ function encodeRows(values: Float32Array, dtype: WeightDType, count: number, out
   const b = out ?? new Uint8Array(weightRowBytes(dtype, count));
   switch (dtype) {
     case 'fp32':
-      new Uint8Array(b.buffer, b.byteOffset, count * 4).set(new Uint8Array(values.buffer, values.byteOffset, count * 4));
+      new Uint8Array(b.buffer, b.byteOffset, count * 4).set(
+        new Uint8Array(values.buffer, values.byteOffset, count * 4),
+      );
       return b;
     case 'fp16': {
       const h = f32ToF16Bits(values.subarray(0, count));
