@@ -259,7 +259,7 @@ async function benchDecoder(plan: DecoderPlan, roofGbPerS: number, ratios: Ratio
       for (const [dtype, type] of pairs) {
         const o = new EngineProcess(`owlet-${dtype}-${t}t`);
         // wasm backend for the tfjs ops around the owned kernels; weights packed in the CPU engine
-        await o.call({ cmd: 'init', engine: 'owlet', backend: 'wasm', dtype, threads: t });
+        await o.call({ cmd: 'init', engine: 'owlet', backend: 'cpu', dtype, threads: t });
         group.push({
           key: `owlet-${dtype}-${t}t`,
           engine: 'owlet',

@@ -5,8 +5,8 @@
  * modality-adaptive module is on (mPLUG-Owl2), plain Linears otherwise (LLaMA, mPLUG-Owl v1).
  * RoPE is the HF rotate_half variant at arbitrary position ids; the cache stores post-RoPE K/V.
  */
-import * as tf from '@tensorflow/tfjs-core';
-import { Linear, Module, applyRope, attentionOverSegments, type RopeTables } from '@owlet/core';
+import type * as tf from '@tensorflow/tfjs-core';
+import { Linear, Module, applyRope, attentionOverSegments, mergeHeads, splitHeads, type RopeTables } from '@owlet/core';
 
 import type { LlamaConfig } from './config.js';
 import type { KVCache } from './KVCache.js';
@@ -58,10 +58,9 @@ export class LlamaAttention extends Module {
   /** hidden [B, L, D] → [B, L, D] */
   forward(hidden: tf.Tensor, ctx: LlamaLayerContext): tf.Tensor {
     return this.scope(() => {
-      const [b, l] = hidden.shape as [number, number, number];
       const run = (m: Linear | MultiwayNetwork<Linear>) =>
         m instanceof MultiwayNetwork ? m.forward(hidden, ctx.routing) : m.forward(hidden);
-      const heads = (x: tf.Tensor, n: number) => tf.transpose(tf.reshape(x, [b, l, n, this.headDim]), [0, 2, 1, 3]); // [B, L, n·Dh] -> [B, n, L, Dh]
+      const heads = (x: tf.Tensor, n: number) => splitHeads(x, n)[0] as tf.Tensor; // [B, L, n·Dh] -> [B, n, L, Dh]
       const q = applyRope(heads(this.q_proj.forward(hidden), this.numHeads), ctx.rope);
       const k = applyRope(heads(run(this.k_proj), this.numKeyValueHeads), ctx.rope);
       const v = heads(run(this.v_proj), this.numKeyValueHeads);
@@ -71,7 +70,7 @@ export class LlamaAttention extends Module {
         causal: true,
         mask: ctx.mask,
       });
-      const merged = tf.reshape(tf.transpose(a, [0, 2, 1, 3]), [b, l, this.numHeads * this.headDim]); // [B, H, L, Dh] -> [B, L, H·Dh]
+      const merged = mergeHeads(a); // [B, H, L, Dh] -> [B, L, H·Dh]
       return this.o_proj.forward(merged);
     });
   }

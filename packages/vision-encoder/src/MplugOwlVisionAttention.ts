@@ -1,6 +1,6 @@
 // Mirrors MplugOwlVisionAttention — X-PLUG/mPLUG-Owl@0f3068f mPLUG-Owl2/mplug_owl2/model/visual_encoder.py
-import * as tf from '@tensorflow/tfjs-core';
-import { Init, Linear, Module, attention } from '@owlet/core';
+import type * as tf from '@tensorflow/tfjs-core';
+import { Init, Linear, Module, attention, mergeHeads, splitHeads } from '@owlet/core';
 
 import type { MplugOwlVisionConfig } from './config.js';
 
@@ -34,14 +34,13 @@ export class MplugOwlVisionAttention extends Module {
   /** x [B, L, D] → [B, L, D] */
   forward(x: tf.Tensor): tf.Tensor3D {
     return this.scope(() => {
-      const [b, l] = x.shape as [number, number, number];
       const h = this.numHeads;
       const dh = this.headDim;
       const qkv = this.query_key_value.forward(x); // [B, L, 3D]
-      const heads = tf.transpose(tf.reshape(qkv, [b, l, h, 3 * dh]), [0, 2, 1, 3]); // [B, L, H, 3·Dh] -> [B, H, L, 3·Dh]
-      const [q, k, v] = tf.split(heads, 3, 3) as [tf.Tensor, tf.Tensor, tf.Tensor]; // each [B, H, L, Dh]
+      // [B, L, H, 3·Dh] -> [B, H, L, 3·Dh] -> q, k, v each [B, H, L, Dh]
+      const [q, k, v] = splitHeads(qkv, h, 3) as [tf.Tensor, tf.Tensor, tf.Tensor];
       const ctx = attention(q, k, v, { scale: dh ** -0.5 }); // [B, H, L, Dh]
-      const merged = tf.reshape(tf.transpose(ctx, [0, 2, 1, 3]), [b, l, h * dh]); // [B, H, L, Dh] -> [B, L, H, Dh] -> [B, L, D]
+      const merged = mergeHeads(ctx); // [B, H, L, Dh] -> [B, L, H, Dh] -> [B, L, D]
       return this.dense.forward(merged) as tf.Tensor3D;
     });
   }

@@ -1,7 +1,7 @@
 // Mirrors MplugOwlVisualAbstractorMultiHeadAttention — X-PLUG/mPLUG-Owl@0f3068f mPLUG-Owl2/mplug_owl2/model/visual_encoder.py
 // (v1: mPLUG-Owl/mplug_owl/modeling_mplug_owl.py, the same without position embeddings).
 import * as tf from '@tensorflow/tfjs-core';
-import { ErrorCode, Linear, Module, OwletError, attention, formatShape } from '@owlet/core';
+import { ErrorCode, Linear, Module, OwletError, attention, formatShape, mergeHeads, splitHeads } from '@owlet/core';
 
 import type { MplugOwlVisualAbstractorConfig } from './config.js';
 import { abstractorImageTokens } from './config.js';
@@ -148,7 +148,7 @@ export class MplugOwlVisualAbstractorMultiHeadAttention extends Module {
         `${this.path || 'abstractor attention'}: expected queries [N, Q, ${d}] and keys/values [N, Q + K, ${this.config.encoder_hidden_size}], got ${formatShape(hiddenStates.shape)} and ${formatShape(encoderHiddenStates.shape)}`,
       );
     }
-    const [n, lq] = hiddenStates.shape as [number, number, number];
+    const lq = hiddenStates.shape[1] as number;
     const lk = encoderHiddenStates.shape[1] as number;
     if (this.qPos && this.qkPos && (lq !== this.qPos.shape[0] || lk !== this.qkPos.shape[0])) {
       throw new OwletError(
@@ -158,16 +158,15 @@ export class MplugOwlVisualAbstractorMultiHeadAttention extends Module {
       );
     }
     const h = this.numHeads;
-    const dh = this.headDim;
     return this.scope(() => {
       const qIn = this.qPos ? tf.add(hiddenStates, this.qPos) : hiddenStates;
       const kIn = this.qkPos ? tf.add(encoderHiddenStates, this.qkPos) : encoderHiddenStates;
-      const split = (x: tf.Tensor, len: number) => tf.transpose(tf.reshape(x, [n, len, h, dh]), [0, 2, 1, 3]); // [N, L, D] -> [N, H, L, Dh]
-      const q = split(this.query.forward(qIn), lq);
-      const k = split(this.key.forward(kIn), lk);
-      const v = split(this.value.forward(encoderHiddenStates), lk); // no position embedding on values
+      const split = (x: tf.Tensor) => splitHeads(x, h)[0] as tf.Tensor; // [N, L, D] -> [N, H, L, Dh]
+      const q = split(this.query.forward(qIn));
+      const k = split(this.key.forward(kIn));
+      const v = split(this.value.forward(encoderHiddenStates)); // no position embedding on values
       const ctx = attention(q, k, v); // [N, H, Q, Dh]
-      return tf.reshape(tf.transpose(ctx, [0, 2, 1, 3]), [n, lq, h * dh]); // [N, H, Q, Dh] -> [N, Q, D]
+      return mergeHeads(ctx); // [N, H, Q, Dh] -> [N, Q, D]
     });
   }
 

@@ -25,6 +25,7 @@ export {
   type KVSegment,
 } from './attention.js';
 export { swiglu, quickGelu, gelu, silu, softmax } from './activations.js';
+export { splitHeads, mergeHeads } from './heads.js';
 export {
   registerKernel,
   unregisterKernel,
@@ -38,4 +39,5 @@ export {
   type KernelOp,
   type KernelArgs,
   type KernelSpec,
+  type KernelResult,
 } from './kernels.js';

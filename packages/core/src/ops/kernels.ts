@@ -47,7 +47,14 @@ export interface KernelArgs {
   quickGelu: { x: tf.Tensor };
   gelu: { x: tf.Tensor };
   embedding: { weight: PackedWeight | tf.Tensor; ids: tf.Tensor | readonly number[] | Int32Array };
+  /** x [B, L, H·P·Dh] → P tensors [B, H, L, Dh]. */
+  splitHeads: { x: tf.Tensor; heads: number; parts: number };
+  /** x [B, H, L, Dh] → [B, L, H·Dh]. */
+  mergeHeads: { x: tf.Tensor };
 }
+
+/** What a kernel returns per op (a new tensor, or tensors, the caller owns). */
+export type KernelResult<Op extends KernelOp> = Op extends 'splitHeads' ? tf.Tensor[] : tf.Tensor;
 
 export type KernelOp = keyof KernelArgs;
 export const KERNEL_OPS: readonly KernelOp[] = Object.freeze([
@@ -60,6 +67,8 @@ export const KERNEL_OPS: readonly KernelOp[] = Object.freeze([
   'quickGelu',
   'gelu',
   'embedding',
+  'splitHeads',
+  'mergeHeads',
 ]);
 
 export interface KernelSpec<Op extends KernelOp = KernelOp> {
@@ -75,7 +84,7 @@ export interface KernelSpec<Op extends KernelOp = KernelOp> {
    * composite runs). Must return a new tensor the caller owns, and must not dispose its inputs.
    * Runs inside the op's tidy scope rules: synchronous.
    */
-  run(args: KernelArgs[Op]): tf.Tensor | null;
+  run(args: KernelArgs[Op]): KernelResult<Op> | null;
   /** The kernel's result carries gradients (default false: skipped while a gradient tape records). */
   differentiable?: boolean;
 }
@@ -160,7 +169,7 @@ export function dispatchKernel<Op extends KernelOp>(
   op: Op,
   dtype: WeightDType,
   args: KernelArgs[Op],
-): tf.Tensor | null {
+): KernelResult<Op> | null {
   if (!enabled) {
     lastUsed.set(op, 'composite');
     return null;

@@ -9,15 +9,19 @@
  * | `q8` | 34·in/32 | GGUF Q8_0 blocks (`quantizeQ8_0`) |
  * | `q4` | 18·in/32 | GGUF Q4_0 blocks (`quantizeQ4_0`) |
  *
- * Rows follow each other (row r at r·rowBytes). The bytes come from the active `WeightAllocator`
- * (default: a plain ArrayBuffer; the CPU engine places them in its own shared WebAssembly memories
- * so its kernels read them in place). Kernels may attach a backend-specific prepared form
- * (`prepared(key, make)`), disposed with the weight.
+ * Rows follow each other (row r at r·rowBytes): that is the canonical (`'rows'`) layout, what
+ * `canonicalBytes()` returns and what GGUF files and pre-quantized checkpoints hold. The bytes come
+ * from the active `WeightAllocator` (default: a plain ArrayBuffer). An allocator may store weights
+ * in another layout of the same numbers: the CPU engine's allocators use `'x16'` (groups of 16
+ * output rows interleaved for SIMD, `cpu/layout.ts`), in its own memories, so its kernels read
+ * them in place. Kernels may attach a backend-specific prepared form (`prepared(key, make)`),
+ * disposed with the weight.
  */
 import * as tf from '@tensorflow/tfjs-core';
 
 import { f16BitsToF32, f32ToF16Bits } from '@owlet/checkpoint';
 import { ErrorCode, OwletError, formatShape } from '../errors.js';
+import { convertX16, x16ByteLength } from '../cpu/layout.js';
 import {
   BLOCK_Q4_0_BYTES,
   BLOCK_Q8_0_BYTES,
@@ -86,11 +90,23 @@ export interface WeightAllocation {
   allocator: string;
 }
 
-/** Where weight bytes live. The CPU engine installs one that places them in its WebAssembly memories. */
+/** How the bytes of a packed weight are arranged: canonical rows, or the CPU engine's 16-row groups. */
+export type WeightLayout = 'rows' | 'x16';
+
+/** Where weight bytes live. The CPU engine installs one that places them in its own memories. */
 export interface WeightAllocator {
   readonly name: string;
+  /** The layout of the weights it holds (default `'rows'`). */
+  readonly layout?: WeightLayout;
   /** `alignment` is a power of two ≤ 64. */
   allocate(byteLength: number, alignment: number): WeightAllocation;
+  /**
+   * Optional fast path: encodes float32 rows `[out, k]` as `dtype` straight into `layout`
+   * (bit-identical to `quantizeQ8_0` / `quantizeQ4_0` / the fp16 rounding followed by `convertX16`).
+   */
+  encode?(dtype: WeightDType, values: Float32Array, out: number, k: number, dst: Uint8Array): void;
+  /** Optional fast path for `convertX16`. */
+  convert?(dtype: WeightDType, out: number, k: number, src: Uint8Array, dst: Uint8Array, toX16: boolean): void;
 }
 
 const heapAllocator: WeightAllocator = {
@@ -129,14 +145,23 @@ export class PackedWeight {
   readonly dtype: WeightDType;
   /** `[out, in]`, the checkpoint layout. */
   readonly shape: readonly [number, number];
+  /** Bytes of one canonical row. */
   readonly rowBytes: number;
+  /** How `bytes` are arranged (`canonicalBytes()` is always `'rows'`). */
+  readonly layout: WeightLayout;
   private allocation: WeightAllocation | null;
   private readonly preparedForms = new Map<string, unknown>();
 
-  private constructor(dtype: WeightDType, shape: readonly [number, number], allocation: WeightAllocation) {
+  private constructor(
+    dtype: WeightDType,
+    shape: readonly [number, number],
+    allocation: WeightAllocation,
+    layout: WeightLayout,
+  ) {
     this.dtype = dtype;
     this.shape = Object.freeze([shape[0], shape[1]]) as readonly [number, number];
     this.rowBytes = weightRowBytes(dtype, shape[1]);
+    this.layout = layout;
     this.allocation = allocation;
     liveBytes += allocation.bytes.byteLength;
     liveCount++;
@@ -160,25 +185,19 @@ export class PackedWeight {
         `expected ${out * inF} values for ${formatShape(shape)}, got ${values.length}`,
       );
     }
-    const n = weightByteLength(dtype, shape);
-    const a = activeAllocator.allocate(n, 64);
+    const al = activeAllocator;
+    const layout = al.layout ?? 'rows';
+    if (layout === 'x16') weightRowBytes(dtype, inF); // typed error for partial blocks
+    const n = layout === 'x16' ? x16ByteLength(dtype, out, inF) : weightByteLength(dtype, shape);
+    const a = al.allocate(n, 64);
     try {
-      const b = a.bytes;
-      switch (dtype) {
-        case 'fp32':
-          new Float32Array(b.buffer, b.byteOffset, out * inF).set(values);
-          break;
-        case 'fp16':
-          new Uint16Array(b.buffer, b.byteOffset, out * inF).set(f32ToF16Bits(values));
-          break;
-        case 'q8':
-          quantizeQ8_0(values, b);
-          break;
-        case 'q4':
-          quantizeQ4_0(values, b);
-          break;
+      if (layout === 'x16') {
+        if (al.encode) al.encode(dtype, values, out, inF, a.bytes);
+        else (al.convert ?? convertX16)(dtype, out, inF, encodeRows(values, dtype, out * inF), a.bytes, true);
+      } else {
+        encodeRows(values, dtype, out * inF, a.bytes);
       }
-      return new PackedWeight(dtype, shape, a);
+      return new PackedWeight(dtype, shape, a, layout);
     } catch (e) {
       a.free();
       throw e;
@@ -199,9 +218,17 @@ export class PackedWeight {
         { details: { dtype, shape: [...shape], expected: n, actual: bytes.byteLength } },
       );
     }
-    const a = activeAllocator.allocate(n, 64);
-    a.bytes.set(bytes);
-    return new PackedWeight(dtype, shape, a);
+    const al = activeAllocator;
+    const layout = al.layout ?? 'rows';
+    const a = al.allocate(layout === 'x16' ? x16ByteLength(dtype, shape[0], shape[1]) : n, 64);
+    try {
+      if (layout === 'x16') (al.convert ?? convertX16)(dtype, shape[0], shape[1], bytes, a.bytes, true);
+      else a.bytes.set(bytes);
+      return new PackedWeight(dtype, shape, a, layout);
+    } catch (e) {
+      a.free();
+      throw e;
+    }
   }
 
   get isDisposed(): boolean {
@@ -218,9 +245,21 @@ export class PackedWeight {
     return this.allocation;
   }
 
-  /** The canonical bytes (a view; do not keep it past `dispose`). */
+  /** The stored bytes, in `layout` (a view; do not keep it past `dispose`). */
   get bytes(): Uint8Array {
     return this.live().bytes;
+  }
+
+  /**
+   * The canonical row bytes (GGUF F32 / F16 / Q8_0 / Q4_0 rows): a view when the weight is stored
+   * in rows, a new copy otherwise.
+   */
+  canonicalBytes(): Uint8Array {
+    const a = this.live();
+    if (this.layout === 'rows') return a.bytes;
+    const out = new Uint8Array(weightByteLength(this.dtype, this.shape));
+    convertX16(this.dtype, this.shape[0], this.shape[1], a.bytes, out, false);
+    return out;
   }
 
   get byteLength(): number {
@@ -242,16 +281,16 @@ export class PackedWeight {
     end: number,
     out: Float32Array = new Float32Array((end - start) * this.shape[1]),
   ): Float32Array {
-    const b = this.live().bytes;
+    const b = this.layout === 'rows' ? this.live().bytes : this.canonicalBytes();
     const inF = this.shape[1];
     const n = (end - start) * inF;
     const from = b.subarray(start * this.rowBytes, end * this.rowBytes);
     switch (this.dtype) {
       case 'fp32':
-        out.set(new Float32Array(from.buffer, from.byteOffset, n));
+        out.set(new Float32Array(from.buffer.slice(from.byteOffset, from.byteOffset + n * 4)));
         return out;
       case 'fp16':
-        out.set(f16BitsToF32(new Uint16Array(from.buffer, from.byteOffset, n)));
+        out.set(f16BitsToF32(new Uint16Array(from.buffer.slice(from.byteOffset, from.byteOffset + n * 2))));
         return out;
       case 'q8':
         return dequantizeQ8_0(from, n, out);
@@ -292,5 +331,26 @@ export class PackedWeight {
     liveCount--;
     this.allocation.free();
     this.allocation = null;
+  }
+}
+
+/** Canonical row bytes of `count` float32 values as `dtype` (into `out` when given). */
+function encodeRows(values: Float32Array, dtype: WeightDType, count: number, out?: Uint8Array): Uint8Array {
+  const b = out ?? new Uint8Array(weightRowBytes(dtype, count));
+  switch (dtype) {
+    case 'fp32':
+      new Uint8Array(b.buffer, b.byteOffset, count * 4).set(
+        new Uint8Array(values.buffer, values.byteOffset, count * 4),
+      );
+      return b;
+    case 'fp16': {
+      const h = f32ToF16Bits(values.subarray(0, count));
+      b.set(new Uint8Array(h.buffer, h.byteOffset, count * 2));
+      return b;
+    }
+    case 'q8':
+      return quantizeQ8_0(values.subarray(0, count), b);
+    case 'q4':
+      return quantizeQ4_0(values.subarray(0, count), b);
   }
 }
