@@ -46,6 +46,26 @@ export {
   type CpuEngineInfo,
   type CpuEngineOptions,
 } from './cpu/index.js';
+export {
+  enableWebGPUEngine,
+  disableWebGPUEngine,
+  webgpuEngineEnabled,
+  webgpuEngineInfo,
+  uploadWebGPUWeights,
+  checkWebGPUDevice,
+  webgpuDeviceLostError,
+  gpuWeightBytes,
+  planWeightChunks,
+  chunkTensorBytes,
+  rowsPerChunk,
+  segmentsPerPass,
+  GEMV_MAX_ROWS,
+  GpuLinearWeight,
+  type GpuChunkPlan,
+  type WebGPUEngineOptions,
+  type WebGPUEngineInfo,
+  type WebGPUUploadReport,
+} from './webgpu/index.js';
 export { scope, memoryStats } from './scope.js';
 export {
   withTraining,
