@@ -1,0 +1,181 @@
+import * as tf from '@tensorflow/tfjs-core';
+import {
+  type DTypeRequest,
+  type KernelOp,
+  disableWebGPUEngine,
+  enableWebGPUEngine,
+  packedWeightStats,
+  registerKernel,
+  uploadWebGPUWeights,
+  webgpuEngineInfo,
+} from '@owlet/core';
+import {
+  expectAllClose,
+  expectNoLeaks,
+  loadFixture,
+  loadFixtureJson,
+  maxAbsDiff,
+  selectedBackends,
+  useBackend,
+} from '@owlet/test-utils';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+
+import { MPLUGOwl2LlamaForCausalLM } from './MPLUGOwl2LlamaForCausalLM.js';
+import { MplugOwlForConditionalGeneration } from './MplugOwlForConditionalGeneration.js';
+import { MplugOwlPreTrainedModel } from './MplugOwlPreTrainedModel.js';
+import type { MplugOwlModel } from './pretrained.js';
+
+type Dir = 'owl2_tiny' | 'owl1_tiny';
+
+function build(dir: Dir, dtype?: DTypeRequest): MplugOwlModel {
+  const config = loadFixtureJson<Record<string, unknown>>(`${dir}/config.json`);
+  const model =
+    dir === 'owl2_tiny' ? new MPLUGOwl2LlamaForCausalLM(config) : new MplugOwlForConditionalGeneration(config);
+  if (dtype !== undefined) model.setWeightDTypes(dtype);
+  const weights = loadFixture(`${dir}/model.safetensors`);
+  const sd = new Map(weights.keys().map((k) => [k, weights.tensor(k)] as const));
+  model.loadStateDict(sd, { ignore: MplugOwlPreTrainedModel.IGNORE_ON_LOAD });
+  tf.dispose([...sd.values()]);
+  return model;
+}
+
+const CASES: { dir: Dir; name: string }[] = [
+  { dir: 'owl2_tiny', name: 'one_image' },
+  { dir: 'owl2_tiny', name: 'two_images' },
+  { dir: 'owl2_tiny', name: 'text_only' },
+  { dir: 'owl1_tiny', name: 'one_image' },
+];
+
+const OPS: KernelOp[] = ['linear', 'rmsNorm', 'layerNorm', 'rope', 'attention', 'swiglu', 'quickGelu'];
+
+/**
+ * Counts every call of the ops on webgpu: a kernel registered last is tried first; it declines,
+ * so the call goes on to the engine (or the composite).
+ */
+const seen: Partial<Record<KernelOp, number>> = {};
+const spy = () =>
+  OPS.map((op) =>
+    registerKernel({
+      op,
+      backend: 'webgpu',
+      dtype: '*',
+      name: 'spy',
+      run: () => {
+        seen[op] = (seen[op] ?? 0) + 1;
+        return null;
+      },
+    } as Parameters<typeof registerKernel>[0]),
+  );
+let spies: (() => void)[] = [];
+
+/** Runs `fn` and checks that every op call in it was computed by an owned kernel. */
+async function throughOwnedKernels<T>(fn: () => Promise<T>): Promise<T> {
+  const seen0 = { ...seen };
+  const runs0 = { ...webgpuEngineInfo()?.runs };
+  const r = await fn();
+  const runs1 = webgpuEngineInfo()?.runs ?? {};
+  let total = 0;
+  for (const op of OPS) {
+    const calls = (seen[op] ?? 0) - (seen0[op] ?? 0);
+    const owned = (runs1[op] ?? 0) - (runs0[op] ?? 0);
+    expect(owned, `${op}: ${owned} of ${calls} calls through the owned kernel`).toBe(calls);
+    total += calls;
+  }
+  expect(total).toBeGreaterThan(0);
+  return r;
+}
+
+interface CaseResult {
+  logits: Float32Array;
+  ids: number[];
+  steps: Float32Array[];
+}
+
+async function runCase(model: MplugOwlModel, dir: Dir, name: string, steps: number): Promise<CaseResult> {
+  const fx = loadFixture(`${dir}/case_${name}.safetensors`);
+  const ids = Array.from(fx.array('input_ids'));
+  const pixels = fx.has('pixel_values') ? fx.tensor('pixel_values') : null;
+  const out = model.forward({ input_ids: ids, pixel_values: pixels, attention_mask: ids.map(() => 1) });
+  const logits = (await out.logits.data()) as Float32Array;
+  tf.dispose([out.logits, out.last_hidden_state]);
+  const gen = await model.generate({
+    input_ids: ids,
+    pixel_values: pixels,
+    max_new_tokens: steps,
+    eos_token_id: null,
+    output_logits: true,
+  });
+  pixels?.dispose();
+  return { logits, ids: gen.generated_ids, steps: gen.logits ?? [] };
+}
+
+describe.runIf(selectedBackends().includes('webgpu'))('models through the WebGPU engine [webgpu]', () => {
+  beforeAll(async () => {
+    await useBackend('webgpu');
+    enableWebGPUEngine();
+    spies = spy(); // registered after the engine's kernels: tried first
+  });
+  afterAll(() => {
+    disableWebGPUEngine();
+    for (const s of spies) s();
+  });
+
+  for (const c of CASES) {
+    it(`${c.dir}/${c.name}: fp32 through the owned kernels — logits ≤ 1e-4, 16 greedy ids and their logits`, async () => {
+      const fx = loadFixture(`${c.dir}/case_${c.name}.safetensors`);
+      const meta = loadFixtureJson<{ generated_ids: number[]; max_new_tokens: number }>(`${c.dir}/case_${c.name}.json`);
+      // float32 tfjs tensors for the text case, fp32 weights packed into the engine's buffers for the others
+      const packed = c.name !== 'text_only';
+      const model = build(c.dir, packed ? { decoder: 'fp32', lm_head: 'fp32', vision_encoder: 'fp32' } : undefined);
+      await uploadWebGPUWeights(model);
+      if (fx.has('pixel_values')) {
+        const warm = fx.tensor('pixel_values'); // the abstractor's sin-cos tables are module state
+        tf.dispose([warm, model.encodeImages(warm)]);
+      }
+      await expectNoLeaks(async () => {
+        const r = await throughOwnedKernels(() => runCase(model, c.dir, c.name, meta.max_new_tokens));
+        expect(maxAbsDiff(r.logits, fx.array('logits')).maxAbs).toBeLessThanOrEqual(1e-4);
+        expect(r.ids).toEqual(meta.generated_ids);
+        const stepLogits = fx.array('generation_step_logits');
+        const vocab = model.config.text_config.vocab_size;
+        r.steps.forEach((row, k) => {
+          expectAllClose(row, stepLogits.subarray(k * vocab, (k + 1) * vocab), { atol: 1e-4, label: `step ${k}` });
+        });
+      }, `${c.dir}/${c.name}`);
+      model.dispose();
+    });
+  }
+
+  it('q8 and q4 logits on webgpu equal the CPU path’s q8 / q4 logits within 1e-3 on every fixture case', async () => {
+    const before = packedWeightStats();
+    const runs = (['q8', 'q4'] as const).flatMap((dtype) => CASES.map((c) => ({ dtype, ...c })));
+    const logitsOn = async (backend: 'cpu' | 'webgpu'): Promise<Float32Array[]> => {
+      await useBackend(backend);
+      const all: Float32Array[] = [];
+      for (const r of runs) {
+        const fx = loadFixture(`${r.dir}/case_${r.name}.safetensors`);
+        const ids = Array.from(fx.array('input_ids'));
+        const model = build(r.dir, r.dtype);
+        if (backend === 'webgpu') await uploadWebGPUWeights(model);
+        const pixels = fx.has('pixel_values') ? fx.tensor('pixel_values') : null;
+        const run = () => model.forward({ input_ids: ids, pixel_values: pixels });
+        const out = backend === 'webgpu' ? await throughOwnedKernels(async () => run()) : run();
+        all.push((await out.logits.data()) as Float32Array);
+        tf.dispose([out.logits, out.last_hidden_state, pixels as tf.Tensor]);
+        model.dispose();
+      }
+      return all;
+    };
+    const cpu = await logitsOn('cpu'); // the composite ops (or the CPU engine where it is enabled)
+    const gpu = await logitsOn('webgpu');
+    runs.forEach((r, i) => {
+      const d = maxAbsDiff(gpu[i] as Float32Array, cpu[i] as Float32Array).maxAbs;
+      expect(d, `${r.dtype} ${r.dir}/${r.name}: max |webgpu − cpu| ${d}`).toBeLessThanOrEqual(1e-3);
+      // quantization moved the logits: this is not fp32 against fp32
+      const fx = loadFixture(`${r.dir}/case_${r.name}.safetensors`);
+      expect(maxAbsDiff(gpu[i] as Float32Array, fx.array('logits')).maxAbs).toBeGreaterThan(1e-4);
+    });
+    expect(packedWeightStats()).toEqual(before);
+    expect(webgpuEngineInfo()?.weights).toBe(0);
+  }, 600_000);
+});
