@@ -54,6 +54,7 @@ export {
   uploadWebGPUWeights,
   checkWebGPUDevice,
   webgpuDeviceLostError,
+  webgpuLossError,
   gpuWeightBytes,
   planWeightChunks,
   chunkTensorBytes,

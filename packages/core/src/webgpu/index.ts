@@ -86,6 +86,32 @@ export function webgpuDeviceLostError(cause?: unknown): OwletError {
   );
 }
 
+/**
+ * After an operation failed on the webgpu backend: the typed `DEVICE_LOST` error when the failure
+ * was the device going away, else null. A device destroyed or reset while a read was pending makes
+ * the read reject (an `AbortError`, say) a moment before `device.lost` resolves, so this waits up to
+ * `waitMs` for it. On other backends, or when the device is alive, null.
+ */
+export async function webgpuLossError(cause: unknown, waitMs = 100): Promise<OwletError | null> {
+  if (cause instanceof OwletError && cause.code === ErrorCode.DEVICE_LOST) return cause;
+  const device = getWebGPUDevice();
+  if (!device) return null;
+  // owlet's own typed errors (bad input, …) are not a device going away unless it is already gone
+  if (cause instanceof OwletError && !getWebGPUDeviceLost()) return null;
+  if (!getWebGPUDeviceLost()) {
+    let timer: ReturnType<typeof setTimeout> | undefined;
+    await Promise.race([
+      device.lost,
+      new Promise((r) => {
+        timer = setTimeout(r, waitMs);
+      }),
+    ]);
+    clearTimeout(timer);
+    await Promise.resolve(); // backend.ts records the loss in its own then() on device.lost
+  }
+  return getWebGPUDeviceLost() ? webgpuDeviceLostError(cause) : null;
+}
+
 /** Throws `OwletError(DEVICE_LOST)` when the WebGPU device owlet created has been lost. */
 export function checkWebGPUDevice(): void {
   if (getWebGPUDeviceLost()) throw webgpuDeviceLostError();
@@ -346,9 +372,13 @@ export async function uploadWebGPUWeights(module: Module): Promise<WebGPUUploadR
         { details: { ...report } },
       );
     }
+  } catch (e) {
+    throw (await webgpuLossError(e, 0)) ?? e;
   } finally {
     if (!popped) void device.popErrorScope().catch(() => {});
   }
-  checkWebGPUDevice();
+  // a device lost during the upload fails the load, not the first token
+  const lost = await webgpuLossError(null, 0);
+  if (lost) throw lost;
   return report;
 }
