@@ -67,6 +67,13 @@ export {
   type WebGPUEngineInfo,
   type WebGPUUploadReport,
 } from './webgpu/index.js';
+export {
+  planWeightMemory,
+  DEFAULT_MAX_BINDING_BYTES,
+  type WeightPlan,
+  type WeightGroupPlan,
+  type PlanWeightOptions,
+} from './webgpu/plan.js';
 export { scope, memoryStats } from './scope.js';
 export {
   withTraining,

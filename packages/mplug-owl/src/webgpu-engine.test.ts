@@ -124,9 +124,13 @@ describe.runIf(selectedBackends().includes('webgpu'))('models through the WebGPU
     it(`${c.dir}/${c.name}: fp32 through the owned kernels — logits ≤ 1e-4, 16 greedy ids and their logits`, async () => {
       const fx = loadFixture(`${c.dir}/case_${c.name}.safetensors`);
       const meta = loadFixtureJson<{ generated_ids: number[]; max_new_tokens: number }>(`${c.dir}/case_${c.name}.json`);
-      // float32 tfjs tensors for the text case, fp32 weights packed into the engine's buffers for the others
+      // float32 tfjs tensors for the text case; for the others fp32 weights packed into the engine's
+      // buffers, the embedding table packed on the host
       const packed = c.name !== 'text_only';
-      const model = build(c.dir, packed ? { decoder: 'fp32', lm_head: 'fp32', vision_encoder: 'fp32' } : undefined);
+      const model = build(
+        c.dir,
+        packed ? { decoder: 'fp32', lm_head: 'fp32', embed_tokens: 'fp32', vision_encoder: 'fp32' } : undefined,
+      );
       await uploadWebGPUWeights(model);
       if (fx.has('pixel_values')) {
         const warm = fx.tensor('pixel_values'); // the abstractor's sin-cos tables are module state

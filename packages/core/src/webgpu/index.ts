@@ -314,6 +314,8 @@ export interface WebGPUUploadReport {
   tensorBytes: number;
   packed: number;
   tensors: number;
+  /** Host bytes of packed lookup tables (embeddings), which stay off the GPU. */
+  hostBytes: number;
 }
 
 /**
@@ -346,23 +348,41 @@ export async function uploadWebGPUWeights(module: Module): Promise<WebGPUUploadR
       { details: { maxStorageBufferBindingSize: limit, parameters: tooBig } },
     );
   }
-  const report: WebGPUUploadReport = { packedBytes: 0, tensorBytes: 0, packed: 0, tensors: 0 };
+  const report: WebGPUUploadReport = { packedBytes: 0, tensorBytes: 0, packed: 0, tensors: 0, hostBytes: 0 };
   const device = backend.device;
   device.pushErrorScope('out-of-memory');
   let popped = false;
+  // an upload into a reused buffer goes through a staging buffer that tfjs frees when it submits:
+  // submit every 64 MiB so a large model never holds its weights twice
+  const flushable = backend as unknown as { ensureCommandEncoderReady(): void; submitQueue(): void };
+  let sinceFlush = 0;
+  const flush = (bytes: number) => {
+    sinceFlush += bytes;
+    if (sinceFlush < 64 * 2 ** 20) return;
+    flushable.ensureCommandEncoderReady();
+    flushable.submitQueue();
+    sinceFlush = 0;
+  };
   try {
     for (const [, p] of module.namedParameters()) {
-      if (p.packed) {
+      if (p.packed && p.rowTable) {
+        // a packed lookup table is read on the host, row by row: nothing on the GPU
+        report.hostBytes += p.packed.byteLength;
+      } else if (p.packed) {
         const g = gpuWeight(p.packed);
         for (const c of g.chunks) for (const t of c.tensors) backend.uploadToGPU(t.dataId);
         report.packedBytes += g.byteLength;
         report.packed++;
+        flush(g.byteLength);
       } else if (p.isMaterialized) {
         backend.uploadToGPU(p.value.dataId);
         report.tensorBytes += p.size * 4;
         report.tensors++;
+        flush(p.size * 4);
       }
     }
+    flushable.ensureCommandEncoderReady();
+    flushable.submitQueue();
     popped = true;
     const err = await device.popErrorScope();
     if (err) {
