@@ -10,7 +10,10 @@ import { layerNorm, rmsNorm } from '../ops/norm.js';
 import { applyRope, ropeTables } from '../ops/rope.js';
 import { refAttention, refLayerNorm, refLinear, refRmsNorm, refRope } from '../ops/reference.test-helpers.js';
 import { PackedWeight, type WeightDType } from '../quant/packed.js';
-import { disableWebGPUEngine, enableWebGPUEngine, webgpuEngineInfo } from './index.js';
+import { isOwletError } from '../errors.js';
+import { Module } from '../module.js';
+import { Linear } from '../nn/Linear.js';
+import { disableWebGPUEngine, enableWebGPUEngine, uploadWebGPUWeights, webgpuEngineInfo } from './index.js';
 import { planWeightChunks } from './weights.js';
 
 const f32 = (a: Float64Array) => Float32Array.from(a);
@@ -95,6 +98,34 @@ describe.runIf(selectedBackends().includes('webgpu'))('WebGPU engine kernels [we
           w.dispose();
         }
       });
+      expect(webgpuEngineInfo()?.weights).toBe(0);
+    } finally {
+      enableWebGPUEngine();
+    }
+  });
+
+  it('a float32 parameter over the binding limit fails the upload with WEBGPU_LIMIT naming it; packed ones are split', async () => {
+    class Tiny extends Module {
+      constructor() {
+        super();
+        this.registerModule('proj', new Linear(64, 16, { bias: true }));
+        this.registerModule('head', new Linear(64, 40, { bias: false }));
+      }
+    }
+    enableWebGPUEngine({ maxBindingBytes: 2048 });
+    try {
+      const m = new Tiny().initialize({ seed: 1 });
+      // proj.weight is 64·16·4 = 4096 bytes as float32: over the limit
+      const err = await uploadWebGPUWeights(m).catch((e: unknown) => e);
+      expect(isOwletError(err, 'WEBGPU_LIMIT'), String(err)).toBe(true);
+      expect((err as Error).message).toMatch(/proj\.weight \[16, 64\] is 4096 bytes/);
+      expect((err as Error).message).toMatch(/maxStorageBufferBindingSize of 2048 bytes/);
+      // packed, the same weights are split into chunks of ≤ 2048 bytes and upload
+      m.setWeightDTypes({ decoder: 'q8' });
+      const r = await uploadWebGPUWeights(m);
+      expect(r.packed).toBe(2);
+      expect(r.tensors).toBe(1); // the bias
+      m.dispose();
       expect(webgpuEngineInfo()?.weights).toBe(0);
     } finally {
       enableWebGPUEngine();

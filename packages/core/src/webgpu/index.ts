@@ -334,7 +334,7 @@ export async function uploadWebGPUWeights(module: Module): Promise<WebGPUUploadR
   }
   checkWebGPUDevice();
   const backend = webgpuBackend();
-  const limit = backend.device.limits.maxStorageBufferBindingSize;
+  const limit = maxBindingBytes();
   const tooBig: string[] = [];
   for (const [key, p] of module.namedParameters()) {
     if (p.packed || !p.isMaterialized) continue;
