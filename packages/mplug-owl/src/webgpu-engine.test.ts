@@ -154,6 +154,47 @@ describe.runIf(selectedBackends().includes('webgpu'))('models through the WebGPU
     });
   }
 
+  it('fp16 weights in every group against fp32 (checklist F12): logits within 2e-2, 32 greedy ids identical', async () => {
+    const FP16: DTypeRequest = {
+      decoder: 'fp16',
+      lm_head: 'fp16',
+      embed_tokens: 'fp16',
+      vision_encoder: 'fp16',
+      visual_abstractor: 'fp16',
+    };
+    for (const name of ['one_image', 'two_images', 'text_only']) {
+      const fx = loadFixture(`owl2_tiny/case_${name}.safetensors`);
+      const ids = Array.from(fx.array('input_ids'));
+      const gens = [];
+      for (const dtype of [undefined, FP16]) {
+        const model = build('owl2_tiny', dtype);
+        await uploadWebGPUWeights(model);
+        const pixels = fx.has('pixel_values') ? fx.tensor('pixel_values') : null;
+        const run = () =>
+          model.generate({
+            input_ids: ids,
+            pixel_values: pixels,
+            max_new_tokens: 32,
+            eos_token_id: null,
+            output_logits: true,
+          });
+        gens.push(dtype ? await throughOwnedKernels(run) : await run());
+        pixels?.dispose();
+        model.dispose();
+      }
+      const [ref, half] = gens as [
+        Awaited<ReturnType<MplugOwlModel['generate']>>,
+        Awaited<ReturnType<MplugOwlModel['generate']>>,
+      ];
+      expect(half.generated_ids, name).toEqual(ref.generated_ids);
+      ref.logits?.forEach((row, k) => {
+        const d = maxAbsDiff(row, half.logits?.[k] as Float32Array).maxAbs;
+        expect(d, `${name} step ${k}: max |fp16 − fp32| ${d}`).toBeLessThanOrEqual(2e-2);
+        expect(d).toBeGreaterThan(0); // the fp16 weights are really in use
+      });
+    }
+  });
+
   it('q8 and q4 logits on webgpu equal the CPU path’s (composite ≤ 1e-4, CPU engine ≤ 2e-3) on every fixture case', async () => {
     const before = packedWeightStats();
     const runs = (['q8', 'q4'] as const).flatMap((dtype) => CASES.map((c) => ({ dtype, ...c })));
