@@ -132,12 +132,16 @@ export class PackedWeight {
   readonly rowBytes: number;
   private allocation: WeightAllocation | null;
   private readonly preparedForms = new Map<string, unknown>();
+  private readonly size: number;
+  private hostReleased = false;
+  private disposed = false;
 
   private constructor(dtype: WeightDType, shape: readonly [number, number], allocation: WeightAllocation) {
     this.dtype = dtype;
     this.shape = Object.freeze([shape[0], shape[1]]) as readonly [number, number];
     this.rowBytes = weightRowBytes(dtype, shape[1]);
     this.allocation = allocation;
+    this.size = allocation.bytes.byteLength;
     liveBytes += allocation.bytes.byteLength;
     liveCount++;
   }
@@ -205,17 +209,49 @@ export class PackedWeight {
   }
 
   get isDisposed(): boolean {
-    return this.allocation === null;
+    return this.disposed;
+  }
+
+  /** True after `releaseHostBytes()`: only the prepared forms (e.g. a GPU copy) hold the values. */
+  get isHostReleased(): boolean {
+    return this.hostReleased;
   }
 
   private live(): WeightAllocation {
-    if (this.allocation === null) {
+    if (this.disposed) {
       throw new OwletError(
         ErrorCode.DISPOSED,
         `a ${this.dtype} weight ${formatShape(this.shape)} was used after dispose()`,
       );
     }
+    if (this.allocation === null) {
+      throw new OwletError(
+        'PACKED_HOST_RELEASED',
+        `a ${this.dtype} weight ${formatShape(this.shape)} keeps its values only in a backend's copy (${[...this.preparedForms.keys()].join(', ')}); its host bytes were released, so it cannot be read or decoded on the host: load the model again to do that`,
+        { details: { dtype: this.dtype, shape: [...this.shape], prepared: [...this.preparedForms.keys()] } },
+      );
+    }
     return this.allocation;
+  }
+
+  /**
+   * Frees the host bytes once a kernel's prepared form (a GPU copy) holds the values, so a model
+   * on the GPU is not kept twice. The weight stays usable by the kernels that prepared it; reading
+   * or decoding it on the host (`bytes`, `dequantize`, the composite ops, a new `prepared` form)
+   * then throws `OwletError(PACKED_HOST_RELEASED)`. Needs at least one prepared form.
+   */
+  releaseHostBytes(): void {
+    const a = this.live();
+    if (this.preparedForms.size === 0) {
+      throw new OwletError(
+        ErrorCode.INVALID_ARGUMENT,
+        `releaseHostBytes: a ${this.dtype} weight ${formatShape(this.shape)} has no prepared form that would still hold its values`,
+      );
+    }
+    liveBytes -= this.size;
+    a.free();
+    this.allocation = null;
+    this.hostReleased = true;
   }
 
   /** The canonical bytes (a view; do not keep it past `dispose`). */
@@ -223,8 +259,10 @@ export class PackedWeight {
     return this.live().bytes;
   }
 
+  /** Bytes of the canonical encoding (also after the host bytes were released). */
   get byteLength(): number {
-    return this.live().bytes.byteLength;
+    if (this.disposed) this.live();
+    return this.size;
   }
 
   /** The allocator's location of the bytes (for that allocator's kernels). */
@@ -275,9 +313,10 @@ export class PackedWeight {
    * disposed with the weight. `key` names the kernel and backend (`'webgpu:q4'`).
    */
   prepared<T extends Disposable>(key: string, make: (w: PackedWeight) => T): T {
-    this.live();
+    if (this.disposed) this.live();
     let p = this.preparedForms.get(key) as T | undefined;
     if (p === undefined) {
+      this.live(); // making a form needs the host bytes
       p = make(this);
       this.preparedForms.set(key, p);
     }
@@ -285,12 +324,15 @@ export class PackedWeight {
   }
 
   dispose(): void {
-    if (this.allocation === null) return;
+    if (this.disposed) return;
     for (const p of this.preparedForms.values()) (p as Disposable).dispose?.();
     this.preparedForms.clear();
-    liveBytes -= this.allocation.bytes.byteLength;
+    if (this.allocation) {
+      liveBytes -= this.size;
+      this.allocation.free();
+      this.allocation = null;
+    }
     liveCount--;
-    this.allocation.free();
-    this.allocation = null;
+    this.disposed = true;
   }
 }
