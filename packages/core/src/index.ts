@@ -66,6 +66,7 @@ export {
   type WebGPUEngineOptions,
   type WebGPUEngineInfo,
   type WebGPUUploadReport,
+  type UploadWebGPUWeightsOptions,
 } from './webgpu/index.js';
 export {
   planWeightMemory,

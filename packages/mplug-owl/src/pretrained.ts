@@ -201,8 +201,9 @@ export async function fromPretrained(
         ...(options.merge_adapter ? { merge: true } : {}),
       });
     }
-    // Every weight (a merged adapter included) goes to the GPU now: limits and out-of-memory fail the load, not the first token.
-    if (onWebGPU && webgpuEngineEnabled()) await uploadWebGPUWeights(model);
+    // Every weight (a merged adapter included) goes to the GPU now (limits and out-of-memory fail the load, not the first
+    // token), and packed weights drop their host copy: the GPU holds them.
+    if (onWebGPU && webgpuEngineEnabled()) await uploadWebGPUWeights(model, { releaseHostBytes: true });
   } catch (e) {
     model.dispose();
     throw e;

@@ -42,6 +42,9 @@ describe.runIf(selectedBackends().includes('webgpu'))('WebGPU device loss [webgp
 
     const model = await fromPretrained(dir, { backend: 'webgpu', dtype: 'q4' });
     expect(webgpuEngineInfo()?.weights).toBeGreaterThan(0);
+    // the GPU holds the packed weights; their host copies were freed after the upload
+    expect(packedWeightStats().count).toBeGreaterThan(packed0.count);
+    expect(packedWeightStats().bytes).toBe(packed0.bytes);
     const seen: number[] = [];
     const err = await model
       .generate({

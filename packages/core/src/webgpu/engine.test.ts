@@ -4,7 +4,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 
 import { attentionOverSegments } from '../ops/attention.js';
 import { quickGelu, swiglu } from '../ops/activations.js';
-import { lastKernel } from '../ops/kernels.js';
+import { lastKernel, withoutKernels } from '../ops/kernels.js';
 import { linear } from '../ops/linear.js';
 import { layerNorm, rmsNorm } from '../ops/norm.js';
 import { applyRope, ropeTables } from '../ops/rope.js';
@@ -130,6 +130,30 @@ describe.runIf(selectedBackends().includes('webgpu'))('WebGPU engine kernels [we
     } finally {
       enableWebGPUEngine();
     }
+  });
+
+  it('releaseHostBytes: the GPU copy keeps computing; host decoding is a typed error', async () => {
+    class Tiny extends Module {
+      constructor() {
+        super();
+        this.registerModule('proj', new Linear(64, 24, { bias: false }));
+      }
+    }
+    const m = new Tiny().initialize({ seed: 4 });
+    m.setWeightDTypes({ decoder: 'q4' });
+    const x = tf.tensor2d(Float32Array.from(randn(2 * 64, 5)), [2, 64]);
+    const p = m.getParameter('proj.weight');
+    if (!p?.packed) throw new Error('not packed');
+    const before = linear(x, p);
+    const r = await uploadWebGPUWeights(m, { releaseHostBytes: true });
+    expect(r.releasedHostBytes).toBe(24 * 2 * 18);
+    expect(p.packed.isHostReleased).toBe(true);
+    const after = linear(x, p);
+    expect(lastKernel('linear')).toBe('owlet-webgpu:q4');
+    expect(Array.from(await after.data())).toEqual(Array.from(await before.data()));
+    expect(() => withoutKernels(() => linear(x, p))).toThrow(/host bytes were released/);
+    tf.dispose([x, before, after]);
+    m.dispose();
   });
 
   it('fp16 weights decode exactly, subnormal halves included', async () => {

@@ -314,8 +314,10 @@ export interface WebGPUUploadReport {
   tensorBytes: number;
   packed: number;
   tensors: number;
-  /** Host bytes of packed lookup tables (embeddings), which stay off the GPU. */
+  /** Host bytes of packed weights the GPU does not hold (lookup tables: embeddings). */
   hostBytes: number;
+  /** Host bytes freed by `releaseHostBytes`. */
+  releasedHostBytes: number;
 }
 
 /**
@@ -325,7 +327,20 @@ export interface WebGPUUploadReport {
  * are split instead), then watches the upload for out-of-memory (`WEBGPU_LIMIT` again, with the
  * bytes uploaded). Needs the engine enabled and the webgpu backend active.
  */
-export async function uploadWebGPUWeights(module: Module): Promise<WebGPUUploadReport> {
+export interface UploadWebGPUWeightsOptions {
+  /**
+   * Free each packed weight's host bytes once its GPU copy is made (`PackedWeight.releaseHostBytes`),
+   * so the model is not held twice (4 GB of host memory for the 7B in q4). Decoding those weights on
+   * the host afterwards (the composite ops, `stateDict()`) throws `PACKED_HOST_RELEASED`.
+   * Default false; `fromPretrained` passes true on the webgpu backend.
+   */
+  releaseHostBytes?: boolean;
+}
+
+export async function uploadWebGPUWeights(
+  module: Module,
+  options: UploadWebGPUWeightsOptions = {},
+): Promise<WebGPUUploadReport> {
   if (tf.getBackend() !== 'webgpu' || !webgpuEngineEnabled()) {
     throw new OwletError(
       ErrorCode.INVALID_ARGUMENT,
@@ -348,7 +363,14 @@ export async function uploadWebGPUWeights(module: Module): Promise<WebGPUUploadR
       { details: { maxStorageBufferBindingSize: limit, parameters: tooBig } },
     );
   }
-  const report: WebGPUUploadReport = { packedBytes: 0, tensorBytes: 0, packed: 0, tensors: 0, hostBytes: 0 };
+  const report: WebGPUUploadReport = {
+    packedBytes: 0,
+    tensorBytes: 0,
+    packed: 0,
+    tensors: 0,
+    hostBytes: 0,
+    releasedHostBytes: 0,
+  };
   const device = backend.device;
   device.pushErrorScope('out-of-memory');
   let popped = false;
@@ -367,6 +389,9 @@ export async function uploadWebGPUWeights(module: Module): Promise<WebGPUUploadR
     for (const [, p] of module.namedParameters()) {
       if (p.packed && p.rowTable) {
         // a packed lookup table is read on the host, row by row: nothing on the GPU
+        report.hostBytes += p.packed.byteLength;
+      } else if (p.packed && p.packed.shape[1] % 4 !== 0) {
+        // rows the kernels do not take (an odd input width): stays on the host for the composite
         report.hostBytes += p.packed.byteLength;
       } else if (p.packed) {
         const g = gpuWeight(p.packed);
@@ -400,5 +425,13 @@ export async function uploadWebGPUWeights(module: Module): Promise<WebGPUUploadR
   // a device lost during the upload fails the load, not the first token
   const lost = await webgpuLossError(null, 0);
   if (lost) throw lost;
+  if (options.releaseHostBytes) {
+    for (const p of module.parameters()) {
+      if (p.packed && !p.rowTable && !p.packed.isHostReleased && p.packed.shape[1] % 4 === 0) {
+        p.packed.releaseHostBytes();
+        report.releasedHostBytes += p.packed.byteLength;
+      }
+    }
+  }
   return report;
 }
