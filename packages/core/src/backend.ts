@@ -330,6 +330,8 @@ async function activateWebGPU(prep: WebGPUPrepared): Promise<void> {
       maxComputeWorkgroupsPerDimension: l.maxComputeWorkgroupsPerDimension,
       maxComputeWorkgroupSizeX: l.maxComputeWorkgroupSizeX,
       maxComputeInvocationsPerWorkgroup: l.maxComputeInvocationsPerWorkgroup,
+      // attention binds two buffers per KV-cache segment: more bindings, fewer passes
+      maxStorageBuffersPerShaderStage: l.maxStorageBuffersPerShaderStage,
     },
   });
   info.features = requiredFeatures;

@@ -46,6 +46,35 @@ export {
   type CpuEngineInfo,
   type CpuEngineOptions,
 } from './cpu/index.js';
+export {
+  enableWebGPUEngine,
+  disableWebGPUEngine,
+  webgpuEngineEnabled,
+  webgpuEngineInfo,
+  uploadWebGPUWeights,
+  checkWebGPUDevice,
+  webgpuDeviceLostError,
+  webgpuLossError,
+  gpuWeightBytes,
+  planWeightChunks,
+  chunkTensorBytes,
+  rowsPerChunk,
+  segmentsPerPass,
+  GEMV_MAX_ROWS,
+  GpuLinearWeight,
+  type GpuChunkPlan,
+  type WebGPUEngineOptions,
+  type WebGPUEngineInfo,
+  type WebGPUUploadReport,
+  type UploadWebGPUWeightsOptions,
+} from './webgpu/index.js';
+export {
+  planWeightMemory,
+  DEFAULT_MAX_BINDING_BYTES,
+  type WeightPlan,
+  type WeightGroupPlan,
+  type PlanWeightOptions,
+} from './webgpu/plan.js';
 export { scope, memoryStats } from './scope.js';
 export {
   withTraining,

@@ -327,7 +327,7 @@ export abstract class Module {
     const report: WeightDTypeReport = { packed: new Map(), partialBlocks: [] };
     const decisions: [Parameter, PackDecision][] = [];
     for (const [key, p] of this.namedParameters())
-      decisions.push([p, packDecision(resolved, key, p.shape, p.linearWeight)]);
+      decisions.push([p, packDecision(resolved, key, p.shape, p.packable)]);
     for (const [p, d] of decisions) {
       if (d.dtype !== null) {
         p.packAs = d.dtype;

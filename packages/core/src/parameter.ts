@@ -36,6 +36,12 @@ export interface ParameterOptions {
    * or packed outside the tfjs heap as fp32/fp16/q8/q4 (`assignPacked`, `pack`).
    */
   linearWeight?: boolean;
+  /**
+   * A lookup table `[rows, dim]` (an embedding): like a Linear weight it may be stored packed
+   * outside the tfjs heap (`embedding()` then decodes only the rows it looks up); it is never
+   * transposed.
+   */
+  rowTable?: boolean;
 }
 
 /** How a backend wants Linear weights stored for `linear()`. */
@@ -65,6 +71,8 @@ export class Parameter {
   readonly init: ParameterInit;
   /** True for Linear weights (declared `[out, in]`), whose storage layout may be transposed. */
   readonly linearWeight: boolean;
+  /** True for lookup tables (declared `[rows, dim]`), which may be packed like Linear weights. */
+  readonly rowTable: boolean;
   /** Full checkpoint key, set when the owning module tree is walked. */
   key: string;
   private _trainable: boolean;
@@ -92,6 +100,7 @@ export class Parameter {
     this.dtype = options.dtype ?? 'float32';
     this.init = options.init ?? { kind: 'zeros' };
     this.linearWeight = options.linearWeight === true && shape.length === 2;
+    this.rowTable = options.rowTable === true && shape.length === 2 && !this.linearWeight;
     this._trainable = options.trainable ?? true;
   }
 
@@ -132,15 +141,20 @@ export class Parameter {
     return this._packed?.dtype ?? 'fp32';
   }
 
+  /** A Linear weight or a lookup table: may be stored as a packed weight. */
+  get packable(): boolean {
+    return this.linearWeight || this.rowTable;
+  }
+
   /**
-   * Makes this Linear weight hold `w` (the parameter takes ownership; its tfjs variable, if any,
+   * Makes this Linear weight (or lookup table) hold `w` (the parameter takes ownership; its tfjs variable, if any,
    * is freed). Packed weights are inference-only: the parameter becomes non-trainable.
    */
   assignPacked(w: PackedWeight): void {
-    if (!this.linearWeight) {
+    if (!this.packable) {
       throw new OwletError(
         ErrorCode.INVALID_ARGUMENT,
-        `parameter ${this.key} ${formatShape(this.shape)} is not a Linear weight; only Linear weights can be packed`,
+        `parameter ${this.key} ${formatShape(this.shape)} is not a Linear weight or a lookup table; only those can be packed`,
         { details: { key: this.key } },
       );
     }
@@ -249,7 +263,7 @@ export class Parameter {
     }
     const live = this._value !== null && !this._value.isDisposed;
     const packAs = this._packed?.dtype ?? (live ? null : this.packAs);
-    if (packAs !== null && this.linearWeight) {
+    if (packAs !== null && this.packable) {
       // A packed weight keeps its dtype (new values are encoded the same way); a weight marked
       // `packAs` is encoded straight from `t`, never becoming a tfjs variable.
       const values = t.dtype === 'float32' ? (t.dataSync() as Float32Array) : Float32Array.from(t.dataSync());

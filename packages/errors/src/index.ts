@@ -22,6 +22,8 @@ export const ErrorCode = {
   DUPLICATE_KEY: 'DUPLICATE_KEY',
   /** The WebGPU device was lost (driver reset, destroy(), GPU process crash); tensors on it are gone. */
   DEVICE_LOST: 'DEVICE_LOST',
+  /** A tensor or the whole model does not fit the WebGPU device's limits (binding size, buffer size, memory). */
+  WEBGPU_LIMIT: 'WEBGPU_LIMIT',
 } as const;
 
 export type ErrorCode = (typeof ErrorCode)[keyof typeof ErrorCode] | (string & {});

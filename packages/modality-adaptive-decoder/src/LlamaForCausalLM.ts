@@ -52,7 +52,7 @@ export class LlamaForCausalLM extends Module {
         h = tf.slice(h, [0, prepared.length - keep, 0], [-1, keep, -1]); // [B, L, D] -> [B, keep, D]
       }
       // Pass the Parameter: the ops seam may store Linear weights transposed on some backends.
-      const logits = linear(h, this.lm_head ? this.lm_head.weight : this.model.embed_tokens.weight.value);
+      const logits = linear(h, this.lm_head ? this.lm_head.weight : this.model.embed_tokens.weight);
       return out.hidden_states
         ? { logits, last_hidden_state: out.last_hidden_state, hidden_states: out.hidden_states }
         : { logits, last_hidden_state: out.last_hidden_state };

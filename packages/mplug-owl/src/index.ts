@@ -34,3 +34,4 @@ export {
   type MplugOwlModel,
   type LoadProgress,
 } from './pretrained.js';
+export { planMemory, type MemoryPlan, type MemoryPlanOptions, type MemoryPlanPart } from './plan.js';

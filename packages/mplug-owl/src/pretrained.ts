@@ -11,10 +11,13 @@
 import * as tf from '@tensorflow/tfjs-core';
 import {
   OwletError,
+  enableWebGPUEngine,
   getBackendInfo,
   initBackend,
   loadCheckpointInto,
   loadPeftAdapter,
+  uploadWebGPUWeights,
+  webgpuEngineEnabled,
   type BackendInfo,
   type BackendRequest,
 } from '@owlet/core';
@@ -175,6 +178,9 @@ export async function fromPretrained(
   if ((packs || options.threads !== undefined) && CPU_ENGINE_BACKENDS.includes(backend.name)) {
     await enableCpuEngine(options.threads !== undefined ? { threads: options.threads } : {});
   }
+  // On WebGPU the owned WGSL kernels run the model, packed weights held in GPU buffers.
+  const onWebGPU = backend.name === 'webgpu';
+  if (onWebGPU && !webgpuEngineEnabled()) enableWebGPUEngine();
   const model: MplugOwlModel =
     type === 'mplug_owl2' ? new MPLUGOwl2LlamaForCausalLM(config) : new MplugOwlForConditionalGeneration(config);
   try {
@@ -195,6 +201,9 @@ export async function fromPretrained(
         ...(options.merge_adapter ? { merge: true } : {}),
       });
     }
+    // Every weight (a merged adapter included) goes to the GPU now (limits and out-of-memory fail the load, not the first
+    // token), and packed weights drop their host copy: the GPU holds them.
+    if (onWebGPU && webgpuEngineEnabled()) await uploadWebGPUWeights(model, { releaseHostBytes: true });
   } catch (e) {
     model.dispose();
     throw e;

@@ -11,6 +11,7 @@ import { getBackendInfo } from '@owlet/core';
 
 import { intFlag } from '../args.js';
 import { EXIT, UsageError } from '../errors.js';
+import { benchPlanCommand } from './bench-plan.js';
 import { RANDOM_WEIGHTS_NOTICE, backendReport, loadModel, parseBackend } from '../model.js';
 
 export const BENCH_HELP = `owlet bench [options]
@@ -23,7 +24,8 @@ export const BENCH_HELP = `owlet bench [options]
   --out FILE           where to write the JSON (default owlet-bench.json)
   --json               print the JSON instead of the table
   --quiet              nothing on stderr but errors
-  --verbose            the full backend reasoning on stderr (the table names the backend)`;
+  --verbose            the full backend reasoning on stderr (the table names the backend)
+  --plan               print the GPU memory plan instead (owlet bench --plan --help)`;
 
 const median = (xs: number[]): number => {
   const s = [...xs].sort((a, b) => a - b);
@@ -31,6 +33,7 @@ const median = (xs: number[]): number => {
 };
 
 export async function benchCommand(argv: string[], signal: AbortSignal): Promise<number> {
+  if (argv.includes('--plan')) return benchPlanCommand(argv);
   const { values } = parseArgs({
     args: argv,
     strict: true,

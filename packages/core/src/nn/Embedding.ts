@@ -14,12 +14,12 @@ export class Embedding extends Module {
     super();
     this.numEmbeddings = numEmbeddings;
     this.dim = dim;
-    this.weight = this.registerParameter('weight', [numEmbeddings, dim], { init: Init.normal(0.02) });
+    this.weight = this.registerParameter('weight', [numEmbeddings, dim], { init: Init.normal(0.02), rowTable: true });
   }
 
   /** ids [...] (int32 tensor or numbers) → [..., dim] */
   forward(ids: tf.Tensor | readonly number[] | Int32Array): tf.Tensor {
     this.assertNotDisposed();
-    return embedding(this.weight.value, ids);
+    return embedding(this.weight, ids);
   }
 }

@@ -151,6 +151,9 @@ export class PackedWeight {
   readonly layout: WeightLayout;
   private allocation: WeightAllocation | null;
   private readonly preparedForms = new Map<string, unknown>();
+  private readonly size: number;
+  private hostReleased = false;
+  private disposed = false;
 
   private constructor(
     dtype: WeightDType,
@@ -163,6 +166,7 @@ export class PackedWeight {
     this.rowBytes = weightRowBytes(dtype, shape[1]);
     this.layout = layout;
     this.allocation = allocation;
+    this.size = allocation.bytes.byteLength;
     liveBytes += allocation.bytes.byteLength;
     liveCount++;
   }
@@ -232,17 +236,49 @@ export class PackedWeight {
   }
 
   get isDisposed(): boolean {
-    return this.allocation === null;
+    return this.disposed;
+  }
+
+  /** True after `releaseHostBytes()`: only the prepared forms (e.g. a GPU copy) hold the values. */
+  get isHostReleased(): boolean {
+    return this.hostReleased;
   }
 
   private live(): WeightAllocation {
-    if (this.allocation === null) {
+    if (this.disposed) {
       throw new OwletError(
         ErrorCode.DISPOSED,
         `a ${this.dtype} weight ${formatShape(this.shape)} was used after dispose()`,
       );
     }
+    if (this.allocation === null) {
+      throw new OwletError(
+        'PACKED_HOST_RELEASED',
+        `a ${this.dtype} weight ${formatShape(this.shape)} keeps its values only in a backend's copy (${[...this.preparedForms.keys()].join(', ')}); its host bytes were released, so it cannot be read or decoded on the host: load the model again to do that`,
+        { details: { dtype: this.dtype, shape: [...this.shape], prepared: [...this.preparedForms.keys()] } },
+      );
+    }
     return this.allocation;
+  }
+
+  /**
+   * Frees the host bytes once a kernel's prepared form (a GPU copy) holds the values, so a model
+   * on the GPU is not kept twice. The weight stays usable by the kernels that prepared it; reading
+   * or decoding it on the host (`bytes`, `dequantize`, the composite ops, a new `prepared` form)
+   * then throws `OwletError(PACKED_HOST_RELEASED)`. Needs at least one prepared form.
+   */
+  releaseHostBytes(): void {
+    const a = this.live();
+    if (this.preparedForms.size === 0) {
+      throw new OwletError(
+        ErrorCode.INVALID_ARGUMENT,
+        `releaseHostBytes: a ${this.dtype} weight ${formatShape(this.shape)} has no prepared form that would still hold its values`,
+      );
+    }
+    liveBytes -= this.size;
+    a.free();
+    this.allocation = null;
+    this.hostReleased = true;
   }
 
   /** The stored bytes, in `layout` (a view; do not keep it past `dispose`). */
@@ -262,8 +298,10 @@ export class PackedWeight {
     return out;
   }
 
+  /** Bytes of the canonical encoding (also after the host bytes were released). */
   get byteLength(): number {
-    return this.live().bytes.byteLength;
+    if (this.disposed) this.live();
+    return this.size;
   }
 
   /** The allocator's location of the bytes (for that allocator's kernels). */
@@ -314,9 +352,10 @@ export class PackedWeight {
    * disposed with the weight. `key` names the kernel and backend (`'webgpu:q4'`).
    */
   prepared<T extends Disposable>(key: string, make: (w: PackedWeight) => T): T {
-    this.live();
+    if (this.disposed) this.live();
     let p = this.preparedForms.get(key) as T | undefined;
     if (p === undefined) {
+      this.live(); // making a form needs the host bytes
       p = make(this);
       this.preparedForms.set(key, p);
     }
@@ -324,13 +363,16 @@ export class PackedWeight {
   }
 
   dispose(): void {
-    if (this.allocation === null) return;
+    if (this.disposed) return;
     for (const p of this.preparedForms.values()) (p as Disposable).dispose?.();
     this.preparedForms.clear();
-    liveBytes -= this.allocation.bytes.byteLength;
+    if (this.allocation) {
+      liveBytes -= this.size;
+      this.allocation.free();
+      this.allocation = null;
+    }
     liveCount--;
-    this.allocation.free();
-    this.allocation = null;
+    this.disposed = true;
   }
 }
 

@@ -39,6 +39,8 @@ describe('dtype policy', () => {
     expect(weightGroupOf('model.layers.3.mlp.up_proj.weight')).toBe('decoder');
     expect(weightGroupOf('language_model.model.layers.3.self_attn.q_proj.weight')).toBe('decoder');
     expect(weightGroupOf('lm_head.weight')).toBe('lm_head');
+    expect(weightGroupOf('model.embed_tokens.weight')).toBe('embed_tokens');
+    expect(weightGroupOf('language_model.model.embed_tokens.weight')).toBe('embed_tokens');
     expect(weightGroupOf('language_model.lm_head.weight')).toBe('lm_head');
     expect(weightGroupOf('model.vision_model.encoder.layers.0.mlp.fc1.weight')).toBe('vision_encoder');
     expect(weightGroupOf('vision_model.encoder.layers.0.mlp.fc1.weight')).toBe('vision_encoder');
@@ -50,18 +52,21 @@ describe('dtype policy', () => {
     expect(resolveDTypeRequest('q4')).toEqual({
       decoder: 'q4',
       lm_head: 'q4',
+      embed_tokens: null,
       vision_encoder: null,
       visual_abstractor: null,
     });
     expect(resolveDTypeRequest('auto')).toEqual({
       decoder: null,
       lm_head: null,
+      embed_tokens: null,
       vision_encoder: null,
       visual_abstractor: null,
     });
     expect(resolveDTypeRequest({ vision_encoder: 'fp16', decoder: 'q8' })).toEqual({
       decoder: 'q8',
       lm_head: null,
+      embed_tokens: null,
       vision_encoder: 'fp16',
       visual_abstractor: null,
     });
@@ -128,6 +133,45 @@ describeBackends('setWeightDTypes', ({ it }) => {
       expect(r4.packed.get('model.layers.x.weight')).toBe('fp16');
       for (const x of [m, m2, odd]) x.dispose();
     }, 'map');
+    expect(packedWeightStats().count).toBe(0);
+  });
+
+  it('embed_tokens in a map packs the embedding table; lookups decode exactly the stored rows', async () => {
+    await expectNoLeaks(async () => {
+      const module = new Embedding(50, 64);
+      const m = new Node({ model: new Node({ embed_tokens: module }), lm_head: new Linear(64, 50, { bias: false }) });
+      m.initialize({ seed: 2 });
+      const emb = m.getParameter('model.embed_tokens.weight');
+      if (!emb) throw new Error('no embedding');
+      const table = emb.canonical();
+      const values = (await table.data()) as Float32Array;
+      table.dispose();
+      for (const dtype of ['fp32', 'q8', 'q4'] as const) {
+        const report = m.setWeightDTypes({ embed_tokens: dtype });
+        expect([...report.packed.entries()]).toEqual([['model.embed_tokens.weight', dtype]]);
+        expect(emb.packed?.dtype).toBe(dtype);
+        const decoded = emb.packed?.dequantize() as Float32Array;
+        if (dtype === 'fp32') expect(decoded).toEqual(values);
+        const ids = [3, 0, 49, 3];
+        const fromNumbers = module.forward(ids);
+        const idTensor = tf.tensor2d([3, 0, 49, 3], [2, 2], 'int32');
+        const fromTensor = module.forward(idTensor);
+        expect(fromNumbers.shape).toEqual([4, 64]);
+        expect(fromTensor.shape).toEqual([2, 2, 64]);
+        const want = ids.flatMap((id) => Array.from(decoded.subarray(id * 64, (id + 1) * 64)));
+        expect(Array.from(await fromNumbers.data())).toEqual(want);
+        expect(Array.from(await fromTensor.data())).toEqual(want);
+        expect(() => module.forward([50])).toThrow(/id 50 at position 0 is outside the vocabulary/);
+        tf.dispose([fromNumbers, fromTensor, idTensor]);
+      }
+      // a string dtype still leaves the table a float32 tfjs tensor
+      const m2 = owl2Like();
+      m2.setWeightDTypes('q4');
+      m2.initialize({ seed: 2 });
+      expect(m2.getParameter('model.embed_tokens.weight')?.packed).toBeNull();
+      m.dispose();
+      m2.dispose();
+    }, 'embed_tokens');
     expect(packedWeightStats().count).toBe(0);
   });
 });

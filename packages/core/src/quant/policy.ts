@@ -5,12 +5,15 @@
  * |---|---|---|
  * | `decoder` | the language model's Linear weights (`model.layers.*`, `language_model.model.layers.*`) | q4 |
  * | `lm_head` | `lm_head.weight`, `language_model.lm_head.weight` | q4 |
+ * | `embed_tokens` | the token embedding table (`model.embed_tokens.weight`, …) | fp32 (kept as a tfjs tensor) |
  * | `vision_encoder` | `model.vision_model.*`, `vision_model.*` | fp32 (kept as tfjs tensors) |
  * | `visual_abstractor` | `model.visual_abstractor.*`, `abstractor.*` | fp32 (kept as tfjs tensors) |
  *
- * Only Linear weights (`[out, in]`, registered with `linearWeight`) are ever packed: norms, biases,
- * embedding tables (`embed_tokens`), the patch convolution, position tables and query tokens always
- * stay float32 tfjs tensors. A quantized dtype needs an input dimension that is a multiple of 32
+ * Only Linear weights (`[out, in]`, registered with `linearWeight`) and the token embedding table
+ * (registered with `rowTable`, packed only when a map names `embed_tokens`) are ever packed: norms,
+ * biases, the patch convolution, position tables and query tokens always stay float32 tfjs tensors.
+ * A packed embedding table decodes only the rows it looks up, on the host; on WebGPU it takes no GPU
+ * memory at all (`{ embed_tokens: 'fp32' }` frees it from the GPU without changing a number). A quantized dtype needs an input dimension that is a multiple of 32
  * (GGUF blocks); a weight whose rows are not whole blocks stays float32 and is listed in the report.
  * A map (`{ decoder: 'q4', lm_head: 'q8', vision_encoder: 'fp16' }`) sets each group; groups it
  * does not name stay fp32. `'auto'` means fp32 everywhere (tfjs tensors, trainable).
@@ -20,10 +23,11 @@
 import { ErrorCode, OwletError } from '../errors.js';
 import { type WeightDType, WEIGHT_DTYPES, canStoreAs, isWeightDType } from './packed.js';
 
-export type WeightGroup = 'decoder' | 'lm_head' | 'vision_encoder' | 'visual_abstractor';
+export type WeightGroup = 'decoder' | 'lm_head' | 'embed_tokens' | 'vision_encoder' | 'visual_abstractor';
 export const WEIGHT_GROUPS: readonly WeightGroup[] = Object.freeze([
   'decoder',
   'lm_head',
+  'embed_tokens',
   'vision_encoder',
   'visual_abstractor',
 ]);
@@ -36,6 +40,7 @@ export function weightGroupOf(key: string): WeightGroup {
   if (/^(model\.)?vision_model\./.test(key)) return 'vision_encoder';
   if (/^(model\.visual_abstractor|abstractor)\./.test(key) || key === 'query_tokens') return 'visual_abstractor';
   if (/(^|\.)lm_head\.weight$/.test(key)) return 'lm_head';
+  if (/(^|\.)embed_tokens\.weight$/.test(key)) return 'embed_tokens';
   return 'decoder';
 }
 
@@ -55,6 +60,7 @@ export function resolveDTypeRequest(
   const out: Record<WeightGroup, WeightDType | null> = {
     decoder: null,
     lm_head: null,
+    embed_tokens: null,
     vision_encoder: null,
     visual_abstractor: null,
   };
@@ -95,14 +101,17 @@ export type PackDecision =
   /** The group asks for a quantized dtype but the rows are not whole 32-value blocks: kept float32. */
   | { dtype: null; reason: 'partial-blocks'; wanted: WeightDType };
 
-/** The dtype a parameter is stored in under `request` (null: keep it a float32 tfjs tensor). */
+/**
+ * The dtype a parameter is stored in under `request` (null: keep it a float32 tfjs tensor).
+ * `packable`: a Linear weight or a lookup table (`Parameter.packable`).
+ */
 export function packDecision(
   request: Readonly<Record<WeightGroup, WeightDType | null>>,
   key: string,
   shape: readonly number[],
-  linearWeight: boolean,
+  packable: boolean,
 ): PackDecision {
-  if (!linearWeight || shape.length !== 2) return { dtype: null, reason: 'not-linear' };
+  if (!packable || shape.length !== 2) return { dtype: null, reason: 'not-linear' };
   const d = request[weightGroupOf(key)];
   if (d === null) return { dtype: null, reason: 'not-requested' };
   return canStoreAs(d, shape) ? { dtype: d } : { dtype: null, reason: 'partial-blocks', wanted: d };

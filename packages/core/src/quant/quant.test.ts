@@ -121,6 +121,35 @@ describe('PackedWeight', () => {
   });
 });
 
+describe('PackedWeight.releaseHostBytes', () => {
+  it('frees the host bytes once a prepared form holds the values; host reads are then typed errors', () => {
+    const stats0 = packedWeightStats();
+    const w = PackedWeight.fromFloat32(new Float32Array(64).fill(0.25), [2, 32], 'q4');
+    expect(() => w.releaseHostBytes()).toThrow(/no prepared form/);
+    let disposed = 0;
+    const form = w.prepared('test', () => ({ dispose: () => disposed++ }));
+    w.releaseHostBytes();
+    expect(w.isHostReleased).toBe(true);
+    expect(w.isDisposed).toBe(false);
+    expect(w.byteLength).toBe(2 * BLOCK_Q4_0_BYTES);
+    expect(packedWeightStats()).toEqual({ count: stats0.count + 1, bytes: stats0.bytes });
+    expect(w.prepared('test', () => ({ dispose() {} }))).toBe(form); // the existing form still serves
+    for (const read of [() => w.bytes, () => w.dequantize(), () => w.prepared('other', () => ({ dispose() {} }))]) {
+      let err: unknown;
+      try {
+        read();
+      } catch (e) {
+        err = e;
+      }
+      expect((err as OwletError).code).toBe('PACKED_HOST_RELEASED');
+    }
+    w.dispose();
+    expect(disposed).toBe(1);
+    expect(packedWeightStats()).toEqual(stats0);
+    expect(() => w.bytes).toThrow(/after dispose/);
+  });
+});
+
 describeBackends('linear with packed weights (composite path)', ({ it }) => {
   it('equals x · decode(W)ᵀ + b in float64, ranks 2 and 3, every dtype, no leaks', async () => {
     const [n, inF, out] = [3, 64, 7];

@@ -6,7 +6,7 @@
  * attention mask reset to all ones. Batch size 1.
  */
 import * as tf from '@tensorflow/tfjs-core';
-import { ErrorCode, OwletError } from '@owlet/core';
+import { ErrorCode, OwletError, webgpuLossError } from '@owlet/core';
 
 import { eosIds, type LlamaConfig } from '../config.js';
 import type { CausalLMOutput, LlamaForCausalLMInputs } from '../LlamaForCausalLM.js';
@@ -278,7 +278,8 @@ export async function generate(model: CausalLM, options: GenerateOptions): Promi
   } catch (e) {
     if (ownCache) cache.dispose();
     else if (!cache.isDisposed) cache.truncate(startLen);
-    throw e;
+    // a WebGPU device lost mid-generation surfaces as a typed DEVICE_LOST error, not an AbortError
+    throw (await webgpuLossError(e)) ?? e;
   } finally {
     if (streamer && typeof streamer !== 'function') streamer.end();
   }
