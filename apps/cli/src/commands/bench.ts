@@ -4,13 +4,13 @@
  */
 import { writeFileSync } from 'node:fs';
 import { resolve } from 'node:path';
-import { parseArgs } from 'node:util';
 
 import * as tf from '@tensorflow/tfjs-core';
 import { getBackendInfo } from '@owlet/core';
 
 import { intFlag } from '../args.js';
 import { EXIT, UsageError } from '../errors.js';
+import { parseFlags } from '../flags.js';
 import { RANDOM_WEIGHTS_NOTICE, backendReport, loadModel, parseBackend } from '../model.js';
 
 export const BENCH_HELP = `owlet bench [options]
@@ -31,11 +31,9 @@ const median = (xs: number[]): number => {
 };
 
 export async function benchCommand(argv: string[], signal: AbortSignal): Promise<number> {
-  const { values } = parseArgs({
-    args: argv,
-    strict: true,
-    allowPositionals: false,
-    options: {
+  const { values } = parseFlags(
+    argv,
+    {
       model: { type: 'string' },
       backend: { type: 'string' },
       runs: { type: 'string' },
@@ -47,7 +45,8 @@ export async function benchCommand(argv: string[], signal: AbortSignal): Promise
       verbose: { type: 'boolean' },
       help: { type: 'boolean', short: 'h' },
     },
-  });
+    { command: 'bench' },
+  );
   if (values.help) {
     process.stdout.write(`${BENCH_HELP}\n`);
     return EXIT.OK;

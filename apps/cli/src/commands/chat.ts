@@ -5,12 +5,12 @@
  * Works with piped stdin too (one message per line), which is how it is tested.
  */
 import { createInterface } from 'node:readline';
-import { parseArgs } from 'node:util';
 
 import { getBackendInfo } from '@owlet/core';
 import type { ChatMessage, ContentPart } from '@owlet/tokenizer';
 
 import { SAMPLING_OPTIONS, samplingFlags } from '../args.js';
+import { parseFlags } from '../flags.js';
 import { EXIT, classify } from '../errors.js';
 import {
   RANDOM_WEIGHTS_NOTICE,
@@ -35,11 +35,9 @@ In the conversation:
   Ctrl-C               stop the answer being written`;
 
 export async function chatCommand(argv: string[], signal: AbortSignal): Promise<number> {
-  const { values } = parseArgs({
-    args: argv,
-    strict: true,
-    allowPositionals: false,
-    options: {
+  const { values } = parseFlags(
+    argv,
+    {
       model: { type: 'string' },
       backend: { type: 'string' },
       dtype: { type: 'string' },
@@ -49,7 +47,8 @@ export async function chatCommand(argv: string[], signal: AbortSignal): Promise<
       help: { type: 'boolean', short: 'h' },
       ...SAMPLING_OPTIONS,
     },
-  });
+    { command: 'chat' },
+  );
   if (values.help) {
     process.stdout.write(`${CHAT_HELP}\n`);
     return EXIT.OK;

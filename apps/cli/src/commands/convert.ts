@@ -5,10 +5,10 @@
  */
 import { copyFileSync, existsSync, readdirSync, statSync } from 'node:fs';
 import { join, resolve } from 'node:path';
-import { parseArgs } from 'node:util';
 
 import { convertBinToSafetensors } from '@owlet/checkpoint';
 
+import { parseFlags } from '../flags.js';
 import { EXIT, UsageError } from '../errors.js';
 import { progressReporter } from '../progress.js';
 
@@ -22,12 +22,11 @@ const SIDE_FILE = /\.(json|model|txt|md)$/;
 const WEIGHT_FILE = /^pytorch_model.*\.bin(\.index\.json)?$/;
 
 export async function convertCommand(argv: string[], signal: AbortSignal): Promise<number> {
-  const { values, positionals } = parseArgs({
-    args: argv,
-    strict: true,
-    allowPositionals: true,
-    options: { quiet: { type: 'boolean' }, json: { type: 'boolean' }, help: { type: 'boolean', short: 'h' } },
-  });
+  const { values, positionals } = parseFlags(
+    argv,
+    { quiet: { type: 'boolean' }, json: { type: 'boolean' }, help: { type: 'boolean', short: 'h' } },
+    { command: 'convert', positionals: 2 },
+  );
   if (values.help) {
     process.stdout.write(`${CONVERT_HELP}\n`);
     return EXIT.OK;

@@ -1,10 +1,10 @@
 /** `owlet run`: one answer about one or more images, streamed to the terminal. */
-import { parseArgs } from 'node:util';
 
 import { getBackendInfo } from '@owlet/core';
 import type { ContentPart } from '@owlet/tokenizer';
 
 import { SAMPLING_OPTIONS, samplingFlags } from '../args.js';
+import { parseFlags } from '../flags.js';
 import { EXIT, UsageError } from '../errors.js';
 import {
   RANDOM_WEIGHTS_NOTICE,
@@ -34,11 +34,9 @@ export const RUN_HELP = `owlet run --image PATH_OR_URL --prompt TEXT [options]
   --verbose             the full backend reasoning (every backend tried, and why)`;
 
 export async function runCommand(argv: string[], signal: AbortSignal): Promise<number> {
-  const { values } = parseArgs({
-    args: argv,
-    strict: true,
-    allowPositionals: false,
-    options: {
+  const { values } = parseFlags(
+    argv,
+    {
       image: { type: 'string', multiple: true },
       prompt: { type: 'string' },
       model: { type: 'string' },
@@ -51,7 +49,8 @@ export async function runCommand(argv: string[], signal: AbortSignal): Promise<n
       help: { type: 'boolean', short: 'h' },
       ...SAMPLING_OPTIONS,
     },
-  });
+    { command: 'run' },
+  );
   if (values.help) {
     process.stdout.write(`${RUN_HELP}\n`);
     return EXIT.OK;
