@@ -22,6 +22,8 @@ export const ErrorCode = {
   DUPLICATE_KEY: 'DUPLICATE_KEY',
   /** The WebGPU device was lost (driver reset, destroy(), GPU process crash); tensors on it are gone. */
   DEVICE_LOST: 'DEVICE_LOST',
+  /** A prompt (with what the conversation already holds) leaves no room in the model's context window. */
+  CONTEXT_WINDOW_EXCEEDED: 'CONTEXT_WINDOW_EXCEEDED',
 } as const;
 
 export type ErrorCode = (typeof ErrorCode)[keyof typeof ErrorCode] | (string & {});
