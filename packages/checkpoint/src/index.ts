@@ -51,6 +51,7 @@ export {
   type UrlSourceOptions,
 } from './sources.js';
 export { ZipArchive, type ZipEntry } from './zip.js';
+export { parsePlainJson, JsonSyntaxError, MAX_JSON_DEPTH } from './json.js';
 export { unpickleStateDict, TORCH_STORAGE_DTYPES, type TorchTensorRef, type TorchStorageRef } from './pickle.js';
 export { TorchBinFile } from './torch-bin.js';
 export {

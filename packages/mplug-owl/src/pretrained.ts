@@ -19,7 +19,9 @@ import {
   type BackendRequest,
 } from '@owlet/core';
 import {
+  MAX_JSON_DEPTH,
   openCheckpointFolder,
+  parsePlainJson,
   type ByteSourceFolder,
   type CheckpointProgress,
   type CheckpointSource,
@@ -109,11 +111,20 @@ async function readSideFile(
   }
 }
 
+/** Parses a side file as JSON: nesting deeper than MAX_JSON_DEPTH or a duplicate key is INVALID_CONFIG. */
 function parseJson(bytes: Uint8Array, file: string): unknown {
+  let text: string;
   try {
-    return JSON.parse(new TextDecoder().decode(bytes));
+    text = new TextDecoder('utf-8', { fatal: true }).decode(bytes);
   } catch (e) {
-    throw new OwletError('INVALID_CONFIG', `${file} is not valid JSON: ${(e as Error).message}`, { cause: e });
+    throw new OwletError('INVALID_CONFIG', `${file} is not valid UTF-8`, { cause: e });
+  }
+  try {
+    return parsePlainJson(text);
+  } catch (e) {
+    const m = (e as Error).message;
+    const why = /nesting deeper/.test(m) ? `nests deeper than ${MAX_JSON_DEPTH} levels` : `is not valid JSON: ${m}`;
+    throw new OwletError('INVALID_CONFIG', `${file} ${why}`, { cause: e });
   }
 }
 
