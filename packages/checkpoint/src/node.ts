@@ -6,8 +6,8 @@
  */
 import { randomBytes } from 'node:crypto';
 import { constants as fsConstants, type Stats } from 'node:fs';
-import { mkdir, open, rename, rm, stat, type FileHandle } from 'node:fs/promises';
-import { basename, dirname, join, resolve } from 'node:path';
+import { mkdir, open, realpath, rename, rm, stat, type FileHandle } from 'node:fs/promises';
+import { basename, dirname, join, resolve, sep } from 'node:path';
 import { fileURLToPath } from 'node:url';
 
 import { CheckpointError, CheckpointErrorCode } from './errors.js';
@@ -30,13 +30,32 @@ const ioError = (path: string, what: string, e: unknown) =>
 /** Largest single read handed to the OS (reads of larger tensors loop). */
 const MAX_READ = 1 << 30;
 
-/** Opens a file for positional reads; undefined if it does not exist. */
+/** O_NONBLOCK where the platform has it: opening a FIFO for reading must not wait for a writer. */
+const OPEN_READ_FLAGS = fsConstants.O_RDONLY | (fsConstants.O_NONBLOCK ?? 0);
+
+function kindOf(st: import('node:fs').Stats): string {
+  if (st.isFIFO()) return 'a FIFO';
+  if (st.isSocket()) return 'a socket';
+  if (st.isCharacterDevice() || st.isBlockDevice()) return 'a device';
+  if (st.isDirectory()) return 'a folder';
+  return 'not a plain file';
+}
+
+/**
+ * Opens a regular file for positional reads; undefined if it does not exist. Anything else (a
+ * FIFO, a device, a socket, a folder) is a CHECKPOINT_IO error; the open never blocks on a FIFO.
+ */
 export async function openFileSource(path: string, name = basename(path)): Promise<ByteSource | undefined> {
   let handle: FileHandle;
   try {
-    handle = await open(path, fsConstants.O_RDONLY);
+    handle = await open(path, OPEN_READ_FLAGS);
   } catch (e) {
     if ((e as NodeJS.ErrnoException).code === 'ENOENT') return undefined;
+    if ((e as NodeJS.ErrnoException).code === 'EISDIR') {
+      throw new CheckpointError(CheckpointErrorCode.CHECKPOINT_IO, `${path} is not a regular file (a folder)`, {
+        details: { path },
+      });
+    }
     throw ioError(path, 'open', e);
   }
   let size: number;
@@ -44,11 +63,16 @@ export async function openFileSource(path: string, name = basename(path)): Promi
     const st = await handle.stat();
     if (!st.isFile()) {
       await handle.close();
-      return undefined;
+      throw new CheckpointError(
+        CheckpointErrorCode.CHECKPOINT_IO,
+        `${path} is not a regular file (${kindOf(st)}); a checkpoint file must be a plain file`,
+        { details: { path } },
+      );
     }
     size = st.size;
   } catch (e) {
     await handle.close().catch(() => {});
+    if (e instanceof CheckpointError) throw e;
     throw ioError(path, 'stat', e);
   }
   let closed = false;
@@ -86,8 +110,33 @@ export async function openFileSource(path: string, name = basename(path)): Promi
   };
 }
 
-/** A directory as a ByteSourceFolder; names are joined only after validation by the caller. */
-export function dirFolder(dir: string): ByteSourceFolder {
+/** True when `p` is `root` or inside it. */
+function within(p: string, root: string): boolean {
+  return p === root || p.startsWith(root.endsWith(sep) ? root : root + sep);
+}
+
+/**
+ * Where files of the folder `realRoot` may resolve to: the folder itself, or — for a Hugging Face
+ * cache snapshot (`…/models--org--name/snapshots/<revision>`, whose files are symlinks to
+ * `../../blobs/<hash>`) — the cached repository `…/models--org--name`.
+ */
+function confinementRoot(realRoot: string): string {
+  const parts = realRoot.split(sep);
+  const n = parts.length;
+  if (n >= 3 && parts[n - 2] === 'snapshots' && /^(models|datasets|spaces)--/.test(parts[n - 3] ?? '')) {
+    return parts.slice(0, n - 2).join(sep);
+  }
+  return realRoot;
+}
+
+/**
+ * A directory as a ByteSourceFolder; names are joined only after validation by the caller. Every
+ * file must resolve (symlinks followed) inside the folder — or the Hugging Face cache repository a
+ * snapshot folder belongs to — else INDEX_UNSAFE_SHARD_NAME, before anything is read. `trusted`
+ * names a file the caller chose explicitly (a path given to openCheckpoint), which may be a
+ * symlink to anywhere.
+ */
+export function dirFolder(dir: string, options: { trusted?: string } = {}): ByteSourceFolder {
   const root = resolve(dir);
   const inside = (name: string) => {
     const p = resolve(root, name);
@@ -99,10 +148,35 @@ export function dirFolder(dir: string): ByteSourceFolder {
     }
     return p;
   };
+  let allowed: Promise<string> | undefined;
+  /** The path to open; throws when a symlink leads outside. undefined: absent. */
+  const confined = async (name: string): Promise<string | undefined> => {
+    const p = inside(name);
+    if (name === options.trusted) return p;
+    let real: string;
+    try {
+      real = await realpath(p);
+    } catch (e) {
+      const code = (e as NodeJS.ErrnoException).code;
+      if (code === 'ENOENT' || code === 'ENOTDIR') return undefined;
+      throw ioError(p, 'resolve', e);
+    }
+    allowed ??= realpath(root).then(confinementRoot, () => root);
+    const base = await allowed;
+    if (!within(real, base)) {
+      throw new CheckpointError(
+        CheckpointErrorCode.INDEX_UNSAFE_SHARD_NAME,
+        `${name} in ${root} is a symlink that leads outside the model folder; copy the file into the folder instead`,
+        { details: { name, folder: root } },
+      );
+    }
+    return real;
+  };
   return {
     description: root,
     async open(name) {
-      return openFileSource(inside(name), name);
+      const p = await confined(name);
+      return p === undefined ? undefined : openFileSource(p, name);
     },
     async exists(name) {
       try {
@@ -130,7 +204,7 @@ export async function resolvePath(path: string): Promise<{ name: string; folder:
     throw ioError(path, 'stat', e);
   }
   if (st.isDirectory()) return { name: path, folder: dirFolder(path) };
-  return { name: path, folder: dirFolder(dirname(resolve(path))), file: basename(path) };
+  return { name: path, folder: dirFolder(dirname(resolve(path)), { trusted: basename(path) }), file: basename(path) };
 }
 
 export function fileURLToPathSafe(u: URL): string {
