@@ -46,9 +46,15 @@ export {
 export {
   readImageHeader,
   checkImageLimits,
+  checkDecodeMemory,
+  checkImageFormat,
+  sniffImageFormat,
+  DECODABLE_FORMATS,
   DEFAULT_MAX_PIXELS,
+  DEFAULT_MAX_DECODE_BYTES,
   DEFAULT_MAX_EDGE,
   type ImageHeader,
+  type SniffedFormat,
   type ImageLimits,
 } from './header.js';
 export { decodeImageBrowser, type BrowserDecodeOptions } from './decode-browser.js';
