@@ -3,6 +3,8 @@
  * L3): the context window, config values checked before anything is built, nested JSON.
  */
 import { cpSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { createServer } from 'node:http';
+import type { AddressInfo } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 
@@ -181,6 +183,41 @@ describe('config values are bounded before anything is built (INVALID_CONFIG)', 
       expect(isOwletError(err, 'INVALID_CONFIG'), `${file}: ${String(err)}`).toBe(true);
       expect((err as Error).message).toMatch(new RegExp(`${file.replace('.', '\\.')}.*nest`));
       rmSync(dir, { recursive: true, force: true });
+    }
+  });
+});
+
+describe('B29/L7: side files fetched from a URL are capped while they stream', () => {
+  it('an endless config.json (no Range support, no length) stops at 64 MiB with a typed error', async () => {
+    let sent = 0;
+    const chunk = Buffer.alloc(256 * 1024, 0x20); // JSON whitespace, forever
+    const server = createServer((req, res) => {
+      if (!req.url?.endsWith('/config.json')) {
+        res.writeHead(404);
+        res.end();
+        return;
+      }
+      res.writeHead(200, { 'content-type': 'application/json' });
+      if (req.method === 'HEAD') return void res.end();
+      const pump = () => {
+        // bounded: stops when the client goes away, or after 1 GiB
+        while (!res.destroyed && sent < 2 ** 30) {
+          sent += chunk.length;
+          if (!res.write(chunk)) return void res.once('drain', pump);
+        }
+        res.end();
+      };
+      pump();
+    });
+    await new Promise<void>((r) => server.listen(0, '127.0.0.1', () => r()));
+    try {
+      const url = `http://127.0.0.1:${(server.address() as AddressInfo).port}/model/`;
+      const err = await fromPretrained(url, { backend: 'cpu' }).catch((e: unknown) => e);
+      expect(isOwletError(err, 'FETCH_TOO_LARGE'), String(err)).toBe(true);
+      expect(sent).toBeLessThan(64 * 2 ** 20 + 32 * 2 ** 20);
+    } finally {
+      server.closeAllConnections();
+      await new Promise<void>((r) => server.close(() => r()));
     }
   });
 });

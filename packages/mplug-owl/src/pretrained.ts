@@ -24,6 +24,7 @@ import {
   parsePlainJson,
   type ByteSourceFolder,
   type CheckpointProgress,
+  type FetchLimits,
   type CheckpointSource,
 } from '@owlet/checkpoint';
 import { CPU_ENGINE_BACKENDS, enableCpuEngine, type DTypeRequest, type WeightDTypeReport } from '@owlet/core';
@@ -53,6 +54,12 @@ export interface FromPretrainedOptions {
   image_entry_point?: EntryPoint;
   /** fetch for URL sources (default globalThis.fetch). */
   fetch?: typeof fetch;
+  /**
+   * Limits of every request to a URL source: connect and read timeouts (defaults 10 s and 30 s),
+   * the largest body kept in memory, the origins a redirect may go to (default: the same origin;
+   * huggingface.co may redirect to its download hosts). Side files are capped at 64 MiB.
+   */
+  fetch_limits?: FetchLimits;
   /** Accept an index whose `total_size` disagrees with its tensors (default false: strict). */
   ignore_total_size?: boolean;
   /**
@@ -89,7 +96,7 @@ async function readSideFile(
 ): Promise<Uint8Array | undefined> {
   if (!(await folder.exists(name, signal))) return undefined;
   emit({ status: 'initiate', name: folder.description, file: name });
-  const src = await folder.open(name, signal);
+  const src = await folder.open(name, signal, { maxBytes: MAX_SIDE_FILE });
   if (!src) return undefined;
   try {
     if (src.size > MAX_SIDE_FILE) {
@@ -142,7 +149,8 @@ export async function fromPretrained(
   let backend: BackendInfo | undefined = getBackendInfo();
   if (wanted !== undefined || !backend) backend = await initBackend(wanted ?? 'auto');
 
-  const folder = await openCheckpointFolder(source, { ...(options.fetch ? { fetch: options.fetch } : {}) });
+  const urlOptions = { ...options.fetch_limits, ...(options.fetch ? { fetch: options.fetch } : {}) };
+  const folder = await openCheckpointFolder(source, urlOptions);
   const configBytes = await readSideFile(folder, 'config.json', emit, signal);
   if (!configBytes) {
     throw new OwletError(
@@ -194,7 +202,7 @@ export async function fromPretrained(
     await loadCheckpointInto(model, folder, {
       onProgress: emit,
       ...(signal ? { signal } : {}),
-      ...(options.fetch ? { fetch: options.fetch } : {}),
+      ...urlOptions,
       checkTotalSize: !options.ignore_total_size,
       strict: true,
       ignore: MplugOwlPreTrainedModel.IGNORE_ON_LOAD,
