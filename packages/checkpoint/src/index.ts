@@ -91,6 +91,7 @@ export {
   writeSafetensorsFile,
   openFileSource,
   writeFolderAtomic,
+  writeFileAtomic,
   sweepStaleTemporaries,
   type SafetensorsFileWriterLike,
   type ConvertOptions,
