@@ -29,6 +29,11 @@ const HINTS: Record<string, string> = {
   IMAGE_TOO_LARGE: 'resize the image below the pixel cap first',
   INVALID_CONFIG: 'check config.json / preprocessor_config.json of the model',
   IMAGE_COUNT_MISMATCH: 'give one --image per image slot',
+  DESTINATION_NOT_EMPTY: 'owlet convert --force replaces it',
+  DESTINATION_LOCKED: 'wait for the other conversion to finish',
+  CONTEXT_WINDOW_EXCEEDED: 'shorten the prompt',
+  FETCH_TIMEOUT: 'check the URL, or raise --fetch-timeout',
+  FETCH_REFUSED: 'use the final URL, or allow its origin with --allow-redirect ORIGIN',
 };
 
 export interface Classified {

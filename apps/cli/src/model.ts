@@ -3,6 +3,7 @@ import { existsSync, readFileSync, statSync } from 'node:fs';
 import { resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 
+import { fetchBounded, isCheckpointError, type FetchLimits } from '@owlet/checkpoint';
 import { fromPretrained, type MplugOwlModel } from '@owlet/mplug-owl';
 import {
   cpuEngineInfo,
@@ -12,8 +13,10 @@ import {
   type DTypeRequest,
   type WeightDType,
 } from '@owlet/core';
+import { decodeImage, type DecodedImage } from '@owlet/vision-encoder';
 
 import { UsageError } from './errors.js';
+import { numFlag, type FlagSpecs } from './flags.js';
 import { progressReporter } from './progress.js';
 
 /** The model shipped with the CLI (random weights in the released folder layout). */
@@ -60,9 +63,48 @@ export interface LoadedModel {
   loadMs: number;
 }
 
+/** The network flags of every command that may fetch (a model URL, an image URL). */
+export const NETWORK_OPTIONS = {
+  'fetch-timeout': { type: 'string' },
+  'allow-redirect': { type: 'string', multiple: true },
+} as const satisfies FlagSpecs;
+
+/** Limits of the fetches a command makes, from `--fetch-timeout S` and `--allow-redirect ORIGIN`. */
+export function networkLimits(values: { 'fetch-timeout'?: string; 'allow-redirect'?: string[] }): FetchLimits {
+  const s = numFlag('fetch-timeout', values['fetch-timeout'], (n) => n > 0 && n <= 3600, 'seconds in (0, 3600]');
+  const out: FetchLimits = {};
+  if (s !== undefined) {
+    out.connectTimeoutMs = s * 1000;
+    out.readTimeoutMs = s * 1000;
+  }
+  const origins: string[] = [];
+  for (const o of values['allow-redirect'] ?? []) {
+    let u: URL;
+    try {
+      u = new URL(o);
+    } catch {
+      throw new UsageError(
+        `--allow-redirect needs an origin such as https://cdn.example.com, got ${JSON.stringify(o)}`,
+      );
+    }
+    if (u.protocol !== 'https:' && u.protocol !== 'http:')
+      throw new UsageError(`--allow-redirect needs an http(s) origin, got ${JSON.stringify(o)}`);
+    origins.push(u.origin);
+  }
+  if (origins.length) out.allowRedirectOrigins = origins;
+  return out;
+}
+
 export async function loadModel(
   modelArg: string | undefined,
-  opts: { backend: BackendRequest; quiet: boolean; signal?: AbortSignal; dtype?: DTypeRequest; threads?: number },
+  opts: {
+    backend: BackendRequest;
+    quiet: boolean;
+    signal?: AbortSignal;
+    dtype?: DTypeRequest;
+    threads?: number;
+    network?: FetchLimits;
+  },
 ): Promise<LoadedModel> {
   let source: string;
   if (modelArg === undefined) {
@@ -86,41 +128,51 @@ export async function loadModel(
     ...(opts.threads !== undefined ? { threads: opts.threads } : {}),
     onProgress: progressReporter({ quiet: opts.quiet, tty: Boolean(process.stderr.isTTY) }),
     ...(opts.signal ? { signal: opts.signal } : {}),
+    ...(opts.network ? { fetch_limits: opts.network } : {}),
   });
   const randomWeights = modelArg === undefined || typeof model.config.raw.owlet_note === 'string';
   return { model, source, randomWeights, loadMs: performance.now() - t0 };
 }
 
 const MAX_IMAGE_BYTES = 64 * 1024 * 1024;
+/** Image URLs: 5 s to answer and 10 s between bytes by default (--fetch-timeout sets both). */
+const IMAGE_FETCH: FetchLimits = { connectTimeoutMs: 5_000, readTimeoutMs: 10_000 };
 
-/** An image given as a path, an http(s) URL or a data: URL → its bytes. */
-export async function readImage(arg: string, signal?: AbortSignal): Promise<Uint8Array> {
+/** An image given as a path, an http(s) URL or a data: URL → its bytes (at most 64 MiB, checked while it streams). */
+export async function readImage(arg: string, signal?: AbortSignal, network: FetchLimits = {}): Promise<Uint8Array> {
   if (arg.startsWith('data:')) {
     const m = /^data:([^;,]*)(;base64)?,(.*)$/s.exec(arg);
     if (!m) throw new UsageError('malformed data: URL for --image');
     const payload = m[3] ?? '';
+    if (payload.length > (MAX_IMAGE_BYTES * 4) / 3 + 4)
+      throw new UsageError(`the data: URL given to --image is over ${MAX_IMAGE_BYTES} bytes`);
     const bytes = m[2] ? Buffer.from(payload, 'base64') : Buffer.from(decodeURIComponent(payload), 'latin1');
     if (bytes.length === 0) throw new UsageError('the data: URL given to --image is empty');
     return new Uint8Array(bytes);
   }
   if (/^https?:\/\//i.test(arg)) {
-    let res: Response;
     try {
-      res = await fetch(arg, { ...(signal ? { signal } : {}), redirect: 'follow' });
+      const r = await fetchBounded(
+        arg,
+        { refuseHtml: true },
+        { ...IMAGE_FETCH, ...network, maxBytes: MAX_IMAGE_BYTES, ...(signal ? { signal } : {}) },
+      );
+      if (!r.response.ok) {
+        await r.cancel();
+        throw new UsageError(`could not fetch image ${arg}: HTTP ${r.response.status}`);
+      }
+      return await r.readBody();
     } catch (e) {
-      throw new UsageError(`could not fetch image ${arg}: ${(e as Error).message}`);
+      if (isCheckpointError(e) && e.code !== 'ABORTED') {
+        throw new UsageError(`could not fetch image: ${e.message.split('\n')[0]}`);
+      }
+      throw e;
     }
-    if (!res.ok) throw new UsageError(`could not fetch image ${arg}: HTTP ${res.status}`);
-    const len = Number(res.headers.get('content-length') ?? 0);
-    if (len > MAX_IMAGE_BYTES) throw new UsageError(`image ${arg} is ${len} bytes; the limit is ${MAX_IMAGE_BYTES}`);
-    const buf = new Uint8Array(await res.arrayBuffer());
-    if (buf.length > MAX_IMAGE_BYTES) throw new UsageError(`image ${arg} is over ${MAX_IMAGE_BYTES} bytes`);
-    return buf;
   }
   const path = resolve(arg);
   if (!existsSync(path)) throw new UsageError(`image not found: ${arg}`, 'check the path given to --image');
   const st = statSync(path);
-  if (!st.isFile()) throw new UsageError(`--image must be a file: ${arg}`);
+  if (!st.isFile()) throw new UsageError(`--image must be a regular file: ${arg}`);
   if (st.size > MAX_IMAGE_BYTES)
     throw new UsageError(`image ${arg} is ${st.size} bytes; the limit is ${MAX_IMAGE_BYTES}`);
   if (st.size === 0) throw new UsageError(`image ${arg} is empty`);
@@ -143,6 +195,27 @@ export function backendReport(info: BackendInfo, verbose: boolean): string {
     for (const l of a.log ?? []) lines.push(`    | ${l}`);
   }
   return `${lines.join('\n')}\n`;
+}
+
+/**
+ * Reads and decodes an image (`readImage` + the decoder, with its format check and pixel cap), so
+ * a file that is not an image is reported before the model loads. The decoded image is what the
+ * model is given (no second decode).
+ */
+export async function readAndDecodeImage(
+  arg: string,
+  signal?: AbortSignal,
+  network: FetchLimits = {},
+): Promise<DecodedImage> {
+  const bytes = await readImage(arg, signal, network);
+  try {
+    return await decodeImage(bytes);
+  } catch (e) {
+    const err = e as { message?: string };
+    const shown = arg.startsWith('data:') ? 'the data: URL' : arg.length > 200 ? `${arg.slice(0, 200)}…` : arg;
+    if (err && typeof err.message === 'string') err.message = `${shown}: ${err.message}`;
+    throw e;
+  }
 }
 
 export const RANDOM_WEIGHTS_NOTICE =

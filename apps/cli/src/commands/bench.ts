@@ -2,10 +2,10 @@
  * `owlet bench`: time to load, ms per image (preprocessing; vision + abstractor), prefill and
  * decode tokens/s, peak memory, on the chosen backend. Prints a table and writes JSON.
  */
-import { writeFileSync } from 'node:fs';
 import { resolve } from 'node:path';
 
 import * as tf from '@tensorflow/tfjs-core';
+import { writeFileAtomic } from '@owlet/checkpoint';
 import { getBackendInfo } from '@owlet/core';
 
 import { intFlag } from '../args.js';
@@ -119,7 +119,7 @@ export async function benchCommand(argv: string[], signal: AbortSignal): Promise
       date: new Date().toISOString(),
     };
     const outPath = resolve(values.out ?? 'owlet-bench.json');
-    writeFileSync(outPath, `${JSON.stringify(result, null, 2)}\n`);
+    await writeFileAtomic(outPath, `${JSON.stringify(result, null, 2)}\n`);
     if (values.json) {
       process.stdout.write(`${JSON.stringify(result)}\n`);
     } else {
