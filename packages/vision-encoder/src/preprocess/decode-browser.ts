@@ -11,6 +11,7 @@
  */
 import { OwletError } from '@owlet/core';
 
+import { decodeBmp } from './bmp.js';
 import {
   DECODABLE_FORMATS,
   FORMAT_NAMES,
@@ -103,7 +104,9 @@ export async function decodeImageBrowser(
   }
   const head = new Uint8Array(await blob.slice(0, HEADER_BYTES).arrayBuffer());
   // Browsers decode SVG, AVIF, … which the official pipeline's Pillow does not open: refused first.
-  if (checkImageFormat(head) === null) {
+  const format = checkImageFormat(head);
+  if (format === 'bmp') return decodeBmp(new Uint8Array(await blob.arrayBuffer()), options); // Pillow's modes, not the canvas'
+  if (format === null) {
     throw new OwletError(
       PreprocessErrorCode.IMAGE_DECODE_FAILED,
       `not an image (${blob.size} bytes; owlet decodes ${DECODABLE_FORMATS.map((f) => FORMAT_NAMES[f]).join(', ')})`,

@@ -10,6 +10,7 @@
  */
 import { OwletError, isOwletError } from '@owlet/core';
 
+import { decodeBmp } from './bmp.js';
 import {
   DECODABLE_FORMATS,
   DEFAULT_MAX_PIXELS,
@@ -142,6 +143,7 @@ export async function decodeImageNode(
       { byteLength: bytes.length },
     );
   }
+  if (format === 'bmp') return decodeBmp(bytes, options); // sharp does not read BMP
   const header = readImageHeader(bytes);
   if (header) checkImageLimits(header.width, header.height, options);
   const maxPixels = options.maxPixels ?? DEFAULT_MAX_PIXELS;

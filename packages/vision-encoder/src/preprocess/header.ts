@@ -81,7 +81,7 @@ export type SniffedFormat =
   | 'psd';
 
 /** The formats owlet decodes: what the official pipeline's Pillow opens and sharp (or a browser) decodes. */
-export const DECODABLE_FORMATS: readonly SniffedFormat[] = ['png', 'jpeg', 'gif', 'webp', 'tiff'];
+export const DECODABLE_FORMATS: readonly SniffedFormat[] = ['png', 'jpeg', 'gif', 'webp', 'tiff', 'bmp'];
 
 /** A format's name as messages print it. */
 export const FORMAT_NAMES: Readonly<Record<SniffedFormat, string>> = {
@@ -150,7 +150,7 @@ export function checkImageFormat(bytes: Uint8Array): SniffedFormat | null {
   if (f !== null && !DECODABLE_FORMATS.includes(f)) {
     throw new OwletError(
       PreprocessErrorCode.IMAGE_UNSUPPORTED,
-      `${FORMAT_NAMES[f]} images are not supported; owlet decodes ${DECODABLE_FORMATS.map((x) => FORMAT_NAMES[x]).join(', ')}${f === 'bmp' ? ' (convert the BMP to PNG)' : ''}`,
+      `${FORMAT_NAMES[f]} images are not supported; owlet decodes ${DECODABLE_FORMATS.map((x) => FORMAT_NAMES[x]).join(', ')}`,
       { details: { format: f } },
     );
   }

@@ -59,6 +59,7 @@ export {
 } from './header.js';
 export { decodeImageBrowser, type BrowserDecodeOptions } from './decode-browser.js';
 export { decodeImageNode, type NodeDecodeOptions } from './decode-node.js';
+export { decodeBmp } from './bmp.js';
 export {
   Resampling,
   PRECISION_BITS,
