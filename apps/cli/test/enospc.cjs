@@ -26,7 +26,7 @@ fsp.open = async function patchedOpen(p, ...rest) {
   const h = await open.call(this, p, ...rest);
   if (inside(p)) {
     paths.set(h, p);
-    if (!Object.prototype.hasOwnProperty.call(h, 'write')) {
+    if (!Object.hasOwn(h, 'write')) {
       const write = h.write.bind(h);
       const writeFile = h.writeFile.bind(h);
       h.write = async (buf, ...args) => {

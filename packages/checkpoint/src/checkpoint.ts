@@ -149,7 +149,8 @@ async function openSafetensorsShard(source: ByteSource, signal?: AbortSignal): P
       }
     },
     async *readChunks(entry, chunkBytes, sig) {
-      const e = header.tensors.get(entry.key)!;
+      const e = header.tensors.get(entry.key);
+      if (!e) throw notInShard(source.name, entry.key);
       for (let o = e.begin; o < e.end || (o === e.begin && e.end === e.begin); o += chunkBytes) {
         throwIfAborted(sig);
         if (e.end === e.begin) {
@@ -192,7 +193,9 @@ async function openTorchShard(source: ByteSource, signal?: AbortSignal): Promise
       }
     },
     readChunks(entry, chunkBytes, sig) {
-      return bin.readContiguousChunks(refs.get(entry.key)!, chunkBytes, sig);
+      const ref = refs.get(entry.key);
+      if (!ref) throw notInShard(source.name, entry.key);
+      return bin.readContiguousChunks(ref, chunkBytes, sig);
     },
   };
 }
