@@ -1,9 +1,9 @@
 /** Loading the model and the images the commands need. */
-import { existsSync, readFileSync, statSync } from 'node:fs';
+import { existsSync, statSync } from 'node:fs';
 import { resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 
-import { fetchBounded, isCheckpointError, type FetchLimits } from '@owlet/checkpoint';
+import type { FetchLimits } from '@owlet/checkpoint';
 import { fromPretrained, type MplugOwlModel } from '@owlet/mplug-owl';
 import {
   cpuEngineInfo,
@@ -13,9 +13,17 @@ import {
   type DTypeRequest,
   type WeightDType,
 } from '@owlet/core';
-import { decodeImage, type DecodedImage } from '@owlet/vision-encoder';
+import { decodeImage, DEFAULT_MAX_PIXELS, type DecodedImage } from '@owlet/vision-encoder';
 
 import { UsageError } from './errors.js';
+import {
+  checkImageBytes,
+  decodeDataUrl,
+  fetchImageBytes,
+  ImageSourceError,
+  MAX_IMAGE_BYTES,
+  readImageFile,
+} from './image-source.js';
 import { numFlag, type FlagSpecs } from './flags.js';
 import { progressReporter } from './progress.js';
 
@@ -134,49 +142,53 @@ export async function loadModel(
   return { model, source, randomWeights, loadMs: performance.now() - t0 };
 }
 
-const MAX_IMAGE_BYTES = 64 * 1024 * 1024;
-/** Image URLs: 5 s to answer and 10 s between bytes by default (--fetch-timeout sets both). */
-const IMAGE_FETCH: FetchLimits = { connectTimeoutMs: 5_000, readTimeoutMs: 10_000 };
+/** Image URLs: 5 s to answer and 10 s between bytes by default (--fetch-timeout S sets both). */
+const IMAGE_CONNECT_MS = 5_000;
+const IMAGE_READ_MS = 10_000;
+/** The whole fetch of an image URL: 60 s, or 6 × --fetch-timeout when that is longer. */
+const IMAGE_TOTAL_MS = 60_000;
 
-/** An image given as a path, an http(s) URL or a data: URL → its bytes (at most 64 MiB, checked while it streams). */
+/** How `--image` is named in messages (a data: URL is not printed; a long URL is cut). */
+function shownImage(arg: string): string {
+  if (/^data:/i.test(arg)) return 'the data: URL';
+  return arg.length > 200 ? `${arg.slice(0, 200)}…` : arg;
+}
+
+/**
+ * An image given as a path, an http(s) URL or a data: URL → its bytes (at most 64 MiB, checked
+ * while it streams; a regular file only), through the reader `owlet serve` uses too. The bytes
+ * must start like an image format owlet decodes, with a header under the pixel cap.
+ */
 export async function readImage(arg: string, signal?: AbortSignal, network: FetchLimits = {}): Promise<Uint8Array> {
-  if (arg.startsWith('data:')) {
-    const m = /^data:([^;,]*)(;base64)?,(.*)$/s.exec(arg);
-    if (!m) throw new UsageError('malformed data: URL for --image');
-    const payload = m[3] ?? '';
-    if (payload.length > (MAX_IMAGE_BYTES * 4) / 3 + 4)
-      throw new UsageError(`the data: URL given to --image is over ${MAX_IMAGE_BYTES} bytes`);
-    const bytes = m[2] ? Buffer.from(payload, 'base64') : Buffer.from(decodeURIComponent(payload), 'latin1');
-    if (bytes.length === 0) throw new UsageError('the data: URL given to --image is empty');
-    return new Uint8Array(bytes);
-  }
-  if (/^https?:\/\//i.test(arg)) {
-    try {
-      const r = await fetchBounded(
-        arg,
-        { refuseHtml: true },
-        { ...IMAGE_FETCH, ...network, maxBytes: MAX_IMAGE_BYTES, ...(signal ? { signal } : {}) },
-      );
-      if (!r.response.ok) {
-        await r.cancel();
-        throw new UsageError(`could not fetch image ${arg}: HTTP ${r.response.status}`);
-      }
-      return await r.readBody();
-    } catch (e) {
-      if (isCheckpointError(e) && e.code !== 'ABORTED') {
-        throw new UsageError(`could not fetch image: ${e.message.split('\n')[0]}`);
-      }
-      throw e;
+  const shown = shownImage(arg);
+  try {
+    let bytes: Uint8Array;
+    if (/^data:/i.test(arg)) {
+      bytes = decodeDataUrl(arg, MAX_IMAGE_BYTES).bytes;
+    } else if (/^https?:\/\//i.test(arg)) {
+      const connect = network.connectTimeoutMs ?? IMAGE_CONNECT_MS;
+      const read = network.readTimeoutMs ?? IMAGE_READ_MS;
+      bytes = await fetchImageBytes(arg, {
+        maxBytes: MAX_IMAGE_BYTES,
+        connectTimeoutMs: connect,
+        readTimeoutMs: read,
+        totalTimeoutMs: Math.max(IMAGE_TOTAL_MS, 6 * Math.max(connect, read)),
+        ...(network.allowRedirectOrigins !== undefined ? { allowRedirectOrigins: network.allowRedirectOrigins } : {}),
+        redirectPolicy: 'the same origin (allow it with --allow-redirect ORIGIN)',
+        ...(signal ? { signal } : {}),
+      });
+    } else {
+      bytes = readImageFile(resolve(arg), arg, MAX_IMAGE_BYTES);
     }
+    checkImageBytes(bytes, DEFAULT_MAX_PIXELS);
+    return bytes;
+  } catch (e) {
+    if (!(e instanceof ImageSourceError)) throw e;
+    if (e.code === 'image_not_found') throw new UsageError(e.message, 'check the path given to --image');
+    // messages about a file name it already
+    const named = e.message.includes(arg) ? e.message : `${shown}: ${e.message}`;
+    throw new UsageError(named);
   }
-  const path = resolve(arg);
-  if (!existsSync(path)) throw new UsageError(`image not found: ${arg}`, 'check the path given to --image');
-  const st = statSync(path);
-  if (!st.isFile()) throw new UsageError(`--image must be a regular file: ${arg}`);
-  if (st.size > MAX_IMAGE_BYTES)
-    throw new UsageError(`image ${arg} is ${st.size} bytes; the limit is ${MAX_IMAGE_BYTES}`);
-  if (st.size === 0) throw new UsageError(`image ${arg} is empty`);
-  return new Uint8Array(readFileSync(path));
 }
 
 /**
@@ -212,8 +224,7 @@ export async function readAndDecodeImage(
     return await decodeImage(bytes);
   } catch (e) {
     const err = e as { message?: string };
-    const shown = arg.startsWith('data:') ? 'the data: URL' : arg.length > 200 ? `${arg.slice(0, 200)}…` : arg;
-    if (err && typeof err.message === 'string') err.message = `${shown}: ${err.message}`;
+    if (err && typeof err.message === 'string') err.message = `${shownImage(arg)}: ${err.message}`;
     throw e;
   }
 }

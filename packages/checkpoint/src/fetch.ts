@@ -89,7 +89,15 @@ export interface BoundedResponse {
 export async function fetchBounded(
   url: string,
   init: RequestInit & { refuseHtml?: boolean } = {},
-  limits: FetchLimits & { fetch?: typeof fetch; signal?: AbortSignal } = {},
+  limits: FetchLimits & {
+    fetch?: typeof fetch;
+    signal?: AbortSignal;
+    /**
+     * Decides where a redirect may go instead of the origin rule of `allowRedirectOrigins` (for a
+     * caller with its own policy, such as a host allowlist); http(s) targets only either way.
+     */
+    redirectAllowed?: (to: URL, from: URL) => boolean;
+  } = {},
 ): Promise<BoundedResponse> {
   const f = limits.fetch ?? globalThis.fetch;
   if (typeof f !== 'function')
@@ -101,6 +109,10 @@ export async function fetchBounded(
   const { signal } = limits;
   const { refuseHtml, ...requestInit } = init;
   const first = new URL(url);
+  const mayRedirect = (to: URL): boolean =>
+    limits.redirectAllowed
+      ? (to.protocol === 'https:' || to.protocol === 'http:') && limits.redirectAllowed(to, first)
+      : redirectAllowed(first, to, limits.allowRedirectOrigins);
   let current = first;
   let method = (requestInit.method ?? 'GET').toUpperCase();
   let headers = new Headers(requestInit.headers);
@@ -156,10 +168,11 @@ export async function fetchBounded(
         ...(signal ? { signal } : {}),
       });
       const to = new URL(followed.url || current.href);
-      if (!redirectAllowed(first, to, limits.allowRedirectOrigins)) {
+      if (!mayRedirect(to)) {
         await followed.body?.cancel().catch(() => {});
         throw err(CheckpointErrorCode.FETCH_REFUSED, url, `redirected to ${to.origin}, which is not allowed`, {
           location: to.href,
+          reason: 'redirect-target',
         });
       }
       res = followed;
@@ -178,16 +191,20 @@ export async function fetchBounded(
           e,
         );
       }
-      if (!redirectAllowed(first, to, limits.allowRedirectOrigins)) {
+      if (!mayRedirect(to)) {
         throw err(
           CheckpointErrorCode.FETCH_REFUSED,
           current.href,
           `redirects to ${to.origin}, another origin: not followed (allow it with allowRedirectOrigins)`,
-          { location: to.href },
+          { location: to.href, reason: 'redirect-target' },
         );
       }
       if (hop >= maxRedirects) {
-        throw err(CheckpointErrorCode.FETCH_REFUSED, url, `more than ${maxRedirects} redirects`, { location: to.href });
+        throw err(CheckpointErrorCode.FETCH_REFUSED, url, `more than ${maxRedirects} redirects`, {
+          location: to.href,
+          reason: 'redirect-count',
+          maxRedirects,
+        });
       }
       if (to.origin !== current.origin) {
         // never carry credentials to another origin
@@ -216,7 +233,9 @@ export async function fetchBounded(
     }
     if (refuseHtml && res.ok && /^\s*text\/html\b/i.test(res.headers.get('content-type') ?? '')) {
       await cancel();
-      throw err(CheckpointErrorCode.FETCH_REFUSED, final, 'the server answered with an HTML page, not the file');
+      throw err(CheckpointErrorCode.FETCH_REFUSED, final, 'the server answered with an HTML page, not the file', {
+        reason: 'html',
+      });
     }
     return {
       response: res,

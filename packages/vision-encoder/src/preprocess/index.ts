@@ -50,6 +50,7 @@ export {
   checkImageFormat,
   sniffImageFormat,
   DECODABLE_FORMATS,
+  FORMAT_NAMES,
   DEFAULT_MAX_PIXELS,
   DEFAULT_MAX_DECODE_BYTES,
   DEFAULT_MAX_EDGE,
