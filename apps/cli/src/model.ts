@@ -1,8 +1,9 @@
 /** Loading the model and the images the commands need. */
-import { existsSync, readFileSync, statSync } from 'node:fs';
+import { existsSync, statSync } from 'node:fs';
 import { resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 
+import type { FetchLimits } from '@owlet/checkpoint';
 import { fromPretrained, type MplugOwlModel } from '@owlet/mplug-owl';
 import {
   cpuEngineInfo,
@@ -12,8 +13,18 @@ import {
   type DTypeRequest,
   type WeightDType,
 } from '@owlet/core';
+import { decodeImage, DEFAULT_MAX_PIXELS, type DecodedImage } from '@owlet/vision-encoder';
 
 import { UsageError } from './errors.js';
+import {
+  checkImageBytes,
+  decodeDataUrl,
+  fetchImageBytes,
+  ImageSourceError,
+  MAX_IMAGE_BYTES,
+  readImageFile,
+} from './image-source.js';
+import { numFlag, type FlagSpecs } from './flags.js';
 import { progressReporter } from './progress.js';
 
 /** The model shipped with the CLI (random weights in the released folder layout). */
@@ -60,9 +71,48 @@ export interface LoadedModel {
   loadMs: number;
 }
 
+/** The network flags of every command that may fetch (a model URL, an image URL). */
+export const NETWORK_OPTIONS = {
+  'fetch-timeout': { type: 'string' },
+  'allow-redirect': { type: 'string', multiple: true },
+} as const satisfies FlagSpecs;
+
+/** Limits of the fetches a command makes, from `--fetch-timeout S` and `--allow-redirect ORIGIN`. */
+export function networkLimits(values: { 'fetch-timeout'?: string; 'allow-redirect'?: string[] }): FetchLimits {
+  const s = numFlag('fetch-timeout', values['fetch-timeout'], (n) => n > 0 && n <= 3600, 'seconds in (0, 3600]');
+  const out: FetchLimits = {};
+  if (s !== undefined) {
+    out.connectTimeoutMs = s * 1000;
+    out.readTimeoutMs = s * 1000;
+  }
+  const origins: string[] = [];
+  for (const o of values['allow-redirect'] ?? []) {
+    let u: URL;
+    try {
+      u = new URL(o);
+    } catch {
+      throw new UsageError(
+        `--allow-redirect needs an origin such as https://cdn.example.com, got ${JSON.stringify(o)}`,
+      );
+    }
+    if (u.protocol !== 'https:' && u.protocol !== 'http:')
+      throw new UsageError(`--allow-redirect needs an http(s) origin, got ${JSON.stringify(o)}`);
+    origins.push(u.origin);
+  }
+  if (origins.length) out.allowRedirectOrigins = origins;
+  return out;
+}
+
 export async function loadModel(
   modelArg: string | undefined,
-  opts: { backend: BackendRequest; quiet: boolean; signal?: AbortSignal; dtype?: DTypeRequest; threads?: number },
+  opts: {
+    backend: BackendRequest;
+    quiet: boolean;
+    signal?: AbortSignal;
+    dtype?: DTypeRequest;
+    threads?: number;
+    network?: FetchLimits;
+  },
 ): Promise<LoadedModel> {
   let source: string;
   if (modelArg === undefined) {
@@ -86,45 +136,59 @@ export async function loadModel(
     ...(opts.threads !== undefined ? { threads: opts.threads } : {}),
     onProgress: progressReporter({ quiet: opts.quiet, tty: Boolean(process.stderr.isTTY) }),
     ...(opts.signal ? { signal: opts.signal } : {}),
+    ...(opts.network ? { fetch_limits: opts.network } : {}),
   });
   const randomWeights = modelArg === undefined || typeof model.config.raw.owlet_note === 'string';
   return { model, source, randomWeights, loadMs: performance.now() - t0 };
 }
 
-const MAX_IMAGE_BYTES = 64 * 1024 * 1024;
+/** Image URLs: 5 s to answer and 10 s between bytes by default (--fetch-timeout S sets both). */
+const IMAGE_CONNECT_MS = 5_000;
+const IMAGE_READ_MS = 10_000;
+/** The whole fetch of an image URL: 60 s, or 6 × --fetch-timeout when that is longer. */
+const IMAGE_TOTAL_MS = 60_000;
 
-/** An image given as a path, an http(s) URL or a data: URL → its bytes. */
-export async function readImage(arg: string, signal?: AbortSignal): Promise<Uint8Array> {
-  if (arg.startsWith('data:')) {
-    const m = /^data:([^;,]*)(;base64)?,(.*)$/s.exec(arg);
-    if (!m) throw new UsageError('malformed data: URL for --image');
-    const payload = m[3] ?? '';
-    const bytes = m[2] ? Buffer.from(payload, 'base64') : Buffer.from(decodeURIComponent(payload), 'latin1');
-    if (bytes.length === 0) throw new UsageError('the data: URL given to --image is empty');
-    return new Uint8Array(bytes);
-  }
-  if (/^https?:\/\//i.test(arg)) {
-    let res: Response;
-    try {
-      res = await fetch(arg, { ...(signal ? { signal } : {}), redirect: 'follow' });
-    } catch (e) {
-      throw new UsageError(`could not fetch image ${arg}: ${(e as Error).message}`);
+/** How `--image` is named in messages (a data: URL is not printed; a long URL is cut). */
+function shownImage(arg: string): string {
+  if (/^data:/i.test(arg)) return 'the data: URL';
+  return arg.length > 200 ? `${arg.slice(0, 200)}…` : arg;
+}
+
+/**
+ * An image given as a path, an http(s) URL or a data: URL → its bytes (at most 64 MiB, checked
+ * while it streams; a regular file only), through the reader `owlet serve` uses too. The bytes
+ * must start like an image format owlet decodes, with a header under the pixel cap.
+ */
+export async function readImage(arg: string, signal?: AbortSignal, network: FetchLimits = {}): Promise<Uint8Array> {
+  const shown = shownImage(arg);
+  try {
+    let bytes: Uint8Array;
+    if (/^data:/i.test(arg)) {
+      bytes = decodeDataUrl(arg, MAX_IMAGE_BYTES).bytes;
+    } else if (/^https?:\/\//i.test(arg)) {
+      const connect = network.connectTimeoutMs ?? IMAGE_CONNECT_MS;
+      const read = network.readTimeoutMs ?? IMAGE_READ_MS;
+      bytes = await fetchImageBytes(arg, {
+        maxBytes: MAX_IMAGE_BYTES,
+        connectTimeoutMs: connect,
+        readTimeoutMs: read,
+        totalTimeoutMs: Math.max(IMAGE_TOTAL_MS, 6 * Math.max(connect, read)),
+        ...(network.allowRedirectOrigins !== undefined ? { allowRedirectOrigins: network.allowRedirectOrigins } : {}),
+        redirectPolicy: 'the same origin (allow it with --allow-redirect ORIGIN)',
+        ...(signal ? { signal } : {}),
+      });
+    } else {
+      bytes = readImageFile(resolve(arg), arg, MAX_IMAGE_BYTES);
     }
-    if (!res.ok) throw new UsageError(`could not fetch image ${arg}: HTTP ${res.status}`);
-    const len = Number(res.headers.get('content-length') ?? 0);
-    if (len > MAX_IMAGE_BYTES) throw new UsageError(`image ${arg} is ${len} bytes; the limit is ${MAX_IMAGE_BYTES}`);
-    const buf = new Uint8Array(await res.arrayBuffer());
-    if (buf.length > MAX_IMAGE_BYTES) throw new UsageError(`image ${arg} is over ${MAX_IMAGE_BYTES} bytes`);
-    return buf;
+    checkImageBytes(bytes, DEFAULT_MAX_PIXELS);
+    return bytes;
+  } catch (e) {
+    if (!(e instanceof ImageSourceError)) throw e;
+    if (e.code === 'image_not_found') throw new UsageError(e.message, 'check the path given to --image');
+    // messages about a file name it already
+    const named = e.message.includes(arg) ? e.message : `${shown}: ${e.message}`;
+    throw new UsageError(named);
   }
-  const path = resolve(arg);
-  if (!existsSync(path)) throw new UsageError(`image not found: ${arg}`, 'check the path given to --image');
-  const st = statSync(path);
-  if (!st.isFile()) throw new UsageError(`--image must be a file: ${arg}`);
-  if (st.size > MAX_IMAGE_BYTES)
-    throw new UsageError(`image ${arg} is ${st.size} bytes; the limit is ${MAX_IMAGE_BYTES}`);
-  if (st.size === 0) throw new UsageError(`image ${arg} is empty`);
-  return new Uint8Array(readFileSync(path));
 }
 
 /**
@@ -143,6 +207,26 @@ export function backendReport(info: BackendInfo, verbose: boolean): string {
     for (const l of a.log ?? []) lines.push(`    | ${l}`);
   }
   return `${lines.join('\n')}\n`;
+}
+
+/**
+ * Reads and decodes an image (`readImage` + the decoder, with its format check and pixel cap), so
+ * a file that is not an image is reported before the model loads. The decoded image is what the
+ * model is given (no second decode).
+ */
+export async function readAndDecodeImage(
+  arg: string,
+  signal?: AbortSignal,
+  network: FetchLimits = {},
+): Promise<DecodedImage> {
+  const bytes = await readImage(arg, signal, network);
+  try {
+    return await decodeImage(bytes);
+  } catch (e) {
+    const err = e as { message?: string };
+    if (err && typeof err.message === 'string') err.message = `${shownImage(arg)}: ${err.message}`;
+    throw e;
+  }
 }
 
 export const RANDOM_WEIGHTS_NOTICE =

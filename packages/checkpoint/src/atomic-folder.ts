@@ -14,7 +14,7 @@
  */
 import { randomBytes } from 'node:crypto';
 import { hostname } from 'node:os';
-import { mkdir, open, readdir, readFile, rename, rm, stat, type FileHandle } from 'node:fs/promises';
+import { link, mkdir, open, readdir, readFile, rename, rm, stat, type FileHandle } from 'node:fs/promises';
 import { basename, dirname, join, resolve } from 'node:path';
 
 import { CheckpointError, CheckpointErrorCode } from './errors.js';
@@ -44,7 +44,7 @@ function aborted(signal: AbortSignal | undefined, path: string): void {
 }
 
 /** True when a process with this pid runs on this host (EPERM: it runs, as another user). */
-function processAlive(pid: number): boolean {
+export function processAlive(pid: number): boolean {
   if (!Number.isSafeInteger(pid) || pid <= 0) return false;
   try {
     process.kill(pid, 0);
@@ -104,19 +104,29 @@ async function takeLock(parent: string, name: string, dst: string): Promise<Lock
   const lockPath = join(parent, `.${name}${LOCK_SUFFIX}`);
   const host = hostname();
   for (let attempt = 0; attempt < 2; attempt++) {
+    // The lock appears with its content in one step (written beside it, then hard-linked onto its
+    // name, which fails if it exists): a reader never sees an empty lock of a live writer.
+    const staged = `${lockPath}.${process.pid}.${randomBytes(4).toString('hex')}`;
     try {
-      const h = await open(lockPath, 'wx');
-      await h.writeFile(JSON.stringify({ pid: process.pid, host, since: new Date().toISOString() }));
-      await h.close();
+      const h = await open(staged, 'wx');
+      try {
+        await h.writeFile(JSON.stringify({ pid: process.pid, host, since: new Date().toISOString() }));
+        await h.sync();
+      } finally {
+        await h.close();
+      }
+      await link(staged, lockPath);
       return { release: () => rm(lockPath, { force: true }) };
     } catch (e) {
       if ((e as NodeJS.ErrnoException).code !== 'EEXIST') throw ioError(lockPath, 'create lock', e);
+    } finally {
+      await rm(staged, { force: true }).catch(() => {});
     }
     let owner: { pid?: unknown; host?: unknown } = {};
     try {
       owner = JSON.parse(await readFile(lockPath, 'utf8')) as typeof owner;
     } catch {
-      // unreadable or half-written lock: its writer died between create and write
+      // unreadable: not written by this code (locks appear whole); treated as stale when no pid is known
     }
     const pid = typeof owner.pid === 'number' ? owner.pid : Number.NaN;
     const sameHost = owner.host === undefined || owner.host === host;
@@ -148,7 +158,15 @@ async function sweep(parent: string, name: string, dst: string): Promise<void> {
   } catch (e) {
     throw ioError(parent, 'list', e);
   }
+  const stagedLock = new RegExp(
+    `^${`.${name}${LOCK_SUFFIX}`.replace(/[.*+?^${}()|[\]\\]/g, '\\$&')}\\.(\\d+)\\.[0-9a-f]+$`,
+  );
   for (const entry of entries) {
+    const staged = stagedLock.exec(entry);
+    if (staged && !processAlive(Number(staged[1]))) {
+      await rm(join(parent, entry), { force: true });
+      continue;
+    }
     const tmpPid = ownerPid(entry, tmpPrefix);
     if (tmpPid !== undefined && !processAlive(tmpPid)) {
       await rm(join(parent, entry), { recursive: true, force: true });
@@ -162,6 +180,39 @@ async function sweep(parent: string, name: string, dst: string): Promise<void> {
     }
   }
 }
+
+/**
+ * Refuses early (before any expensive work) a destination that `writeFolderAtomic` would refuse:
+ * one that is not a folder, or a non-empty folder without `force`. writeFolderAtomic checks again
+ * under its lock.
+ */
+export async function checkDestination(dst: string, options: { force?: boolean } = {}): Promise<void> {
+  const finalPath = resolve(dst);
+  let entries: string[];
+  try {
+    const st = await stat(finalPath);
+    if (!st.isDirectory()) {
+      throw new CheckpointError(
+        CheckpointErrorCode.DESTINATION_NOT_EMPTY,
+        `${finalPath} exists and is not a folder; choose another destination`,
+        { details: { path: finalPath } },
+      );
+    }
+    entries = await readdir(finalPath);
+  } catch (e) {
+    if (e instanceof CheckpointError) throw e;
+    if ((e as NodeJS.ErrnoException).code === 'ENOENT') return;
+    throw ioError(finalPath, 'stat', e);
+  }
+  if (entries.length > 0 && !options.force) throw notEmpty(finalPath, entries.length);
+}
+
+const notEmpty = (finalPath: string, n: number) =>
+  new CheckpointError(
+    CheckpointErrorCode.DESTINATION_NOT_EMPTY,
+    `${finalPath} is not empty (${n} entr${n === 1 ? 'y' : 'ies'}); choose an empty or new folder, or pass force to replace it`,
+    { details: { path: finalPath, entries: n } },
+  );
 
 /**
  * Builds the folder `dst` all-or-nothing: `build(tmpDir)` writes every file into a fresh temporary
@@ -197,13 +248,7 @@ export async function writeFolderAtomic<T>(
       }
       const entries = await readdir(finalPath);
       if (entries.length > 0) {
-        if (!options.force) {
-          throw new CheckpointError(
-            CheckpointErrorCode.DESTINATION_NOT_EMPTY,
-            `${finalPath} is not empty (${entries.length} entr${entries.length === 1 ? 'y' : 'ies'}); choose an empty or new folder, or pass force to replace it`,
-            { details: { path: finalPath, entries: entries.length } },
-          );
-        }
+        if (!options.force) throw notEmpty(finalPath, entries.length);
         replace = true;
       }
     } catch (e) {

@@ -1,6 +1,7 @@
 import { mkdtempSync, readFileSync, readdirSync, rmSync, writeFileSync, copyFileSync, mkdirSync } from 'node:fs';
 import { tmpdir } from 'node:os';
-import { join } from 'node:path';
+import { dirname, join } from 'node:path';
+import { spawnSync } from 'node:child_process';
 import { deflateRawSync } from 'node:zlib';
 
 import { afterAll, describe, expect, it as plainIt } from 'vitest';
@@ -10,7 +11,12 @@ import { describeBackends, expectNoLeaks, fixturePath, loadFixtureJson } from '@
 import { CheckpointError } from './errors.js';
 import { readSafetensors } from './safetensors.js';
 import { openCheckpoint, type CheckpointProgress } from './checkpoint.js';
-import { convertBinToSafetensors, createSafetensorsFileWriter } from './node-api.js';
+import {
+  convertBinToSafetensors,
+  createSafetensorsFileWriter,
+  writeFileAtomic,
+  writeSafetensorsFile,
+} from './node-api.js';
 import { blobFolder, bytesSource } from './sources.js';
 import { TorchBinFile } from './torch-bin.js';
 import { PickleWriter, buildTorchFile, prng } from '../test/support.js';
@@ -540,7 +546,85 @@ describe('conversion .bin → safetensors', () => {
       },
     });
     expect(await codeOf(p)).toBe('ABORTED');
-    expect(readdirSync(out)).toEqual([]);
+    expect(readdirSync(dirname(out))).toEqual([]); // no output folder, no temporary, no lock
+  });
+
+  plainIt(
+    'issue 23: a conversion into a folder with an earlier one is refused, or replaced whole with force',
+    async () => {
+      const parent = tmpDir();
+      const dst = join(parent, 'out');
+      const first = await convertBinToSafetensors(fixturePath('torch_bin/owl2_tiny_f16'), dst);
+      // A stale shard of an older, longer checkpoint sits beside it.
+      writeFileSync(join(dst, 'model-4-of-4.safetensors'), 'stale');
+      const before = readdirSync(dst).sort();
+      expect(await codeOf(convertBinToSafetensors(fixturePath('torch_bin/owl2_tiny_bf16'), dst))).toBe(
+        'DESTINATION_NOT_EMPTY',
+      );
+      expect(readdirSync(dst).sort()).toEqual(before);
+      const second = await convertBinToSafetensors(fixturePath('torch_bin/owl2_tiny_bf16'), dst, { force: true });
+      expect(readdirSync(dst).sort()).toEqual([...second.files, 'model.safetensors.index.json'].sort());
+      expect(readdirSync(parent)).toEqual(['out']);
+      const ck = await openCheckpoint(dst);
+      const got = new Map<string, Uint8Array>();
+      for await (const [e, raw] of ck.raw()) got.set(e.key, raw.slice());
+      expectBitExactAgainst(fixturePath('torch_bin/owl2_tiny_bf16.safetensors'), got);
+      await ck.close();
+      expect(first.files).toEqual(second.files);
+    },
+  );
+
+  plainIt('rawChunks: pieces of at most chunkBytes join to the raw bytes (.bin and safetensors)', async () => {
+    const st = tmpDir();
+    await convertBinToSafetensors(fixturePath('torch_bin/owl2_tiny_f16'), join(st, 'o'));
+    for (const src of [
+      fixturePath('torch_bin/owl2_tiny_f16'),
+      fixturePath('torch_bin/edge_cases.bin'),
+      join(st, 'o'),
+    ]) {
+      const ck = await openCheckpoint(src);
+      const whole = new Map<string, Buffer>();
+      for await (const [e, raw] of ck.raw()) whole.set(e.key, Buffer.from(raw));
+      const parts = new Map<string, Buffer[]>();
+      let lasts = 0;
+      for await (const [e, piece, last] of ck.rawChunks({ chunkBytes: 4093 })) {
+        expect(piece.byteLength).toBeLessThanOrEqual(4093);
+        parts.set(e.key, [...(parts.get(e.key) ?? []), Buffer.from(piece)]);
+        if (last) lasts++;
+      }
+      expect(lasts).toBe(whole.size);
+      for (const [k, v] of whole) expect(Buffer.concat(parts.get(k) ?? []).equals(v), k).toBe(true);
+      await ck.close();
+    }
+  });
+
+  plainIt('copySideFiles copies config/tokenizer files into the same all-or-nothing folder', async () => {
+    const src = tmpDir();
+    for (const f of readdirSync(fixturePath('torch_bin/owl2_tiny_f16')))
+      copyFileSync(join(fixturePath('torch_bin/owl2_tiny_f16'), f), join(src, f));
+    writeFileSync(join(src, 'config.json'), '{}');
+    writeFileSync(join(src, 'tokenizer.model'), 'x');
+    writeFileSync(join(src, 'notes.bin'), 'not copied');
+    const dst = join(tmpDir(), 'o');
+    const r = await convertBinToSafetensors(src, dst, { copySideFiles: true });
+    expect(r.copied).toEqual(['config.json', 'tokenizer.model']);
+    expect(readFileSync(join(dst, 'config.json'), 'utf8')).toBe('{}');
+  });
+
+  plainIt("F1: a single-file write sweeps the *.tmp a killed writer left; a live writer's stays", async () => {
+    const dir = tmpDir();
+    const dead = spawnSync(process.execPath, ['-e', 'process.stdout.write(String(process.pid))']).stdout.toString();
+    const stale = `model.safetensors.${dead}.0badcafe.tmp`;
+    const live = `model.safetensors.${process.ppid}.0badcafe.tmp`;
+    writeFileSync(join(dir, stale), new Uint8Array(1000));
+    writeFileSync(join(dir, live), new Uint8Array(10));
+    await writeSafetensorsFile(
+      join(dir, 'model.safetensors'),
+      new Map([['a', { dtype: 'F32', shape: [1], data: [1] }]]),
+    );
+    expect(readdirSync(dir).sort()).toEqual([live, 'model.safetensors'].sort());
+    await writeFileAtomic(join(dir, 'x.json'), '{}');
+    expect(readFileSync(join(dir, 'x.json'), 'utf8')).toBe('{}');
   });
 });
 

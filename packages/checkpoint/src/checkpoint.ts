@@ -95,6 +95,8 @@ interface Shard {
   entries: CheckpointEntry[];
   /** Contiguous little-endian bytes for the given entries, in order, reading in coalesced groups. */
   readRaw(entries: CheckpointEntry[], signal?: AbortSignal): AsyncGenerator<[CheckpointEntry, Uint8Array]>;
+  /** One tensor's bytes in pieces of at most `chunkBytes` (in order; they join to readRaw's bytes). */
+  readChunks(entry: CheckpointEntry, chunkBytes: number, signal?: AbortSignal): AsyncGenerator<Uint8Array>;
 }
 
 /** A shard asked for a tensor it does not hold. */
@@ -146,6 +148,18 @@ async function openSafetensorsShard(source: ByteSource, signal?: AbortSignal): P
         }
       }
     },
+    async *readChunks(entry, chunkBytes, sig) {
+      const e = header.tensors.get(entry.key);
+      if (!e) throw notInShard(source.name, entry.key);
+      for (let o = e.begin; o < e.end || (o === e.begin && e.end === e.begin); o += chunkBytes) {
+        throwIfAborted(sig);
+        if (e.end === e.begin) {
+          yield new Uint8Array(0);
+          return;
+        }
+        yield await source.read(header.dataOffset + o, Math.min(chunkBytes, e.end - o), sig);
+      }
+    },
   };
 }
 
@@ -177,6 +191,11 @@ async function openTorchShard(source: ByteSource, signal?: AbortSignal): Promise
         if (!ref) throw notInShard(source.name, e.key);
         yield [e, await bin.readContiguous(ref, sig)];
       }
+    },
+    readChunks(entry, chunkBytes, sig) {
+      const ref = refs.get(entry.key);
+      if (!ref) throw notInShard(source.name, entry.key);
+      return bin.readContiguousChunks(ref, chunkBytes, sig);
     },
   };
 }
@@ -271,6 +290,52 @@ export class Checkpoint {
           progress: total ? (100 * loaded) / total : 100,
         });
         yield [{ ...e, shape: [...e.shape] }, bytes];
+      }
+      this.onProgress?.({ status: 'done', name: this.name, file: shard.file });
+    }
+  }
+
+  /**
+   * Streams every tensor's raw bytes in pieces of at most `chunkBytes` (default 8 MiB): yields
+   * `[entry, piece, last]`, the pieces of one tensor in order. Memory stays near one piece however
+   * large a tensor is (a strided or deflated `.bin` tensor comes whole). For copying tensors to
+   * a file (conversion); progress events as {@link raw}.
+   */
+  async *rawChunks(
+    options: ReadTensorsOptions & { chunkBytes?: number } = {},
+  ): AsyncGenerator<[CheckpointEntry, Uint8Array, boolean]> {
+    this.assertOpen();
+    const chunkBytes = options.chunkBytes ?? 8 * 1024 * 1024;
+    if (!Number.isSafeInteger(chunkBytes) || chunkBytes < 1)
+      throw new CheckpointError(
+        CheckpointErrorCode.CHECKPOINT_IO,
+        `chunkBytes must be a positive integer, got ${chunkBytes}`,
+      );
+    const only = options.keys ? new Set(options.keys) : undefined;
+    if (only) for (const k of only) this.info(k);
+    for (const shard of this.shards) {
+      const wanted = only ? shard.entries.filter((e) => only.has(e.key)) : shard.entries;
+      if (wanted.length === 0) continue;
+      const total = wanted.reduce((a, e) => a + e.byteLength, 0);
+      let loaded = 0;
+      for (const e of wanted) {
+        const entry = { ...e, shape: [...e.shape] };
+        let got = 0;
+        for await (const piece of shard.readChunks(e, chunkBytes, options.signal)) {
+          got += piece.byteLength;
+          if (got === e.byteLength) {
+            loaded += e.byteLength;
+            this.onProgress?.({
+              status: 'progress',
+              name: this.name,
+              file: shard.file,
+              loaded,
+              total,
+              progress: total ? (100 * loaded) / total : 100,
+            });
+          }
+          yield [entry, piece, got === e.byteLength];
+        }
       }
       this.onProgress?.({ status: 'done', name: this.name, file: shard.file });
     }

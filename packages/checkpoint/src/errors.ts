@@ -86,6 +86,12 @@ export const CheckpointErrorCode = {
   CHECKPOINT_IO: 'CHECKPOINT_IO',
   /** The operation was aborted through its AbortSignal. */
   ABORTED: 'ABORTED',
+  /** A server sent no response headers, or no body bytes, within the timeout. */
+  FETCH_TIMEOUT: 'FETCH_TIMEOUT',
+  /** A response (its Content-Length, or the bytes streamed so far) is over the size limit. */
+  FETCH_TOO_LARGE: 'FETCH_TOO_LARGE',
+  /** A redirect to an origin that is not allowed, too many redirects, or an HTML page instead of a file. */
+  FETCH_REFUSED: 'FETCH_REFUSED',
   /** An output folder exists and is not empty (pass `force` to replace it), or is not a folder. */
   DESTINATION_NOT_EMPTY: 'DESTINATION_NOT_EMPTY',
   /** Another process is writing the same output folder (its lock is held by a live process). */

@@ -49,8 +49,19 @@ export {
   type ByteSource,
   type ByteSourceFolder,
   type UrlSourceOptions,
+  type OpenOptions,
 } from './sources.js';
+export {
+  fetchBounded,
+  redirectAllowed,
+  DEFAULT_MAX_DOWNLOAD_BYTES,
+  DEFAULT_CONNECT_TIMEOUT_MS,
+  DEFAULT_READ_TIMEOUT_MS,
+  type FetchLimits,
+  type BoundedResponse,
+} from './fetch.js';
 export { ZipArchive, type ZipEntry } from './zip.js';
+export { parsePlainJson, JsonSyntaxError, MAX_JSON_DEPTH } from './json.js';
 export { unpickleStateDict, TORCH_STORAGE_DTYPES, type TorchTensorRef, type TorchStorageRef } from './pickle.js';
 export { TorchBinFile } from './torch-bin.js';
 export {
@@ -80,6 +91,7 @@ export {
   writeSafetensorsFile,
   openFileSource,
   writeFolderAtomic,
+  writeFileAtomic,
   sweepStaleTemporaries,
   type SafetensorsFileWriterLike,
   type ConvertOptions,

@@ -227,3 +227,28 @@ export function parseJson(text: string): JsonValue {
   if (i !== n) fail('trailing characters after the JSON value');
   return v;
 }
+
+/** Maximum nesting depth of {@link parseJson} and {@link parsePlainJson}. */
+export const MAX_JSON_DEPTH = MAX_DEPTH;
+
+/**
+ * Parses JSON text into plain JavaScript values, like `JSON.parse`, but with the strict parser's
+ * guarantees: nesting deeper than {@link MAX_JSON_DEPTH} and duplicate keys are syntax errors
+ * (`JsonSyntaxError`), and a `__proto__` key becomes an own property (no prototype is changed).
+ * Numbers become JavaScript numbers. For config files (`config.json`, `generation_config.json`, …).
+ */
+export function parsePlainJson(text: string): unknown {
+  const toPlain = (v: JsonValue): unknown => {
+    if (v instanceof JsonNumber) return Number(v.text);
+    if (Array.isArray(v)) return v.map(toPlain);
+    if (v instanceof Map) {
+      const o: Record<string, unknown> = {};
+      for (const [k, x] of v) {
+        Object.defineProperty(o, k, { value: toPlain(x), enumerable: true, writable: true, configurable: true });
+      }
+      return o;
+    }
+    return v;
+  };
+  return toPlain(parseJson(text));
+}

@@ -11,7 +11,12 @@ import type { SafetensorsTensorSpec, TensorToWrite } from './writer.js';
 export interface ConvertOptions {
   /** Reading progress of the source shards (`initiate`, `progress`, `done`). */
   onProgress?: (event: CheckpointProgress) => void;
+  /** Stops the conversion; the destination is left as it was (the temporary folder is removed). */
   signal?: AbortSignal;
+  /** Replace a destination folder that exists and is not empty (default false: DESTINATION_NOT_EMPTY). */
+  force?: boolean;
+  /** Also copy the source folder's config.json, tokenizer files, … so the output is a model folder. */
+  copySideFiles?: boolean;
 }
 
 export interface ConvertResult {
@@ -21,6 +26,8 @@ export interface ConvertResult {
   index?: string;
   tensors: number;
   bytes: number;
+  /** Side files copied (with `copySideFiles`). */
+  copied: string[];
 }
 
 /** The streaming, atomic safetensors file writer (implemented by node.ts' SafetensorsFileWriter). */
@@ -38,7 +45,10 @@ export interface SafetensorsFileWriterLike {
 /**
  * Converts a PyTorch `.bin` checkpoint folder (or file) to safetensors in `dstDir`, sharded like
  * the input (`pytorch_model-k-of-n.bin` → `model-k-of-n.safetensors`, index rewritten to
- * `model.safetensors.index.json` and written last), streamed and atomic per file. Node only.
+ * `model.safetensors.index.json`), streamed tensor by tensor. All-or-nothing: the folder is built
+ * as a temporary sibling and renamed onto `dstDir` when complete (see {@link writeFolderAtomic}),
+ * so an error, abort, kill or full disk leaves `dstDir` as it was. A non-empty `dstDir` is refused
+ * (DESTINATION_NOT_EMPTY) unless `force`; a concurrent writer gets DESTINATION_LOCKED. Node only.
  */
 export async function convertBinToSafetensors(
   srcDir: string,
@@ -83,6 +93,14 @@ export async function writeFolderAtomic<T>(
 ): Promise<T> {
   await loadNode();
   return (await import('./atomic-folder.js')).writeFolderAtomic(dst, build, options);
+}
+
+/**
+ * Writes a file atomically (Node only): a temporary sibling `<name>.<pid>.<hex>.tmp`, fsync,
+ * rename onto the name. Temporaries of killed writers are swept first.
+ */
+export async function writeFileAtomic(path: string, data: string | Uint8Array): Promise<void> {
+  return (await loadNode()).writeFileAtomic(path, data);
 }
 
 /** Removes temporaries and locks left beside `dst` by writers that were killed (Node only). */

@@ -6,10 +6,11 @@
  */
 import { randomBytes } from 'node:crypto';
 import { constants as fsConstants, type Stats } from 'node:fs';
-import { mkdir, open, rename, rm, stat, type FileHandle } from 'node:fs/promises';
-import { basename, dirname, join, resolve } from 'node:path';
+import { copyFile, open, readdir, realpath, rename, rm, stat, type FileHandle } from 'node:fs/promises';
+import { basename, dirname, join, resolve, sep } from 'node:path';
 import { fileURLToPath } from 'node:url';
 
+import { checkDestination, processAlive, writeFolderAtomic } from './atomic-folder.js';
 import { CheckpointError, CheckpointErrorCode } from './errors.js';
 import { openCheckpoint, type CheckpointProgress } from './checkpoint.js';
 import { compareShardNames, SAFETENSORS_INDEX_NAME } from './sharded.js';
@@ -30,13 +31,32 @@ const ioError = (path: string, what: string, e: unknown) =>
 /** Largest single read handed to the OS (reads of larger tensors loop). */
 const MAX_READ = 1 << 30;
 
-/** Opens a file for positional reads; undefined if it does not exist. */
+/** O_NONBLOCK where the platform has it: opening a FIFO for reading must not wait for a writer. */
+const OPEN_READ_FLAGS = fsConstants.O_RDONLY | (fsConstants.O_NONBLOCK ?? 0);
+
+function kindOf(st: import('node:fs').Stats): string {
+  if (st.isFIFO()) return 'a FIFO';
+  if (st.isSocket()) return 'a socket';
+  if (st.isCharacterDevice() || st.isBlockDevice()) return 'a device';
+  if (st.isDirectory()) return 'a folder';
+  return 'not a plain file';
+}
+
+/**
+ * Opens a regular file for positional reads; undefined if it does not exist. Anything else (a
+ * FIFO, a device, a socket, a folder) is a CHECKPOINT_IO error; the open never blocks on a FIFO.
+ */
 export async function openFileSource(path: string, name = basename(path)): Promise<ByteSource | undefined> {
   let handle: FileHandle;
   try {
-    handle = await open(path, fsConstants.O_RDONLY);
+    handle = await open(path, OPEN_READ_FLAGS);
   } catch (e) {
     if ((e as NodeJS.ErrnoException).code === 'ENOENT') return undefined;
+    if ((e as NodeJS.ErrnoException).code === 'EISDIR') {
+      throw new CheckpointError(CheckpointErrorCode.CHECKPOINT_IO, `${path} is not a regular file (a folder)`, {
+        details: { path },
+      });
+    }
     throw ioError(path, 'open', e);
   }
   let size: number;
@@ -44,11 +64,16 @@ export async function openFileSource(path: string, name = basename(path)): Promi
     const st = await handle.stat();
     if (!st.isFile()) {
       await handle.close();
-      return undefined;
+      throw new CheckpointError(
+        CheckpointErrorCode.CHECKPOINT_IO,
+        `${path} is not a regular file (${kindOf(st)}); a checkpoint file must be a plain file`,
+        { details: { path } },
+      );
     }
     size = st.size;
   } catch (e) {
     await handle.close().catch(() => {});
+    if (e instanceof CheckpointError) throw e;
     throw ioError(path, 'stat', e);
   }
   let closed = false;
@@ -86,8 +111,33 @@ export async function openFileSource(path: string, name = basename(path)): Promi
   };
 }
 
-/** A directory as a ByteSourceFolder; names are joined only after validation by the caller. */
-export function dirFolder(dir: string): ByteSourceFolder {
+/** True when `p` is `root` or inside it. */
+function within(p: string, root: string): boolean {
+  return p === root || p.startsWith(root.endsWith(sep) ? root : root + sep);
+}
+
+/**
+ * Where files of the folder `realRoot` may resolve to: the folder itself, or — for a Hugging Face
+ * cache snapshot (`…/models--org--name/snapshots/<revision>`, whose files are symlinks to
+ * `../../blobs/<hash>`) — the cached repository `…/models--org--name`.
+ */
+function confinementRoot(realRoot: string): string {
+  const parts = realRoot.split(sep);
+  const n = parts.length;
+  if (n >= 3 && parts[n - 2] === 'snapshots' && /^(models|datasets|spaces)--/.test(parts[n - 3] ?? '')) {
+    return parts.slice(0, n - 2).join(sep);
+  }
+  return realRoot;
+}
+
+/**
+ * A directory as a ByteSourceFolder; names are joined only after validation by the caller. Every
+ * file must resolve (symlinks followed) inside the folder — or the Hugging Face cache repository a
+ * snapshot folder belongs to — else INDEX_UNSAFE_SHARD_NAME, before anything is read. `trusted`
+ * names a file the caller chose explicitly (a path given to openCheckpoint), which may be a
+ * symlink to anywhere.
+ */
+export function dirFolder(dir: string, options: { trusted?: string } = {}): ByteSourceFolder {
   const root = resolve(dir);
   const inside = (name: string) => {
     const p = resolve(root, name);
@@ -99,10 +149,35 @@ export function dirFolder(dir: string): ByteSourceFolder {
     }
     return p;
   };
+  let allowed: Promise<string> | undefined;
+  /** The path to open; throws when a symlink leads outside. undefined: absent. */
+  const confined = async (name: string): Promise<string | undefined> => {
+    const p = inside(name);
+    if (name === options.trusted) return p;
+    let real: string;
+    try {
+      real = await realpath(p);
+    } catch (e) {
+      const code = (e as NodeJS.ErrnoException).code;
+      if (code === 'ENOENT' || code === 'ENOTDIR') return undefined;
+      throw ioError(p, 'resolve', e);
+    }
+    allowed ??= realpath(root).then(confinementRoot, () => root);
+    const base = await allowed;
+    if (!within(real, base)) {
+      throw new CheckpointError(
+        CheckpointErrorCode.INDEX_UNSAFE_SHARD_NAME,
+        `${name} in ${root} is a symlink that leads outside the model folder; copy the file into the folder instead`,
+        { details: { name, folder: root } },
+      );
+    }
+    return real;
+  };
   return {
     description: root,
     async open(name) {
-      return openFileSource(inside(name), name);
+      const p = await confined(name);
+      return p === undefined ? undefined : openFileSource(p, name);
     },
     async exists(name) {
       try {
@@ -130,15 +205,42 @@ export async function resolvePath(path: string): Promise<{ name: string; folder:
     throw ioError(path, 'stat', e);
   }
   if (st.isDirectory()) return { name: path, folder: dirFolder(path) };
-  return { name: path, folder: dirFolder(dirname(resolve(path))), file: basename(path) };
+  return { name: path, folder: dirFolder(dirname(resolve(path)), { trusted: basename(path) }), file: basename(path) };
 }
 
 export function fileURLToPathSafe(u: URL): string {
   return fileURLToPath(u);
 }
 
+/** `<final>.<pid>.<hex>.tmp`: the temporary a single-file write goes through. */
 function tempNameFor(finalPath: string): string {
   return `${finalPath}.${process.pid}.${randomBytes(4).toString('hex')}.tmp`;
+}
+
+const escapeRegExp = (s: string) => s.replace(/[.*+?^${}()|[\]\\]/g, '\\$&');
+
+/**
+ * Removes temporaries of `finalPath` (`<name>.<pid>.<hex>.tmp`) left by writers that no longer run
+ * (a SIGKILL mid-write); called before every single-file write. Best effort.
+ */
+export async function sweepStaleFileTemporaries(finalPath: string): Promise<string[]> {
+  const dir = dirname(finalPath);
+  const re = new RegExp(`^${escapeRegExp(basename(finalPath))}\\.(\\d+)\\.[0-9a-f]+\\.tmp$`);
+  const removed: string[] = [];
+  let entries: string[];
+  try {
+    entries = await readdir(dir);
+  } catch {
+    return removed;
+  }
+  for (const e of entries) {
+    const m = re.exec(e);
+    if (m && Number(m[1]) !== process.pid && !processAlive(Number(m[1]))) {
+      await rm(join(dir, e), { force: true }).catch(() => {});
+      removed.push(e);
+    }
+  }
+  return removed;
 }
 
 async function fsyncDir(dir: string): Promise<void> {
@@ -165,6 +267,8 @@ export class SafetensorsFileWriter {
   private next = 0;
   private position: number;
   private finished = false;
+  /** Bytes of the current tensor already written by writeChunk. */
+  private partial = 0;
 
   private constructor(
     readonly path: string,
@@ -187,6 +291,7 @@ export class SafetensorsFileWriter {
   ): Promise<SafetensorsFileWriter> {
     const layout = safetensorsLayout(specs, metadata);
     const finalPath = resolve(path);
+    await sweepStaleFileTemporaries(finalPath);
     const tempPath = tempNameFor(finalPath);
     let handle: FileHandle;
     try {
@@ -255,6 +360,37 @@ export class SafetensorsFileWriter {
     this.next++;
   }
 
+  /**
+   * Writes the next piece of the current tensor (keys in spec order, pieces in order); the tensor
+   * is complete when its byte length has been written. Lets a copy stream through a small buffer.
+   */
+  async writeChunk(key: string, bytes: Uint8Array): Promise<void> {
+    if (this.finished)
+      throw new CheckpointError(CheckpointErrorCode.CHECKPOINT_IO, `${this.path}: write after commit/abort`);
+    const spec = this.specs[this.next];
+    if (!spec || spec.key !== key) {
+      throw new CheckpointError(
+        CheckpointErrorCode.SAFETENSORS_INVALID_TENSOR_DATA,
+        `${this.path}: expected tensor ${spec ? JSON.stringify(spec.key) : '(none: all written)'} next, got ${JSON.stringify(key)}`,
+      );
+    }
+    const [b, e] = this.offsets.get(key) as [number, number];
+    if (this.partial + bytes.byteLength > e - b) {
+      throw new CheckpointError(
+        CheckpointErrorCode.SAFETENSORS_INVALID_TENSOR_DATA,
+        `${key}: ${spec.dtype} [${spec.shape.join(', ')}] needs ${e - b} bytes, got ${this.partial + bytes.byteLength}`,
+        { details: { key } },
+      );
+    }
+    await this.writeAt(bytes, this.position);
+    this.position += bytes.byteLength;
+    this.partial += bytes.byteLength;
+    if (this.partial === e - b) {
+      this.partial = 0;
+      this.next++;
+    }
+  }
+
   /** Checks every tensor was written, fsyncs, and renames the temporary file onto the final name. */
   async commit(): Promise<void> {
     if (this.finished)
@@ -309,15 +445,20 @@ export async function writeSafetensorsFile(
   await w.commit();
 }
 
-/** Writes a small text file atomically. */
-export async function writeTextFileAtomic(path: string, text: string): Promise<void> {
+/**
+ * Writes a file atomically: a temporary sibling, fsync, rename onto the final name (then the folder
+ * is fsynced). A crash leaves the previous file or the new one, never a partial one; temporaries
+ * of killed writers are swept first.
+ */
+export async function writeFileAtomic(path: string, data: string | Uint8Array): Promise<void> {
   const finalPath = resolve(path);
+  await sweepStaleFileTemporaries(finalPath);
   const tmp = tempNameFor(finalPath);
   const h = await open(tmp, 'wx').catch((e: unknown) => {
     throw ioError(tmp, 'create', e);
   });
   try {
-    await h.writeFile(text, 'utf8');
+    await h.writeFile(data);
     await h.sync();
     await h.close();
     await rename(tmp, finalPath);
@@ -328,6 +469,15 @@ export async function writeTextFileAtomic(path: string, text: string): Promise<v
   }
   await fsyncDir(dirname(finalPath));
 }
+
+/** Writes a small text file atomically (see {@link writeFileAtomic}). */
+export async function writeTextFileAtomic(path: string, text: string): Promise<void> {
+  return writeFileAtomic(path, text);
+}
+
+/** The files beside the weights that make a model folder (config, tokenizer, notes), copied by conversion. */
+const SIDE_FILE = /\.(json|model|txt|md)$/;
+const WEIGHT_FILE = /^pytorch_model.*\.bin(\.index\.json)?$/;
 
 /** `pytorch_model-00001-of-00033.bin` → `model-00001-of-00033.safetensors`; `pytorch_model.bin` → `model.safetensors`. */
 export function safetensorsNameFor(binName: string): string {
@@ -349,6 +499,9 @@ export async function convertBinToSafetensors(
   const openOpts: { onProgress?: (e: CheckpointProgress) => void; signal?: AbortSignal } = {};
   if (options.onProgress) openOpts.onProgress = options.onProgress;
   if (options.signal) openOpts.signal = options.signal;
+  // A destination that would be refused fails first; then the source is opened and checked
+  // before the destination is touched.
+  await checkDestination(dstDir, { force: options.force === true });
   const ckpt = await openCheckpoint(srcDir, openOpts);
   try {
     if (ckpt.format !== 'pytorch') {
@@ -356,11 +509,6 @@ export async function convertBinToSafetensors(
         CheckpointErrorCode.CHECKPOINT_NOT_FOUND,
         `${srcDir} is a ${ckpt.format} checkpoint, not PyTorch .bin`,
       );
-    }
-    try {
-      await mkdir(dstDir, { recursive: true });
-    } catch (e) {
-      throw ioError(dstDir, 'mkdir', e);
     }
     const entries = ckpt.entries();
     const byFile = new Map<string, SafetensorsTensorSpec[]>();
@@ -373,57 +521,94 @@ export async function convertBinToSafetensors(
     for (const f of ckpt.files) {
       const n = safetensorsNameFor(f);
       if ([...outName.values()].includes(n))
-        throw new CheckpointError(CheckpointErrorCode.CHECKPOINT_IO, `two shards map to ${n}`);
+        throw new CheckpointError(CheckpointErrorCode.CHECKPOINT_IO, `${n}: two shards map to it`);
       outName.set(f, n);
     }
-    const outputName = (file: string): string => {
-      const n = outName.get(file);
+    const sideFiles = options.copySideFiles ? await listSideFiles(srcDir) : [];
+    // All-or-nothing: everything is written into a temporary sibling of dstDir, which replaces
+    // dstDir only once complete (a non-empty dstDir is refused unless force).
+    const outputName = (file: string | undefined): string => {
+      const n = file === undefined ? undefined : outName.get(file);
       if (n === undefined)
         throw new CheckpointError(CheckpointErrorCode.CHECKPOINT_IO, `${file} is not a shard of the checkpoint`);
       return n;
     };
-    const files: string[] = [];
-    let writer: SafetensorsFileWriter | undefined;
-    let writerFile: string | undefined;
-    let bytes = 0;
-    try {
-      const readOpts: { signal?: AbortSignal } = {};
-      if (options.signal) readOpts.signal = options.signal;
-      for await (const [e, raw] of ckpt.raw(readOpts)) {
-        if (e.file !== writerFile || !writer) {
-          if (writer && writerFile !== undefined) {
+    return await writeFolderAtomic(
+      dstDir,
+      async (tmp) => {
+        const files: string[] = [];
+        let writer: SafetensorsFileWriter | undefined;
+        let writerFile: string | undefined;
+        let bytes = 0;
+        try {
+          const readOpts: { signal?: AbortSignal } = {};
+          if (options.signal) readOpts.signal = options.signal;
+          // Pieces of at most 8 MiB: memory stays near one piece, not one (possibly 262 MB) tensor.
+          for await (const [e, raw] of ckpt.rawChunks(readOpts)) {
+            if (e.file !== writerFile || !writer) {
+              if (writer) {
+                await writer.commit();
+                files.push(outputName(writerFile));
+              }
+              writerFile = e.file;
+              writer = await SafetensorsFileWriter.create(join(tmp, outputName(e.file)), byFile.get(e.file) ?? [], {
+                format: 'pt',
+              });
+            }
+            await writer.writeChunk(e.key, raw);
+            bytes += raw.byteLength;
+          }
+          if (writer) {
             await writer.commit();
             files.push(outputName(writerFile));
+            writer = undefined;
           }
-          writerFile = e.file;
-          writer = await SafetensorsFileWriter.create(join(dstDir, outputName(e.file)), byFile.get(e.file) ?? [], {
-            format: 'pt',
-          });
+        } catch (e) {
+          await writer?.abort();
+          throw e;
         }
-        await writer.write(e.key, raw);
-        bytes += raw.byteLength;
-      }
-      if (writer && writerFile !== undefined) {
-        await writer.commit();
-        files.push(outputName(writerFile));
-        writer = undefined;
-      }
-    } catch (e) {
-      await writer?.abort();
-      throw e;
-    }
-    const result: ConvertResult = { files, tensors: entries.length, bytes };
-    if (ckpt.index) {
-      const weightMap = Object.create(null) as Record<string, string>;
-      for (const e of [...entries].sort((a, b) => (a.key < b.key ? -1 : a.key > b.key ? 1 : 0)))
-        weightMap[e.key] = outputName(e.file);
-      const text = `${JSON.stringify({ metadata: { total_size: bytes }, weight_map: weightMap }, null, 2)}\n`;
-      await writeTextFileAtomic(join(dstDir, SAFETENSORS_INDEX_NAME), text);
-      result.index = SAFETENSORS_INDEX_NAME;
-    }
-    files.sort(compareShardNames);
-    return result;
+        const result: ConvertResult = { files, tensors: entries.length, bytes, copied: [] };
+        if (ckpt.index) {
+          const weightMap = Object.create(null) as Record<string, string>;
+          for (const e of [...entries].sort((a, b) => (a.key < b.key ? -1 : a.key > b.key ? 1 : 0)))
+            weightMap[e.key] = outputName(e.file);
+          const text = `${JSON.stringify({ metadata: { total_size: bytes }, weight_map: weightMap }, null, 2)}\n`;
+          await writeTextFileAtomic(join(tmp, SAFETENSORS_INDEX_NAME), text);
+          result.index = SAFETENSORS_INDEX_NAME;
+        }
+        for (const name of sideFiles) {
+          throwIfAborted(options.signal);
+          await copyFile(join(srcDir, name), join(tmp, name)).catch((e: unknown) => {
+            throw ioError(join(srcDir, name), 'copy', e);
+          });
+          result.copied.push(name);
+        }
+        files.sort(compareShardNames);
+        return result;
+      },
+      { ...(options.force ? { force: true } : {}), ...(options.signal ? { signal: options.signal } : {}) },
+    );
   } finally {
     await ckpt.close();
   }
+}
+
+/** The regular side files of a source folder (config.json, tokenizer.model, …), not the weights or their index. */
+async function listSideFiles(srcDir: string): Promise<string[]> {
+  let st: import('node:fs').Stats;
+  try {
+    st = await stat(srcDir);
+  } catch (e) {
+    throw ioError(srcDir, 'stat', e);
+  }
+  if (!st.isDirectory()) return [];
+  const out: string[] = [];
+  for (const name of (await readdir(srcDir)).sort()) {
+    if (!SIDE_FILE.test(name) || WEIGHT_FILE.test(name)) continue;
+    const p = join(srcDir, name);
+    const real = await realpath(p).catch(() => undefined);
+    if (!real || !(await stat(real)).isFile()) continue;
+    out.push(name);
+  }
+  return out;
 }

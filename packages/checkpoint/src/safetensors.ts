@@ -71,16 +71,17 @@ export function readHeaderLength(first8: Uint8Array, fileSize: number): number {
   if (n > BigInt(SAFETENSORS_MAX_HEADER_SIZE)) {
     throw err(
       CheckpointErrorCode.SAFETENSORS_HEADER_TOO_LARGE,
-      `safetensors header length is ${n} bytes; the limit is ${SAFETENSORS_MAX_HEADER_SIZE}`,
-      { headerLength: n.toString(), limit: SAFETENSORS_MAX_HEADER_SIZE },
+      // The value is not printed: for a file that is not safetensors it is 8 bytes of its content.
+      `safetensors header length (the first 8 bytes) is over the limit of ${SAFETENSORS_MAX_HEADER_SIZE} bytes: not a safetensors file, or a corrupt one`,
+      { limit: SAFETENSORS_MAX_HEADER_SIZE, fileSize },
     );
   }
   const len = Number(n);
   if (8 + len > fileSize) {
     throw err(
       CheckpointErrorCode.SAFETENSORS_INVALID_HEADER_LENGTH,
-      `safetensors header length is ${len} bytes, but the file has only ${fileSize - 8} bytes after the length field`,
-      { headerLength: len, fileSize },
+      `safetensors header length (the first 8 bytes) is more than the ${fileSize - 8} bytes after the length field: a truncated file, or not safetensors`,
+      { fileSize },
     );
   }
   return len;

@@ -4,6 +4,7 @@
  * Nothing here imports Node modules, so browsers can load it.
  */
 import { CheckpointError, CheckpointErrorCode } from './errors.js';
+import { fetchBounded, type FetchLimits } from './fetch.js';
 
 /** A file that can be read at any offset. */
 export interface ByteSource {
@@ -21,8 +22,11 @@ export interface ByteSource {
 export interface ByteSourceFolder {
   /** Describes the folder in errors (`/models/owl2`, `https://host/owl2/`). */
   readonly description: string;
-  /** Opens `name` (already validated as a plain file name); undefined if it does not exist. */
-  open(name: string, signal?: AbortSignal): Promise<ByteSource | undefined>;
+  /**
+   * Opens `name` (already validated as a plain file name); undefined if it does not exist.
+   * `options.maxBytes` bounds a file that must be read whole (a side file).
+   */
+  open(name: string, signal?: AbortSignal, options?: OpenOptions): Promise<ByteSource | undefined>;
   /** Whether `name` exists, without opening it for long. */
   exists(name: string, signal?: AbortSignal): Promise<boolean>;
 }
@@ -139,14 +143,20 @@ export function blobFolder(
   };
 }
 
-/** Options of URL sources. */
-export interface UrlSourceOptions {
+/** Options of URL sources: the fetch, request init, progress, and the limits of every request. */
+export interface UrlSourceOptions extends FetchLimits {
   /** The fetch to use (default globalThis.fetch). */
   fetch?: typeof fetch;
   /** Extra request init (headers such as Authorization for private repos; credentials policy). */
   init?: RequestInit;
   /** Called as bytes arrive for downloads without Range support. */
   onBytes?: (loaded: number, total: number) => void;
+}
+
+/** Options of one `ByteSourceFolder.open`. */
+export interface OpenOptions {
+  /** The largest file accepted (a side file: 64 MiB); enforced while the bytes stream. */
+  maxBytes?: number;
 }
 
 function ioError(url: string, message: string, cause?: unknown, status?: number): CheckpointError {
@@ -156,134 +166,77 @@ function ioError(url: string, message: string, cause?: unknown, status?: number)
   });
 }
 
-async function readBody(
-  res: Response,
-  url: string,
-  expected: number | undefined,
-  signal?: AbortSignal,
-  onBytes?: (n: number) => void,
-): Promise<Uint8Array> {
-  if (!res.body) {
-    const buf = new Uint8Array(await res.arrayBuffer());
-    onBytes?.(buf.byteLength);
-    return buf;
-  }
-  const reader = res.body.getReader();
-  const chunks: Uint8Array[] = [];
-  let loaded = 0;
-  let out: Uint8Array | undefined = expected !== undefined ? new Uint8Array(expected) : undefined;
-  for (;;) {
-    if (signal?.aborted) {
-      await reader.cancel().catch(() => {});
-      throwIfAborted(signal);
-    }
-    const { done, value } = await reader.read();
-    if (done) break;
-    if (out) {
-      if (loaded + value.byteLength > out.byteLength) {
-        await reader.cancel().catch(() => {});
-        throw ioError(url, `server sent more than the ${out.byteLength} bytes it announced`);
-      }
-      out.set(value, loaded);
-    } else {
-      chunks.push(value);
-    }
-    loaded += value.byteLength;
-    onBytes?.(loaded);
-  }
-  if (out) {
-    if (loaded !== out.byteLength) throw ioError(url, `truncated response: ${loaded} of ${out.byteLength} bytes`);
-    return out;
-  }
-  out = new Uint8Array(loaded);
-  let o = 0;
-  for (const c of chunks) {
-    out.set(c, o);
-    o += c.byteLength;
-  }
-  return out;
-}
-
 /**
  * Opens a URL as a ByteSource. It first asks for `bytes=0-0`: a `206` with `Content-Range: bytes
- * 0-0/SIZE` means every later read is its own Range request (only the bytes needed travel); a `200`
- * means the server ignores Range, and the whole body is downloaded once into memory (with
- * `onBytes` progress). A 404 gives `undefined`; any other failure a CHECKPOINT_IO error.
+ * 0-0/SIZE` means every later read is its own Range request (only the bytes needed travel, to the
+ * URL the first request was redirected to); a `200` means the server ignores Range, and the whole
+ * body is downloaded once into memory (with `onBytes` progress) — at most `maxBytes`, checked
+ * while it streams. A 404 gives `undefined`; an HTML page, a redirect to another origin, a stall
+ * or an oversized body typed errors (see {@link fetchBounded}); any other failure CHECKPOINT_IO.
  */
 export async function openUrlSource(
   url: string,
   options: UrlSourceOptions = {},
   signal?: AbortSignal,
 ): Promise<ByteSource | undefined> {
-  const f = options.fetch ?? globalThis.fetch;
-  if (typeof f !== 'function') throw ioError(url, 'no fetch implementation is available');
   const name = decodeURIComponent(new URL(url).pathname.split('/').pop() ?? url);
-  const request = async (headers: Record<string, string>) => {
-    throwIfAborted(signal);
-    const init: RequestInit = {
-      ...options.init,
-      headers: { ...(options.init?.headers as Record<string, string> | undefined), ...headers },
-    };
-    if (signal) init.signal = signal;
-    try {
-      return await f(url, init);
-    } catch (e) {
-      throwIfAborted(signal);
-      throw ioError(url, `fetch failed: ${String(e)}`, e);
-    }
+  const request = (target: string, headers: Record<string, string>, sig: AbortSignal | undefined) => {
+    throwIfAborted(sig);
+    return fetchBounded(
+      target,
+      {
+        ...options.init,
+        headers: { ...(options.init?.headers as Record<string, string> | undefined), ...headers },
+        refuseHtml: true,
+      },
+      { ...options, ...(sig ? { signal: sig } : {}) },
+    );
   };
-  const first = await request({ Range: 'bytes=0-0' });
-  if (first.status === 404 || first.status === 410) {
-    await first.body?.cancel().catch(() => {});
+  const first = await request(url, { Range: 'bytes=0-0' }, signal);
+  const res = first.response;
+  if (res.status === 404 || res.status === 410) {
+    await first.cancel();
     return undefined;
   }
-  if (first.status === 206) {
-    const m = /^bytes\s+0-0\/(\d+)$/i.exec(first.headers.get('content-range') ?? '');
-    await first.body?.cancel().catch(() => {});
-    if (!m) throw ioError(url, `206 response without a usable Content-Range (${first.headers.get('content-range')})`);
+  if (res.status === 206) {
+    const m = /^bytes\s+0-0\/(\d+)$/i.exec(res.headers.get('content-range') ?? '');
+    await first.cancel();
+    if (!m) throw ioError(url, `206 response without a usable Content-Range (${res.headers.get('content-range')})`);
     const size = Number(m[1]);
     if (!Number.isSafeInteger(size)) throw ioError(url, `file size ${m[1]} is not a safe integer`);
+    const target = first.url; // later reads skip the redirect
     return {
       name,
       size,
       async read(offset, length, sig) {
         checkRange({ name, size }, offset, length);
         if (length === 0) return new Uint8Array(0);
-        const res = await (async () => {
-          throwIfAborted(sig);
-          const init: RequestInit = {
-            ...options.init,
-            headers: {
-              ...(options.init?.headers as Record<string, string> | undefined),
-              Range: `bytes=${offset}-${offset + length - 1}`,
-            },
-          };
-          const s = sig ?? signal;
-          if (s) init.signal = s;
-          try {
-            return await f(url, init);
-          } catch (e) {
-            throwIfAborted(s);
-            throw ioError(url, `fetch failed: ${String(e)}`, e);
-          }
-        })();
-        if (res.status !== 206) {
-          await res.body?.cancel().catch(() => {});
-          throw ioError(url, `expected 206 for a Range request, got ${res.status}`, undefined, res.status);
+        const r = await request(target, { Range: `bytes=${offset}-${offset + length - 1}` }, sig ?? signal);
+        if (r.response.status !== 206) {
+          await r.cancel();
+          throw ioError(
+            url,
+            `expected 206 for a Range request, got ${r.response.status}`,
+            undefined,
+            r.response.status,
+          );
         }
-        return readBody(res, url, length, sig ?? signal);
+        return r.readBody({ expected: length });
       },
       async close() {},
     };
   }
-  if (first.status === 200) {
-    const len = first.headers.get('content-length');
+  if (res.status === 200) {
+    const len = res.headers.get('content-length');
     const expected = len !== null && /^\d+$/.test(len) ? Number(len) : undefined;
-    const body = await readBody(first, url, expected, signal, (n) => options.onBytes?.(n, expected ?? n));
+    const body = await first.readBody({
+      ...(expected === undefined ? {} : { expected }),
+      onBytes: (n) => options.onBytes?.(n, expected ?? n),
+    });
     return bytesSource(body, name);
   }
-  await first.body?.cancel().catch(() => {});
-  throw ioError(url, `HTTP ${first.status} ${first.statusText}`, undefined, first.status);
+  await first.cancel();
+  throw ioError(url, `HTTP ${res.status} ${res.statusText}`, undefined, res.status);
 }
 
 /** A folder at a URL prefix (`https://host/org/model/resolve/main/`); names are appended after validation. */
@@ -291,23 +244,21 @@ export function urlFolder(base: string, options: UrlSourceOptions = {}): ByteSou
   const prefix = base.endsWith('/') ? base : `${base}/`;
   return {
     description: prefix,
-    async open(name, signal) {
-      return openUrlSource(new URL(name, prefix).href, options, signal);
+    async open(name, signal, openOptions) {
+      const cap = openOptions?.maxBytes;
+      const o = cap === undefined ? options : { ...options, maxBytes: Math.min(cap, options.maxBytes ?? cap) };
+      return openUrlSource(new URL(name, prefix).href, o, signal);
     },
     async exists(name, signal) {
-      const f = options.fetch ?? globalThis.fetch;
       const url = new URL(name, prefix).href;
       throwIfAborted(signal);
-      const init: RequestInit = { ...options.init, method: 'HEAD' };
-      if (signal) init.signal = signal;
-      let res: Response;
-      try {
-        res = await f(url, init);
-      } catch (e) {
-        throwIfAborted(signal);
-        throw ioError(url, `fetch failed: ${String(e)}`, e);
-      }
-      await res.body?.cancel().catch(() => {});
+      const r = await fetchBounded(
+        url,
+        { ...options.init, method: 'HEAD' },
+        { ...options, ...(signal ? { signal } : {}) },
+      );
+      await r.cancel();
+      const res = r.response;
       if (res.ok) return true;
       if (res.status === 404 || res.status === 410) return false;
       throw ioError(url, `HTTP ${res.status} ${res.statusText}`, undefined, res.status);

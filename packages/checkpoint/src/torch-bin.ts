@@ -85,6 +85,36 @@ export class TorchBinFile {
   }
 
   /**
+   * The tensor's bytes (as {@link readContiguous}) in pieces of at most `chunkBytes`: a contiguous
+   * tensor of a stored (uncompressed) member is read piece by piece, so memory stays near one
+   * piece however large the tensor; a strided view or a deflated member comes as one piece.
+   */
+  async *readContiguousChunks(t: TorchTensorRef, chunkBytes: number, signal?: AbortSignal): AsyncGenerator<Uint8Array> {
+    const es = DTYPE_SIZE[t.dtype];
+    let numel = 1;
+    for (const d of t.shape) numel *= d;
+    const member = this.members.get(t.storage.key);
+    let contiguous = true;
+    let expect = 1;
+    for (let d = t.shape.length - 1; d >= 0; d--) {
+      if (t.shape[d] === 1) continue;
+      if (t.stride[d] !== expect) {
+        contiguous = false;
+        break;
+      }
+      expect *= t.shape[d] as number;
+    }
+    const length = numel * es;
+    if (!member || !contiguous || member.method !== 0 || length <= chunkBytes) {
+      yield await this.readContiguous(t, signal);
+      return;
+    }
+    for (let done = 0; done < length; done += chunkBytes) {
+      yield await this.zip.read(member, t.storageOffset * es + done, Math.min(chunkBytes, length - done), signal);
+    }
+  }
+
+  /**
    * The tensor's elements in row-major order as little-endian bytes of its dtype (bit-exact). A
    * contiguous tensor is one positional read; a strided view reads only the span it reaches and
    * gathers from it.
@@ -108,7 +138,10 @@ export class TorchBinFile {
     }
     if (contiguous) {
       const bytes = await this.zip.read(member, t.storageOffset * es, numel * es, signal);
-      // a fresh copy so callers may keep it while the source buffer is reused
+      // A read that filled a buffer of its own (file, Blob and URL sources allocate one per read)
+      // is returned as is: one copy of a 32 MiB tensor fewer at the peak of a conversion. A view
+      // into a larger buffer (bytes in memory, an inflated member) is copied, aligned.
+      if (bytes.byteOffset === 0 && bytes.byteLength === bytes.buffer.byteLength) return bytes;
       return new Uint8Array(alignedCopy(bytes));
     }
     let reach = t.storageOffset;

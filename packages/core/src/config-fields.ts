@@ -59,3 +59,62 @@ export function configFields(scope: string): ConfigFieldReaders {
     bool: (src, field, fallback, label = field) => read<boolean>(src, field, fallback, isBool, 'a boolean', label),
   };
 }
+
+/**
+ * Upper bounds of config counts and sizes, checked before anything is built: a `config.json` that
+ * asks for a million layers or a 2^40-wide model is refused in microseconds (`INVALID_CONFIG`)
+ * instead of exhausting the heap. Each is far above the released models (LLaMA-2-7B, ViT-L/14).
+ */
+export const CONFIG_LIMITS: Readonly<Record<string, number>> = Object.freeze({
+  num_hidden_layers: 1024,
+  hidden_size: 131_072,
+  intermediate_size: 524_288,
+  projection_dim: 131_072,
+  num_attention_heads: 4096,
+  num_key_value_heads: 4096,
+  vocab_size: 2_097_152,
+  max_position_embeddings: 1_048_576,
+  image_size: 8192,
+  patch_size: 8192,
+  /** Vision tokens per image, (image_size / patch_size)². */
+  num_patches: 65_536,
+  grid_size: 256,
+  num_learnable_queries: 4096,
+  language_hidden_size: 131_072,
+});
+
+/** Largest number of parameters a config may imply (2^37 ≈ 137 B; the released models have ≈ 8.2 B). */
+export const MAX_CONFIG_PARAMETERS = 2 ** 37;
+
+/**
+ * Checks resolved config values against {@link CONFIG_LIMITS} (fields without a limit are ignored)
+ * and, when given, the number of parameters they imply against {@link MAX_CONFIG_PARAMETERS}.
+ * Throws `INVALID_CONFIG` naming the scope, the field, the limit and the value.
+ */
+export function checkConfigBounds(
+  scope: string,
+  values: Readonly<Record<string, number>>,
+  impliedParameters?: number,
+): void {
+  for (const [field, value] of Object.entries(values)) {
+    const limit = CONFIG_LIMITS[field];
+    if (limit !== undefined && !(value <= limit)) {
+      throw new OwletError(
+        ErrorCode.INVALID_CONFIG,
+        `${scope} config: ${field} must be at most ${limit}, got ${showConfigValue(value)}`,
+        { details: { field, value, limit } },
+      );
+    }
+  }
+  if (impliedParameters !== undefined && !(impliedParameters <= MAX_CONFIG_PARAMETERS)) {
+    throw new OwletError(
+      ErrorCode.INVALID_CONFIG,
+      `${scope} config implies about ${impliedParameters.toExponential(2)} parameters; the limit is ${MAX_CONFIG_PARAMETERS.toExponential(2)} (${Object.entries(
+        values,
+      )
+        .map(([k, v]) => `${k} ${v}`)
+        .join(', ')})`,
+      { details: { parameters: impliedParameters, limit: MAX_CONFIG_PARAMETERS } },
+    );
+  }
+}

@@ -89,6 +89,9 @@ export * from './nn/index.js';
 export { loadCheckpointInto, type LoadCheckpointOptions } from './load-checkpoint.js';
 export {
   configFields,
+  checkConfigBounds,
+  CONFIG_LIMITS,
+  MAX_CONFIG_PARAMETERS,
   isConfigObject,
   showConfigValue,
   type ConfigJson,

@@ -24,6 +24,8 @@ export const ErrorCode = {
   DEVICE_LOST: 'DEVICE_LOST',
   /** A tensor or the whole model does not fit the WebGPU device's limits (binding size, buffer size, memory). */
   WEBGPU_LIMIT: 'WEBGPU_LIMIT',
+  /** A prompt (with what the conversation already holds) leaves no room in the model's context window. */
+  CONTEXT_WINDOW_EXCEEDED: 'CONTEXT_WINDOW_EXCEEDED',
 } as const;
 
 export type ErrorCode = (typeof ErrorCode)[keyof typeof ErrorCode] | (string & {});

@@ -6,7 +6,7 @@
  * turns the modality-adaptive module on (`multiway`, two copies); plain LLaMA and mPLUG-Owl v1's
  * `text_config` (`model_type` `mplug-owl`) run without it.
  */
-import { configFields, type ConfigJson } from '@owlet/core';
+import { checkConfigBounds, configFields, type ConfigJson } from '@owlet/core';
 
 export interface LlamaConfig {
   readonly vocab_size: number;
@@ -81,6 +81,19 @@ export function resolveLlamaConfig(json: unknown, options: ResolveLlamaConfigOpt
   const hidden_size = posInt(src, 'hidden_size', 4096);
   const num_attention_heads = posInt(src, 'num_attention_heads', 32);
   const num_key_value_heads = posInt(src, 'num_key_value_heads', num_attention_heads);
+  const vocab_size = posInt(src, 'vocab_size', 32000);
+  const intermediate_size = posInt(src, 'intermediate_size', 11008);
+  const num_hidden_layers = posInt(src, 'num_hidden_layers', 32);
+  const max_position_embeddings = posInt(src, 'max_position_embeddings', 2048);
+  {
+    // Bounds before anything else (a million layers must not reach the module builder).
+    const sizes = { num_hidden_layers, hidden_size, intermediate_size, vocab_size, num_attention_heads };
+    checkConfigBounds('llama', { ...sizes, num_key_value_heads, max_position_embeddings });
+    const kv = (hidden_size / num_attention_heads) * num_key_value_heads;
+    // embed + lm_head + per layer (q, o, k and v in 2 multiway copies, the SwiGLU MLP)
+    const perLayer = 2 * hidden_size * hidden_size + 4 * kv * hidden_size + 3 * hidden_size * intermediate_size;
+    checkConfigBounds('llama', sizes, 2 * vocab_size * hidden_size + num_hidden_layers * perLayer);
+  }
   if (hidden_size % num_attention_heads !== 0) {
     fail('hidden_size', hidden_size, `a multiple of num_attention_heads (${num_attention_heads})`);
   }
@@ -97,7 +110,6 @@ export function resolveLlamaConfig(json: unknown, options: ResolveLlamaConfigOpt
   if (src.attention_bias !== undefined && src.attention_bias !== false) {
     fail('attention_bias', src.attention_bias, 'false (LLaMA projections have no bias)');
   }
-  const vocab_size = posInt(src, 'vocab_size', 32000);
 
   let eos: number | readonly number[] | null;
   const rawEos = src.eos_token_id;
@@ -121,14 +133,14 @@ export function resolveLlamaConfig(json: unknown, options: ResolveLlamaConfigOpt
   return Object.freeze({
     vocab_size,
     hidden_size,
-    intermediate_size: posInt(src, 'intermediate_size', 11008),
-    num_hidden_layers: posInt(src, 'num_hidden_layers', 32),
+    intermediate_size,
+    num_hidden_layers,
     num_attention_heads,
     num_key_value_heads,
     hidden_act: 'silu' as const,
     rms_norm_eps: posNumber(src, 'rms_norm_eps', 1e-6),
     rope_theta: posNumber(src, 'rope_theta', 10000),
-    max_position_embeddings: posInt(src, 'max_position_embeddings', 2048),
+    max_position_embeddings,
     bos_token_id: tokenId(src, 'bos_token_id', 1),
     eos_token_id: eos,
     pad_token_id: tokenId(src, 'pad_token_id', null),

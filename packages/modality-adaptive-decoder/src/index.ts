@@ -28,6 +28,7 @@ export { KVCache, type KVSegment, type KVCacheGrowth, type KVCacheOptions } from
 export type { IdsInput } from './inputs.js';
 export {
   generate,
+  checkContextWindow,
   type GenerateOptions,
   type GenerateOutput,
   type Streamer,

@@ -16,6 +16,7 @@ import {
 } from '@owlet/core';
 import {
   KVCache,
+  checkContextWindow,
   generate,
   type CausalLM,
   type GenerateOptions,
@@ -26,7 +27,7 @@ import { StreamingDecoder, apply_chat_template, type ChatMessage, type LlamaToke
 import type { ImageInput, MplugOwlImageProcessor } from '@owlet/vision-encoder';
 
 import type { MplugOwlModelConfig } from './config.js';
-import type { SplicedSequence } from './splice.js';
+import { splicedLength, type SplicedSequence } from './splice.js';
 import { checkTrainingBatch, type PreparedTrainingInputs, type TrainingBatch } from './training-inputs.js';
 
 export interface MplugOwlForwardInputs {
@@ -237,11 +238,20 @@ export abstract class MplugOwlPreTrainedModel extends Module {
     }
   }
 
+  /** Refuses (CONTEXT_WINDOW_EXCEEDED) a prompt whose spliced length leaves no room for an answer. */
+  private checkContextWindow(ids: readonly number[]): void {
+    checkContextWindow(
+      this.config.text_config,
+      splicedLength(ids, this.config.image_tokens, this.templateName === 'mplug_owl2'),
+    );
+  }
+
   /** Encodes the images and splices them into the prompt (caller owns `inputs_embeds`). */
   prepareInputs(inputIds: MplugOwlForwardInputs['input_ids'], pixelValues?: tf.Tensor | null): SplicedSequence {
     this.assertNotDisposed();
     const ids = firstRow(inputIds);
     if (ids.length === 0) throw new OwletError(ErrorCode.INVALID_ARGUMENT, 'input_ids is empty');
+    this.checkContextWindow(ids);
     const features = pixelValues ? this.encodeImages(pixelValues) : null;
     try {
       return this.splice(ids, features);
@@ -423,6 +433,7 @@ export abstract class MplugOwlPreTrainedModel extends Module {
       tokenize: true,
       ...(this.templateName === 'mplug_owl' ? { media_tokens_per_image: this.config.image_tokens } : {}),
     });
+    this.checkContextWindow(ids); // before any image is decoded or the conversation is touched
     const images = o.images ?? [];
 
     // Preprocess every image (host side) and identify it by its pixels.

@@ -22,9 +22,12 @@ import {
   type BackendRequest,
 } from '@owlet/core';
 import {
+  MAX_JSON_DEPTH,
   openCheckpointFolder,
+  parsePlainJson,
   type ByteSourceFolder,
   type CheckpointProgress,
+  type FetchLimits,
   type CheckpointSource,
 } from '@owlet/checkpoint';
 import { CPU_ENGINE_BACKENDS, enableCpuEngine, type DTypeRequest, type WeightDTypeReport } from '@owlet/core';
@@ -54,6 +57,12 @@ export interface FromPretrainedOptions {
   image_entry_point?: EntryPoint;
   /** fetch for URL sources (default globalThis.fetch). */
   fetch?: typeof fetch;
+  /**
+   * Limits of every request to a URL source: connect and read timeouts (defaults 10 s and 30 s),
+   * the largest body kept in memory, the origins a redirect may go to (default: the same origin;
+   * huggingface.co may redirect to its download hosts). Side files are capped at 64 MiB.
+   */
+  fetch_limits?: FetchLimits;
   /** Accept an index whose `total_size` disagrees with its tensors (default false: strict). */
   ignore_total_size?: boolean;
   /**
@@ -90,7 +99,7 @@ async function readSideFile(
 ): Promise<Uint8Array | undefined> {
   if (!(await folder.exists(name, signal))) return undefined;
   emit({ status: 'initiate', name: folder.description, file: name });
-  const src = await folder.open(name, signal);
+  const src = await folder.open(name, signal, { maxBytes: MAX_SIDE_FILE });
   if (!src) return undefined;
   try {
     if (src.size > MAX_SIDE_FILE) {
@@ -112,11 +121,20 @@ async function readSideFile(
   }
 }
 
+/** Parses a side file as JSON: nesting deeper than MAX_JSON_DEPTH or a duplicate key is INVALID_CONFIG. */
 function parseJson(bytes: Uint8Array, file: string): unknown {
+  let text: string;
   try {
-    return JSON.parse(new TextDecoder().decode(bytes));
+    text = new TextDecoder('utf-8', { fatal: true }).decode(bytes);
   } catch (e) {
-    throw new OwletError('INVALID_CONFIG', `${file} is not valid JSON: ${(e as Error).message}`, { cause: e });
+    throw new OwletError('INVALID_CONFIG', `${file} is not valid UTF-8`, { cause: e });
+  }
+  try {
+    return parsePlainJson(text);
+  } catch (e) {
+    const m = (e as Error).message;
+    const why = /nesting deeper/.test(m) ? `nests deeper than ${MAX_JSON_DEPTH} levels` : `is not valid JSON: ${m}`;
+    throw new OwletError('INVALID_CONFIG', `${file} ${why}`, { cause: e });
   }
 }
 
@@ -134,7 +152,8 @@ export async function fromPretrained(
   let backend: BackendInfo | undefined = getBackendInfo();
   if (wanted !== undefined || !backend) backend = await initBackend(wanted ?? 'auto');
 
-  const folder = await openCheckpointFolder(source, { ...(options.fetch ? { fetch: options.fetch } : {}) });
+  const urlOptions = { ...options.fetch_limits, ...(options.fetch ? { fetch: options.fetch } : {}) };
+  const folder = await openCheckpointFolder(source, urlOptions);
   const configBytes = await readSideFile(folder, 'config.json', emit, signal);
   if (!configBytes) {
     throw new OwletError(
@@ -189,7 +208,7 @@ export async function fromPretrained(
     await loadCheckpointInto(model, folder, {
       onProgress: emit,
       ...(signal ? { signal } : {}),
-      ...(options.fetch ? { fetch: options.fetch } : {}),
+      ...urlOptions,
       checkTotalSize: !options.ignore_total_size,
       strict: true,
       ignore: MplugOwlPreTrainedModel.IGNORE_ON_LOAD,

@@ -39,6 +39,16 @@ function checkFeatures(features: tf.Tensor | null | undefined, expectedImages: n
   }
 }
 
+/**
+ * Length of the spliced sequence, known before any image is encoded: mPLUG-Owl2 expands each −200
+ * into `tokensPerImage` rows; mPLUG-Owl v1 overwrites its placeholder runs in place (same length).
+ */
+export function splicedLength(ids: ArrayLike<number>, tokensPerImage: number, expands: boolean): number {
+  let n = ids.length;
+  if (expands) for (let i = 0; i < ids.length; i++) if (ids[i] === IMAGE_TOKEN_INDEX) n += tokensPerImage - 1;
+  return n;
+}
+
 /** mPLUG-Owl2: expand each −200 into the rows of the next image. */
 export function spliceOwl2(
   inputIds: ArrayLike<number>,

@@ -6,7 +6,7 @@
  * `visual_config.visual_model`) and mPLUG-Owl/mplug_owl/configuration_mplug_owl.py (v1, under
  * `vision_config`).
  */
-import { ErrorCode, OwletError, configFields, showConfigValue, type ConfigJson } from '@owlet/core';
+import { ErrorCode, OwletError, checkConfigBounds, configFields, showConfigValue, type ConfigJson } from '@owlet/core';
 
 /** `mplug_owl2`: mPLUG-Owl2 (448 px). `mplug_owl`: mPLUG-Owl v1 (224 px). */
 export type MplugOwlVisionVariant = 'mplug_owl2' | 'mplug_owl';
@@ -146,6 +146,16 @@ export function resolveMplugOwlVisionConfig(
   const num_channels = posInt(d, 'num_channels', 3);
   const image_size = posInt(d, 'image_size', v2 ? 448 : 224);
   const patch_size = posInt(d, 'patch_size', 14);
+  {
+    const sizes = { num_hidden_layers, hidden_size, intermediate_size, image_size, patch_size };
+    checkConfigBounds('vision', { ...sizes, projection_dim, num_attention_heads });
+    const num_patches = Math.floor(image_size / patch_size) ** 2;
+    checkConfigBounds('vision', { num_patches });
+    // patch embedding, positions, per layer (qkv + dense, the MLP)
+    const perLayer = 4 * hidden_size * hidden_size + 2 * hidden_size * intermediate_size;
+    const params = (3 * patch_size * patch_size + num_patches + 1) * hidden_size + num_hidden_layers * perLayer;
+    checkConfigBounds('vision', sizes, params);
+  }
   const layer_norm_eps = positiveNumber(d, 'layer_norm_eps', 1e-6);
   const initializer_range = positiveNumber(d, 'initializer_range', 0.02);
   const initializer_factor = positiveNumber(d, 'initializer_factor', 1.0);

@@ -6,7 +6,7 @@
  * `visual_config.visual_abstractor`) and mPLUG-Owl/mplug_owl/configuration_mplug_owl.py (v1, under
  * `visual_abstractor_config`, with the query count at the top level as `num_query_tokens`).
  */
-import { ErrorCode, OwletError, configFields, type ConfigJson } from '@owlet/core';
+import { ErrorCode, OwletError, checkConfigBounds, configFields, type ConfigJson } from '@owlet/core';
 
 /** `mplug_owl2`: mPLUG-Owl2 (sin-cos position embeddings, `query_embeds` inside the abstractor).
  *  `mplug_owl`: mPLUG-Owl v1 (no position embeddings, queries are the top-level `query_tokens`). */
@@ -171,6 +171,21 @@ export function resolveMplugOwlVisualAbstractorConfig(
           'language model hidden_size',
         );
 
+  {
+    const sizes = { num_hidden_layers, hidden_size, intermediate_size, num_learnable_queries, language_hidden_size };
+    checkConfigBounds('visual abstractor', {
+      ...sizes,
+      encoder_hidden_size,
+      num_attention_heads,
+      ...(grid_size === null ? {} : { grid_size }),
+    });
+    // queries, per layer (q, k, v, o, the SwiGLU MLP), visual_fc; plus the sin-cos tables (grid² rows)
+    const perLayer = 4 * hidden_size * hidden_size + 3 * hidden_size * intermediate_size;
+    const tables = grid_size === null ? 0 : grid_size * grid_size * hidden_size;
+    const params =
+      num_learnable_queries * hidden_size + num_hidden_layers * perLayer + hidden_size * language_hidden_size + tables;
+    checkConfigBounds('visual abstractor', sizes, params);
+  }
   if (add_v2t_pos_emb) {
     fail('add_v2t_pos_emb', true, 'false (the reference code path for true is inactive and cannot be built)');
   }

@@ -4,13 +4,13 @@
  */
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { parseArgs } from 'node:util';
 
 import { type DTypeRequest, WEIGHT_GROUPS, type WeightGroup, isWeightDType } from '@owlet/core';
 import { planMemory } from '@owlet/mplug-owl';
 
 import { intFlag } from '../args.js';
 import { EXIT, UsageError } from '../errors.js';
+import { parseFlags } from '../flags.js';
 
 export const BENCH_PLAN_HELP = `owlet bench --plan [options]
 
@@ -51,11 +51,9 @@ export function parsePlanDtype(v: string | undefined): DTypeRequest | undefined 
 const GiB = (n: number) => `${(n / 2 ** 30).toFixed(2)} GiB`;
 
 export async function benchPlanCommand(argv: string[]): Promise<number> {
-  const { values } = parseArgs({
-    args: argv,
-    strict: true,
-    allowPositionals: false,
-    options: {
+  const { values } = parseFlags(
+    argv,
+    {
       plan: { type: 'boolean' },
       model: { type: 'string' },
       dtype: { type: 'string' },
@@ -65,7 +63,8 @@ export async function benchPlanCommand(argv: string[]): Promise<number> {
       json: { type: 'boolean' },
       help: { type: 'boolean', short: 'h' },
     },
-  });
+    { command: 'bench' },
+  );
   if (values.help) {
     process.stdout.write(`${BENCH_PLAN_HELP}\n`);
     return EXIT.OK;

@@ -2,16 +2,16 @@
  * `owlet bench`: time to load, ms per image (preprocessing; vision + abstractor), prefill and
  * decode tokens/s, peak memory, on the chosen backend. Prints a table and writes JSON.
  */
-import { writeFileSync } from 'node:fs';
 import { resolve } from 'node:path';
-import { parseArgs } from 'node:util';
 
 import * as tf from '@tensorflow/tfjs-core';
+import { writeFileAtomic } from '@owlet/checkpoint';
 import { getBackendInfo } from '@owlet/core';
 
 import { intFlag } from '../args.js';
 import { EXIT, UsageError } from '../errors.js';
 import { benchPlanCommand } from './bench-plan.js';
+import { parseFlags } from '../flags.js';
 import { RANDOM_WEIGHTS_NOTICE, backendReport, loadModel, parseBackend } from '../model.js';
 
 export const BENCH_HELP = `owlet bench [options]
@@ -34,11 +34,9 @@ const median = (xs: number[]): number => {
 
 export async function benchCommand(argv: string[], signal: AbortSignal): Promise<number> {
   if (argv.includes('--plan')) return benchPlanCommand(argv);
-  const { values } = parseArgs({
-    args: argv,
-    strict: true,
-    allowPositionals: false,
-    options: {
+  const { values } = parseFlags(
+    argv,
+    {
       model: { type: 'string' },
       backend: { type: 'string' },
       runs: { type: 'string' },
@@ -50,7 +48,8 @@ export async function benchCommand(argv: string[], signal: AbortSignal): Promise
       verbose: { type: 'boolean' },
       help: { type: 'boolean', short: 'h' },
     },
-  });
+    { command: 'bench' },
+  );
   if (values.help) {
     process.stdout.write(`${BENCH_HELP}\n`);
     return EXIT.OK;
@@ -123,7 +122,7 @@ export async function benchCommand(argv: string[], signal: AbortSignal): Promise
       date: new Date().toISOString(),
     };
     const outPath = resolve(values.out ?? 'owlet-bench.json');
-    writeFileSync(outPath, `${JSON.stringify(result, null, 2)}\n`);
+    await writeFileAtomic(outPath, `${JSON.stringify(result, null, 2)}\n`);
     if (values.json) {
       process.stdout.write(`${JSON.stringify(result)}\n`);
     } else {

@@ -5,28 +5,32 @@
  * Works with piped stdin too (one message per line), which is how it is tested.
  */
 import { createInterface } from 'node:readline';
-import { parseArgs } from 'node:util';
 
 import { getBackendInfo } from '@owlet/core';
 import type { ChatMessage, ContentPart } from '@owlet/tokenizer';
+import type { DecodedImage } from '@owlet/vision-encoder';
 
 import { SAMPLING_OPTIONS, samplingFlags } from '../args.js';
+import { parseFlags } from '../flags.js';
 import { EXIT, classify } from '../errors.js';
 import {
+  NETWORK_OPTIONS,
   RANDOM_WEIGHTS_NOTICE,
   backendReport,
   cpuEngineLine,
   loadModel,
+  networkLimits,
   parseBackend,
   parseDtype,
   parseThreads,
-  readImage,
+  readAndDecodeImage,
 } from '../model.js';
 
 export const CHAT_HELP = `owlet chat [options]
 
   --model DIR_OR_URL  --backend NAME  --dtype fp32|fp16|q8|q4  --threads N  --max-new-tokens N  --temperature T  --top-p P  --top-k K  --seed S
   --quiet (nothing on stderr but errors)  --verbose (the full backend reasoning)
+  --fetch-timeout S  --allow-redirect ORIGIN   (as in owlet run)
 
 In the conversation:
   /image PATH_OR_URL   attach an image to your next message
@@ -35,11 +39,9 @@ In the conversation:
   Ctrl-C               stop the answer being written`;
 
 export async function chatCommand(argv: string[], signal: AbortSignal): Promise<number> {
-  const { values } = parseArgs({
-    args: argv,
-    strict: true,
-    allowPositionals: false,
-    options: {
+  const { values } = parseFlags(
+    argv,
+    {
       model: { type: 'string' },
       backend: { type: 'string' },
       dtype: { type: 'string' },
@@ -48,8 +50,10 @@ export async function chatCommand(argv: string[], signal: AbortSignal): Promise<
       verbose: { type: 'boolean' },
       help: { type: 'boolean', short: 'h' },
       ...SAMPLING_OPTIONS,
+      ...NETWORK_OPTIONS,
     },
-  });
+    { command: 'chat' },
+  );
   if (values.help) {
     process.stdout.write(`${CHAT_HELP}\n`);
     return EXIT.OK;
@@ -58,6 +62,7 @@ export async function chatCommand(argv: string[], signal: AbortSignal): Promise<
   const sampling = samplingFlags(values);
   const quiet = values.quiet === true;
   const tty = Boolean(process.stdin.isTTY && process.stdout.isTTY);
+  const network = networkLimits(values);
   const dtype = parseDtype(values.dtype);
   const threads = parseThreads(values.threads);
   const loaded = await loadModel(values.model, {
@@ -66,6 +71,7 @@ export async function chatCommand(argv: string[], signal: AbortSignal): Promise<
     signal,
     ...(dtype ? { dtype } : {}),
     ...(threads ? { threads } : {}),
+    network,
   });
   const engineLine = cpuEngineLine();
   if (engineLine && !quiet && values.verbose === true) process.stderr.write(`${engineLine}\n`);
@@ -76,8 +82,8 @@ export async function chatCommand(argv: string[], signal: AbortSignal): Promise<
   if (tty && !quiet) process.stderr.write('type a message, /image PATH to attach an image, /help for commands\n');
 
   const messages: ChatMessage[] = [];
-  const images: Uint8Array[] = [];
-  let pendingImages: Uint8Array[] = [];
+  const images: DecodedImage[] = [];
+  let pendingImages: DecodedImage[] = [];
   let answering: AbortController | null = null;
   let interruptsAtPrompt = 0;
 
@@ -126,10 +132,14 @@ export async function chatCommand(argv: string[], signal: AbortSignal): Promise<
         const arg = line.slice('/image'.length).trim();
         try {
           if (!arg) throw new Error('usage: /image PATH_OR_URL');
-          pendingImages.push(await readImage(arg));
+          // Decoded now: an image that does not decode is never attached.
+          pendingImages.push(await readAndDecodeImage(arg, signal, network));
           if (!quiet) process.stderr.write(`(image attached: ${arg})\n`);
         } catch (e) {
-          process.stderr.write(`error: ${classify(e).message}\n`);
+          const c = classify(e);
+          process.stderr.write(
+            `error: ${c.exitCode === EXIT.INTERNAL ? (e as Error).message : c.message} (not attached)\n`,
+          );
         }
         rl.prompt();
         continue;
@@ -169,6 +179,14 @@ export async function chatCommand(argv: string[], signal: AbortSignal): Promise<
         const c = classify(e);
         if (c.exitCode === EXIT.INTERRUPTED) process.stdout.write(' [stopped]\n');
         else process.stderr.write(`error: ${c.message}\n`);
+        // The failed message is not part of the conversation; nor are the attachments it carried,
+        // so the next message does not fail the same way.
+        if (pendingImages.length > 0) {
+          process.stderr.write(
+            `(dropped ${pendingImages.length} attachment(s) of the failed message; /image attaches again)\n`,
+          );
+          pendingImages = [];
+        }
         if (c.exitCode === EXIT.INTERNAL) throw e;
       } finally {
         answering = null;

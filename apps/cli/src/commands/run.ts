@@ -1,20 +1,23 @@
 /** `owlet run`: one answer about one or more images, streamed to the terminal. */
-import { parseArgs } from 'node:util';
 
 import { getBackendInfo } from '@owlet/core';
 import type { ContentPart } from '@owlet/tokenizer';
+import type { DecodedImage } from '@owlet/vision-encoder';
 
 import { SAMPLING_OPTIONS, samplingFlags } from '../args.js';
+import { parseFlags } from '../flags.js';
 import { EXIT, UsageError } from '../errors.js';
 import {
+  NETWORK_OPTIONS,
   RANDOM_WEIGHTS_NOTICE,
   backendReport,
   cpuEngineLine,
   loadModel,
+  networkLimits,
   parseBackend,
   parseDtype,
   parseThreads,
-  readImage,
+  readAndDecodeImage,
 } from '../model.js';
 
 export const RUN_HELP = `owlet run --image PATH_OR_URL --prompt TEXT [options]
@@ -29,16 +32,16 @@ export const RUN_HELP = `owlet run --image PATH_OR_URL --prompt TEXT [options]
   --temperature T       0 = greedy (default), > 0 samples
   --top-p P  --top-k K  sampling filters
   --seed S              reproducible sampling
+  --fetch-timeout S     give up on a URL that sends nothing for S seconds (images 5/10 s, model files 10/30 s)
+  --allow-redirect ORIGIN  follow redirects to this origin too (default: same origin only); repeatable
   --json                print one JSON object instead of streaming text
   --quiet               nothing on stderr but errors (no progress, backend or notices)
   --verbose             the full backend reasoning (every backend tried, and why)`;
 
 export async function runCommand(argv: string[], signal: AbortSignal): Promise<number> {
-  const { values } = parseArgs({
-    args: argv,
-    strict: true,
-    allowPositionals: false,
-    options: {
+  const { values } = parseFlags(
+    argv,
+    {
       image: { type: 'string', multiple: true },
       prompt: { type: 'string' },
       model: { type: 'string' },
@@ -50,8 +53,10 @@ export async function runCommand(argv: string[], signal: AbortSignal): Promise<n
       verbose: { type: 'boolean' },
       help: { type: 'boolean', short: 'h' },
       ...SAMPLING_OPTIONS,
+      ...NETWORK_OPTIONS,
     },
-  });
+    { command: 'run' },
+  );
   if (values.help) {
     process.stdout.write(`${RUN_HELP}\n`);
     return EXIT.OK;
@@ -61,9 +66,11 @@ export async function runCommand(argv: string[], signal: AbortSignal): Promise<n
   const backend = parseBackend(values.backend);
   const sampling = samplingFlags(values);
   const quiet = values.quiet === true;
-  // Read every image before loading the model: a missing file fails fast.
-  const images: Uint8Array[] = [];
-  for (const arg of values.image ?? []) images.push(await readImage(arg, signal));
+  const network = networkLimits(values);
+  // Read and decode every image before loading the model: a missing file, a file that is not an
+  // image, an image over the pixel cap fail in a moment, not after the weights have loaded.
+  const images: DecodedImage[] = [];
+  for (const arg of values.image ?? []) images.push(await readAndDecodeImage(arg, signal, network));
 
   const dtype = parseDtype(values.dtype);
   const threads = parseThreads(values.threads);
@@ -73,6 +80,7 @@ export async function runCommand(argv: string[], signal: AbortSignal): Promise<n
     signal,
     ...(dtype ? { dtype } : {}),
     ...(threads ? { threads } : {}),
+    network,
   });
   const engineLine = cpuEngineLine();
   if (engineLine && !quiet && values.verbose === true) process.stderr.write(`${engineLine}\n`);

@@ -515,7 +515,7 @@ describe('slow and oversized uploads (L6, L7)', () => {
 
   it('gives up on a stalled image fetch after 5 s', async () => {
     const e = expectError(await post(withImage(`http://localhost:${mediaPort}/stall`)), 400);
-    expect(e.message).toMatch(/timed out after 5 s/);
+    expect(e.message).toMatch(/timed out \((no response within|the whole fetch took over) 5 s\)/);
   });
 
   it('serves a base64 image body at 1x the limit and refuses 2x with 413 while it streams (L7)', async () => {

@@ -153,6 +153,30 @@ function checkNumber(name: string, v: unknown, ok: (n: number) => boolean, expec
   }
 }
 
+/**
+ * Refuses a prompt that leaves no room for one new token in the context window
+ * (`max_position_embeddings`): `cached` positions already in the KV cache plus `promptTokens` new
+ * ones must be below the window. Throws `CONTEXT_WINDOW_EXCEEDED` (checklist L3), before any work.
+ * Returns how many tokens can still be generated (window − cached − prompt).
+ */
+export function checkContextWindow(
+  config: Pick<LlamaConfig, 'max_position_embeddings'>,
+  promptTokens: number,
+  cached = 0,
+): number {
+  const window = config.max_position_embeddings;
+  const room = window - cached - promptTokens;
+  if (room < 1) {
+    const held = cached > 0 ? ` (plus ${cached} already in the conversation)` : '';
+    throw new OwletError(
+      ErrorCode.CONTEXT_WINDOW_EXCEEDED,
+      `the prompt is ${promptTokens} tokens${held}; the context window is ${window} tokens (max_position_embeddings), which leaves no room for an answer: shorten the prompt${cached > 0 ? ' or start a new conversation' : ''}`,
+      { details: { prompt_tokens: promptTokens, cached_tokens: cached, context_window: window } },
+    );
+  }
+  return room;
+}
+
 export async function generate(model: CausalLM, options: GenerateOptions): Promise<GenerateOutput> {
   const o = options;
   // ---- validate everything before any work (B31: bad numbers are typed errors, never reach the model)
@@ -164,7 +188,7 @@ export async function generate(model: CausalLM, options: GenerateOptions): Promi
   checkNumber('repetition_penalty', o.repetition_penalty, (n) => Number.isFinite(n) && n > 0, 'a finite number > 0');
   checkNumber('seed', o.seed, (n) => Number.isSafeInteger(n), 'a safe integer');
   const cfg = model.config;
-  const maxNew = o.max_new_tokens ?? 20;
+  const requestedMaxNew = o.max_new_tokens ?? 20;
   const eos =
     o.eos_token_id === undefined
       ? eosIds(cfg)
@@ -180,12 +204,6 @@ export async function generate(model: CausalLM, options: GenerateOptions): Promi
       (n) => Number.isSafeInteger(n) && n >= 0 && n < cfg.vocab_size,
       `an id in [0, ${cfg.vocab_size})`,
     );
-  const stopping = new StoppingCriteria({
-    maxNewTokens: maxNew,
-    eosTokenIds: eos,
-    stopStrings: o.stop_strings ?? [],
-    decode: o.decode,
-  });
   const hasIds = o.input_ids !== undefined && o.input_ids !== null;
   if (hasIds === (o.inputs_embeds !== undefined && o.inputs_embeds !== null)) {
     throw new OwletError(ErrorCode.INVALID_ARGUMENT, 'generate: pass exactly one of input_ids and inputs_embeds');
@@ -196,6 +214,18 @@ export async function generate(model: CausalLM, options: GenerateOptions): Promi
   if (batch !== 1) throw new OwletError(ErrorCode.INVALID_ARGUMENT, `generate: batch size must be 1, got ${batch}`);
   const promptRow: readonly number[] = promptIds?.[0] ?? []; // the one row (batch is 1); none for inputs_embeds
   const promptLen = promptIds ? promptRow.length : (embedsShape[1] as number);
+  if (o.past_key_values?.isDisposed)
+    throw new OwletError(ErrorCode.INVALID_ARGUMENT, 'generate: past_key_values was disposed');
+  // L3: the prompt must fit the window; whatever asked for more (a flag, generation_config.json),
+  // generation stops at the window with finish reason 'length'.
+  const room = checkContextWindow(cfg, promptLen, o.past_key_values?.length ?? 0);
+  const maxNew = Math.min(requestedMaxNew, room);
+  const stopping = new StoppingCriteria({
+    maxNewTokens: maxNew,
+    eosTokenIds: eos,
+    stopStrings: o.stop_strings ?? [],
+    decode: o.decode,
+  });
 
   const processors = new LogitsProcessorList();
   if (o.repetition_penalty !== undefined && o.repetition_penalty !== 1)

@@ -328,6 +328,52 @@ describeBackends('generate', ({ it: matrixIt }) => {
     });
   });
 
+  it('L3: a prompt that does not fit the context window is refused before prefill; max_new_tokens is capped at window − prompt', async () => {
+    const window = model.config.max_position_embeddings; // 64
+    const before = tf.memory().numTensors;
+    // Refused: the prompt fills (or overflows) the window, alone or after a cached conversation.
+    for (const len of [window, window + 1, 25 * window]) {
+      const ids = [Array.from({ length: len }, (_, i) => 1 + (i % 40))];
+      const err = await model.generate({ input_ids: ids, max_new_tokens: 1 }).catch((e: unknown) => e);
+      expect(err).toBeInstanceOf(OwletError);
+      expect((err as OwletError).code).toBe('CONTEXT_WINDOW_EXCEEDED');
+      expect((err as OwletError).message).toContain(`${len} tokens`);
+      expect((err as OwletError).message).toContain(`context window is ${window} tokens`);
+    }
+    expect(tf.memory().numTensors).toBe(before);
+    // A huge max_new_tokens stops at the window with finish reason 'length'.
+    const out = await model.generate({ input_ids: PROMPT, max_new_tokens: 1e12, eos_token_id: null });
+    expect(out.finish_reason).toBe('length');
+    expect(out.generated_ids).toHaveLength(window - PROMPT[0]!.length);
+    expect(out.sequences[0]).toHaveLength(window);
+    // The same after a cached turn: cached + prompt + new ≤ window.
+    const first = await model.generate({
+      input_ids: PROMPT,
+      max_new_tokens: 40,
+      eos_token_id: null,
+      return_past_key_values: true,
+    });
+    const cache = first.past_key_values!;
+    const cached = cache.length; // 6 + 40 − 1
+    const next = await model.generate({
+      input_ids: [[5, 6, 7]],
+      past_key_values: cache,
+      max_new_tokens: 1000,
+      eos_token_id: null,
+    });
+    expect(next.finish_reason).toBe('length');
+    expect(next.generated_ids).toHaveLength(window - cached - 3);
+    const full = cache.length;
+    const refused = await model
+      .generate({ input_ids: [Array.from({ length: window - full }, () => 3)], past_key_values: cache })
+      .catch((e: unknown) => e);
+    expect((refused as OwletError).code).toBe('CONTEXT_WINDOW_EXCEEDED');
+    expect((refused as OwletError).message).toContain(`${full} already in the conversation`);
+    expect(cache.length).toBe(full); // unchanged by the refusal
+    cache.dispose();
+    expect(tf.memory().numTensors).toBe(before);
+  });
+
   it('rejects bad options with typed errors before any work; errors mid-generation release everything', async () => {
     const before = tf.memory().numTensors;
     const bad: Record<string, unknown>[] = [

@@ -11,7 +11,16 @@
  */
 import { OwletError } from '@owlet/core';
 
-import { checkImageLimits, readImageHeader, type ImageLimits } from './header.js';
+import { decodeBmp } from './bmp.js';
+import {
+  DECODABLE_FORMATS,
+  FORMAT_NAMES,
+  checkDecodeMemory,
+  checkImageFormat,
+  checkImageLimits,
+  readImageHeader,
+  type ImageLimits,
+} from './header.js';
 import { MODE_CHANNELS, PreprocessErrorCode, type DecodedImage, type PillowMode } from './image.js';
 
 /** Options of {@link decodeImageBrowser}. */
@@ -94,8 +103,21 @@ export async function decodeImageBrowser(
     });
   }
   const head = new Uint8Array(await blob.slice(0, HEADER_BYTES).arrayBuffer());
+  // Browsers decode SVG, AVIF, … which the official pipeline's Pillow does not open: refused first.
+  const format = checkImageFormat(head);
+  if (format === 'bmp') return decodeBmp(new Uint8Array(await blob.arrayBuffer()), options); // Pillow's modes, not the canvas'
+  if (format === null) {
+    throw new OwletError(
+      PreprocessErrorCode.IMAGE_DECODE_FAILED,
+      `not an image (${blob.size} bytes; owlet decodes ${DECODABLE_FORMATS.map((f) => FORMAT_NAMES[f]).join(', ')})`,
+      { details: { byteLength: blob.size } },
+    );
+  }
   const header = readImageHeader(head);
-  if (header) checkImageLimits(header.width, header.height, options);
+  if (header) {
+    checkImageLimits(header.width, header.height, options);
+    checkDecodeMemory(header.width, header.height, 4, 1, options); // the canvas holds RGBA
+  }
   let bitmap: BitmapLike;
   try {
     bitmap = await g.createImageBitmap(blob, {
@@ -116,6 +138,7 @@ export async function decodeImageBrowser(
   try {
     const { width, height } = bitmap;
     checkImageLimits(width, height, options);
+    checkDecodeMemory(width, height, 4, 1, options);
     const canvas = new g.OffscreenCanvas(width, height);
     const ctx = canvas.getContext('2d', { willReadFrequently: true, colorSpace: 'srgb' });
     if (!ctx) throw new OwletError(PreprocessErrorCode.IMAGE_UNSUPPORTED, 'OffscreenCanvas has no 2d context');

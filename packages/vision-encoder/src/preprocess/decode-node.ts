@@ -10,7 +10,17 @@
  */
 import { OwletError, isOwletError } from '@owlet/core';
 
-import { checkImageLimits, readImageHeader, type ImageLimits } from './header.js';
+import { decodeBmp } from './bmp.js';
+import {
+  DECODABLE_FORMATS,
+  DEFAULT_MAX_PIXELS,
+  FORMAT_NAMES,
+  checkDecodeMemory,
+  checkImageFormat,
+  checkImageLimits,
+  readImageHeader,
+  type ImageLimits,
+} from './header.js';
 import { MODE_CHANNELS, PreprocessErrorCode, type DecodedImage, type PillowMode } from './image.js';
 
 /** Options of {@link decodeImageNode}. */
@@ -123,9 +133,20 @@ export async function decodeImageNode(
 ): Promise<DecodedImage> {
   const bytes = input instanceof Uint8Array ? input : new Uint8Array(input);
   if (bytes.length === 0) throw decodeError('image bytes are empty', undefined, { byteLength: 0 });
+  // Only the formats the official pipeline's Pillow opens reach sharp: SVG, AVIF, HEIF, … are refused
+  // from their first bytes (sharp would rasterise an 8000² SVG), unknown bytes are not an image.
+  const format = checkImageFormat(bytes);
+  if (format === null) {
+    throw decodeError(
+      `not an image (${bytes.length} bytes; owlet decodes ${DECODABLE_FORMATS.map((f) => FORMAT_NAMES[f]).join(', ')})`,
+      undefined,
+      { byteLength: bytes.length },
+    );
+  }
+  if (format === 'bmp') return decodeBmp(bytes, options); // sharp does not read BMP
   const header = readImageHeader(bytes);
   if (header) checkImageLimits(header.width, header.height, options);
-  const maxPixels = options.maxPixels ?? 2 ** 26;
+  const maxPixels = options.maxPixels ?? DEFAULT_MAX_PIXELS;
   const sharp = await loadSharp();
   const buf = Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength);
   const open = () =>
@@ -146,7 +167,18 @@ export async function decodeImageNode(
     });
   }
   if (meta.width === undefined || meta.height === undefined) throw decodeError('image header has no size', undefined);
+  if (meta.format !== format) {
+    throw decodeError(`the bytes start like ${FORMAT_NAMES[format]} but decode as ${String(meta.format)}`, undefined);
+  }
   checkImageLimits(meta.width, meta.height, options);
+  // Decode memory from the header: sharp decodes every channel at the stored sample depth.
+  const sampleBytes =
+    meta.depth === 'ushort' || meta.depth === 'short'
+      ? 2
+      : meta.depth === 'uchar' || meta.depth === 'char' || meta.depth === undefined
+        ? 1
+        : 4;
+  checkDecodeMemory(meta.width, meta.height, Math.max(meta.channels ?? 4, 3), sampleBytes, options);
   const mode = pillowModeFor(meta, header?.mode);
   let pipeline = open();
   if (mode === 'CMYK') pipeline = pipeline.pipelineColourspace('cmyk').toColourspace('cmyk');

@@ -21,8 +21,13 @@ export interface ImageHeader {
   readonly bitDepth?: number;
 }
 
-/** Default pixel cap: 2^26 (≈ 67 MP, e.g. 8192×8192), far above what a 448 px target needs. */
-export const DEFAULT_MAX_PIXELS = 2 ** 26;
+/**
+ * Default pixel cap: 50 MP (the reliability checklist's §7.4 default: well under jpeg-js's 100 MP,
+ * and far above what a 448 px target needs).
+ */
+export const DEFAULT_MAX_PIXELS = 50_000_000;
+/** Default cap on the memory a decode may need, from the header: 50 MP × 4 channels × 1 byte. */
+export const DEFAULT_MAX_DECODE_BYTES = 200_000_000;
 /** Default cap on either edge (the JPEG limit). */
 export const DEFAULT_MAX_EDGE = 65535;
 
@@ -32,6 +37,124 @@ export interface ImageLimits {
   maxPixels?: number;
   /** Largest width or height accepted (default {@link DEFAULT_MAX_EDGE}). */
   maxEdge?: number;
+  /**
+   * Largest decoded size in bytes (width × height × channels × bytes per sample, from the header;
+   * default {@link DEFAULT_MAX_DECODE_BYTES}).
+   */
+  maxDecodeBytes?: number;
+}
+
+/** Throws `IMAGE_TOO_LARGE` when decoding `width × height × channels` samples of `bytesPerSample` exceeds the budget. */
+export function checkDecodeMemory(
+  width: number,
+  height: number,
+  channels: number,
+  bytesPerSample: number,
+  limits: ImageLimits = {},
+): void {
+  const max = limits.maxDecodeBytes ?? DEFAULT_MAX_DECODE_BYTES;
+  const need = width * height * channels * bytesPerSample;
+  if (need > max) {
+    throw new OwletError(
+      PreprocessErrorCode.IMAGE_TOO_LARGE,
+      `decoding this ${width}×${height} image (${channels} channel(s) of ${8 * bytesPerSample} bits) needs ${need} bytes; the limit is ${max} bytes`,
+      { details: { width, height, channels, bytesPerSample, maxDecodeBytes: max } },
+    );
+  }
+}
+
+/** Image formats told apart by their first bytes. */
+export type SniffedFormat =
+  | 'png'
+  | 'jpeg'
+  | 'gif'
+  | 'webp'
+  | 'tiff'
+  | 'bmp'
+  | 'svg'
+  | 'avif'
+  | 'heif'
+  | 'jxl'
+  | 'jp2'
+  | 'pdf'
+  | 'ico'
+  | 'psd';
+
+/** The formats owlet decodes: what the official pipeline's Pillow opens and sharp (or a browser) decodes. */
+export const DECODABLE_FORMATS: readonly SniffedFormat[] = ['png', 'jpeg', 'gif', 'webp', 'tiff', 'bmp'];
+
+/** A format's name as messages print it. */
+export const FORMAT_NAMES: Readonly<Record<SniffedFormat, string>> = {
+  png: 'PNG',
+  jpeg: 'JPEG',
+  gif: 'GIF',
+  webp: 'WebP',
+  tiff: 'TIFF',
+  bmp: 'BMP',
+  svg: 'SVG',
+  avif: 'AVIF',
+  heif: 'HEIF/HEIC',
+  jxl: 'JPEG XL',
+  jp2: 'JPEG 2000',
+  pdf: 'PDF',
+  ico: 'ICO',
+  psd: 'PSD',
+};
+
+const ascii = (b: Uint8Array, from: number, to: number) => String.fromCharCode(...b.subarray(from, to));
+
+/** Which format the bytes start like; null when none of {@link SniffedFormat}. Reads no more than 512 bytes. */
+export function sniffImageFormat(bytes: Uint8Array): SniffedFormat | null {
+  const b = bytes;
+  if (b.length >= 8 && PNG_SIG.every((v, i) => b[i] === v)) return 'png';
+  if (b.length >= 3 && b[0] === 0xff && b[1] === 0xd8 && b[2] === 0xff) return 'jpeg';
+  if (b.length >= 6 && /^GIF8[79]a$/.test(ascii(b, 0, 6))) return 'gif';
+  if (b.length >= 12 && ascii(b, 0, 4) === 'RIFF' && ascii(b, 8, 12) === 'WEBP') return 'webp';
+  if (
+    b.length >= 4 &&
+    ((b[0] === 0x49 && b[1] === 0x49 && b[2] === 0x2a && b[3] === 0) ||
+      (b[0] === 0x4d && b[1] === 0x4d && b[2] === 0 && b[3] === 0x2a))
+  )
+    return 'tiff';
+  if (b.length >= 2 && b[0] === 0x42 && b[1] === 0x4d) return 'bmp';
+  if (b.length >= 12 && ascii(b, 4, 8) === 'ftyp') {
+    // major brand, minor version, compatible brands (within the box, at most 64 bytes read)
+    const brands = ascii(b, 8, Math.min(b.length, Math.max(12, Math.min(64, u32be(b, 0)))));
+    if (/avi[fs]/.test(brands)) return 'avif';
+    if (/hei[cmsx]|hev[cmsx]|mif1|msf1/.test(brands)) return 'heif';
+    if (/jp2 |jpx /.test(brands)) return 'jp2';
+    return 'heif';
+  }
+  if (b.length >= 12 && b[0] === 0 && b[1] === 0 && b[2] === 0 && b[3] === 0x0c && ascii(b, 4, 8) === 'jP  ')
+    return 'jp2';
+  if ((b.length >= 2 && b[0] === 0xff && b[1] === 0x0a) || (b.length >= 12 && ascii(b, 4, 8) === 'JXL ')) return 'jxl';
+  if (b.length >= 5 && ascii(b, 0, 5) === '%PDF-') return 'pdf';
+  if (b.length >= 4 && ascii(b, 0, 4) === '8BPS') return 'psd';
+  if (b.length >= 4 && b[0] === 0 && b[1] === 0 && (b[2] === 1 || b[2] === 2) && b[3] === 0) return 'ico';
+  // SVG: XML text (optionally after a BOM, whitespace, an XML declaration, comments or a doctype) with an <svg element.
+  const head = new TextDecoder('utf-8', { fatal: false })
+    .decode(b.subarray(0, 512))
+    .replace(/^\uFEFF/, '')
+    .trimStart();
+  if (head.startsWith('<') && /<svg[\s>]/i.test(head)) return 'svg';
+  return null;
+}
+
+/**
+ * Refuses, before any decoder sees them, formats the official pipeline's Pillow does not open
+ * (SVG, AVIF, HEIF, JPEG XL, PDF, …) or owlet does not decode yet: `IMAGE_UNSUPPORTED`, naming the
+ * format. Unknown bytes pass (the decoder then reports IMAGE_DECODE_FAILED).
+ */
+export function checkImageFormat(bytes: Uint8Array): SniffedFormat | null {
+  const f = sniffImageFormat(bytes);
+  if (f !== null && !DECODABLE_FORMATS.includes(f)) {
+    throw new OwletError(
+      PreprocessErrorCode.IMAGE_UNSUPPORTED,
+      `${FORMAT_NAMES[f]} images are not supported; owlet decodes ${DECODABLE_FORMATS.map((x) => FORMAT_NAMES[x]).join(', ')}`,
+      { details: { format: f } },
+    );
+  }
+  return f;
 }
 
 /** Throws `IMAGE_TOO_LARGE` when `width × height` exceeds the limits. */

@@ -46,13 +46,21 @@ export {
 export {
   readImageHeader,
   checkImageLimits,
+  checkDecodeMemory,
+  checkImageFormat,
+  sniffImageFormat,
+  DECODABLE_FORMATS,
+  FORMAT_NAMES,
   DEFAULT_MAX_PIXELS,
+  DEFAULT_MAX_DECODE_BYTES,
   DEFAULT_MAX_EDGE,
   type ImageHeader,
+  type SniffedFormat,
   type ImageLimits,
 } from './header.js';
 export { decodeImageBrowser, type BrowserDecodeOptions } from './decode-browser.js';
 export { decodeImageNode, type NodeDecodeOptions } from './decode-node.js';
+export { decodeBmp } from './bmp.js';
 export {
   Resampling,
   PRECISION_BITS,
