@@ -12,6 +12,7 @@ import {
   setKernelsEnabled,
   uploadWebGPUWeights,
   webgpuEngineInfo,
+  getCpuEngine,
 } from '@owlet/core';
 import {
   expectAllClose,
@@ -212,7 +213,11 @@ describe.runIf(selectedBackends().includes('webgpu'))('models through the WebGPU
           const pixels = fx.has('pixel_values') ? fx.tensor('pixel_values') : null;
           const run = () => model.forward({ input_ids: ids, pixel_values: pixels });
           const out = backend === 'webgpu' ? await throughOwnedKernels(async () => run()) : run();
-          const kernel = !engine ? 'composite' : `owlet-${backend === 'cpu' ? 'cpu' : 'webgpu'}:${r.dtype}`;
+          const kernel = !engine
+            ? 'composite'
+            : backend === 'cpu'
+              ? `owlet-cpu-${getCpuEngine()?.kind}:${r.dtype}`
+              : `owlet-webgpu:${r.dtype}`;
           expect(lastKernel('linear')).toBe(kernel);
           all.push((await out.logits.data()) as Float32Array);
           tf.dispose([out.logits, out.last_hidden_state, pixels as tf.Tensor]);
