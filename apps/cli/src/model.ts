@@ -63,6 +63,26 @@ export function cpuEngineLine(): string | null {
   return `cpu engine: ${i.threads} thread(s), ${(i.weightBytes / 2 ** 20).toFixed(0)} MiB of packed weights${i.note ? ` (${i.note})` : ''}`;
 }
 
+/**
+ * The model of `run` and `chat` from their flags (`--model`, `--dtype`, `--threads`), with the
+ * CPU-engine line on stderr under `--verbose`.
+ */
+export async function loadModelFromFlags(
+  values: { model?: string; dtype?: string; threads?: string; verbose?: boolean },
+  opts: { backend: BackendRequest; quiet: boolean; signal?: AbortSignal; network?: FetchLimits },
+): Promise<LoadedModel> {
+  const dtype = parseDtype(values.dtype);
+  const threads = parseThreads(values.threads);
+  const loaded = await loadModel(values.model, {
+    ...opts,
+    ...(dtype ? { dtype } : {}),
+    ...(threads ? { threads } : {}),
+  });
+  const engineLine = cpuEngineLine();
+  if (engineLine && !opts.quiet && values.verbose === true) process.stderr.write(`${engineLine}\n`);
+  return loaded;
+}
+
 export interface LoadedModel {
   model: MplugOwlModel;
   source: string;

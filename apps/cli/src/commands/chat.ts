@@ -17,12 +17,9 @@ import {
   NETWORK_OPTIONS,
   RANDOM_WEIGHTS_NOTICE,
   backendReport,
-  cpuEngineLine,
-  loadModel,
+  loadModelFromFlags,
   networkLimits,
   parseBackend,
-  parseDtype,
-  parseThreads,
   readAndDecodeImage,
 } from '../model.js';
 
@@ -63,18 +60,7 @@ export async function chatCommand(argv: string[], signal: AbortSignal): Promise<
   const quiet = values.quiet === true;
   const tty = Boolean(process.stdin.isTTY && process.stdout.isTTY);
   const network = networkLimits(values);
-  const dtype = parseDtype(values.dtype);
-  const threads = parseThreads(values.threads);
-  const loaded = await loadModel(values.model, {
-    backend,
-    quiet,
-    signal,
-    ...(dtype ? { dtype } : {}),
-    ...(threads ? { threads } : {}),
-    network,
-  });
-  const engineLine = cpuEngineLine();
-  if (engineLine && !quiet && values.verbose === true) process.stderr.write(`${engineLine}\n`);
+  const loaded = await loadModelFromFlags(values, { backend, quiet, signal, network });
   const { model } = loaded;
   const info = getBackendInfo();
   if (info && !quiet) process.stderr.write(backendReport(info, values.verbose === true));

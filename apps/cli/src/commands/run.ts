@@ -11,12 +11,9 @@ import {
   NETWORK_OPTIONS,
   RANDOM_WEIGHTS_NOTICE,
   backendReport,
-  cpuEngineLine,
-  loadModel,
+  loadModelFromFlags,
   networkLimits,
   parseBackend,
-  parseDtype,
-  parseThreads,
   readAndDecodeImage,
 } from '../model.js';
 
@@ -72,18 +69,7 @@ export async function runCommand(argv: string[], signal: AbortSignal): Promise<n
   const images: DecodedImage[] = [];
   for (const arg of values.image ?? []) images.push(await readAndDecodeImage(arg, signal, network));
 
-  const dtype = parseDtype(values.dtype);
-  const threads = parseThreads(values.threads);
-  const loaded = await loadModel(values.model, {
-    backend,
-    quiet,
-    signal,
-    ...(dtype ? { dtype } : {}),
-    ...(threads ? { threads } : {}),
-    network,
-  });
-  const engineLine = cpuEngineLine();
-  if (engineLine && !quiet && values.verbose === true) process.stderr.write(`${engineLine}\n`);
+  const loaded = await loadModelFromFlags(values, { backend, quiet, signal, network });
   const { model } = loaded;
   try {
     if (!quiet) {
