@@ -7,7 +7,7 @@
  */
 import { CheckpointError, CheckpointErrorCode } from './errors.js';
 import { DTYPE_SIZE, alignedCopy } from './dtypes.js';
-import { unpickleStateDict, type TorchTensorRef } from './pickle.js';
+import { unpickleStateDict, type TorchTensorRef } from './pickle/index.js';
 import type { ByteSource } from './sources.js';
 import { ZipArchive, type ZipEntry } from './zip.js';
 
