@@ -11,6 +11,7 @@ const packages = [
   ['mplug-owl', '@owlet/mplug-owl'],
   ['trainer', '@owlet/trainer'],
   ['cli', 'owlet (CLI)'],
+  ['web', '@owlet/web (browser app)'],
 ] as const;
 
 // A dead link fails the build (VitePress' default; never set ignoreDeadLinks).
