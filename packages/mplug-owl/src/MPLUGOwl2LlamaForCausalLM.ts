@@ -1,9 +1,4 @@
 // Mirrors MPLUGOwl2LlamaForCausalLM — X-PLUG/mPLUG-Owl@0f3068f mPLUG-Owl2/mplug_owl2/model/modeling_mplug_owl2.py
-/**
- * mPLUG-Owl2: `model` (MPLUGOwl2LlamaModel: LLaMA-2 with the modality-adaptive module, the vision
- * tower and the abstractor) and the untied `lm_head`. Each −200 in the prompt expands into the
- * queries + 1 visual tokens of the next image, with modality 1.
- */
 import type * as tf from '@tensorflow/tfjs-core';
 import { Linear, type Parameter } from '@owlet/core';
 import type { LlamaModel, LlamaModelOptions } from '@owlet/modality-adaptive-decoder';
@@ -15,6 +10,11 @@ import { MplugOwlPreTrainedModel } from './MplugOwlPreTrainedModel.js';
 import { spliceOwl2, type SplicedSequence } from './splice.js';
 import { prepareTrainingInputsOwl2, type PreparedTrainingInputs, type TrainingBatch } from './training-inputs.js';
 
+/**
+ * mPLUG-Owl2: `model` (MPLUGOwl2LlamaModel: LLaMA-2 with the modality-adaptive module, the vision
+ * tower and the abstractor) and the untied `lm_head`. Each −200 in the prompt expands into the
+ * queries + 1 visual tokens of the next image, with modality 1.
+ */
 export class MPLUGOwl2LlamaForCausalLM extends MplugOwlPreTrainedModel {
   readonly model: MPLUGOwl2LlamaModel;
   readonly lm_head: Linear;

@@ -9,6 +9,11 @@ import { MplugOwlVisualAbstractorModel } from '@owlet/visual-abstractor';
 
 import type { MplugOwlModelConfig } from './config.js';
 
+/**
+ * The mPLUG-Owl2 LLaMA decoder with the vision tower and the abstractor registered inside it:
+ * keys `model.vision_model.…`, `model.visual_abstractor.…`, `model.embed_tokens.…`, `model.layers.…`,
+ * `model.norm.…`.
+ */
 export class MPLUGOwl2LlamaModel extends LlamaModel {
   readonly vision_model: MplugOwlVisionModel;
   readonly visual_abstractor: MplugOwlVisualAbstractorModel;

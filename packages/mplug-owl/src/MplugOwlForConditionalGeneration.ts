@@ -1,9 +1,4 @@
 // Mirrors MplugOwlForConditionalGeneration — X-PLUG/mPLUG-Owl@0f3068f mPLUG-Owl/mplug_owl/modeling_mplug_owl.py
-/**
- * mPLUG-Owl (v1): `vision_model`, the top-level `query_tokens`, `abstractor` and `language_model`
- * (a stock LLaMA). Each run of −1 placeholders in the prompt is overwritten by the visual tokens of
- * the next image; the sequence length does not change.
- */
 import type * as tf from '@tensorflow/tfjs-core';
 import { Init, type Parameter } from '@owlet/core';
 import { LlamaForCausalLM, type LlamaModel, type LlamaModelOptions } from '@owlet/modality-adaptive-decoder';
@@ -15,6 +10,11 @@ import { MplugOwlPreTrainedModel } from './MplugOwlPreTrainedModel.js';
 import { spliceOwl1, type SplicedSequence } from './splice.js';
 import { prepareTrainingInputsOwl1, type PreparedTrainingInputs, type TrainingBatch } from './training-inputs.js';
 
+/**
+ * mPLUG-Owl (v1): `vision_model`, the top-level `query_tokens`, `abstractor` and `language_model`
+ * (a stock LLaMA). Each run of −1 placeholders in the prompt is overwritten by the visual tokens of
+ * the next image; the sequence length does not change.
+ */
 export class MplugOwlForConditionalGeneration extends MplugOwlPreTrainedModel {
   readonly vision_model: MplugOwlVisionModel;
   readonly query_tokens: Parameter;
