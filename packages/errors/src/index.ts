@@ -194,6 +194,10 @@ export interface OwletErrorOptions {
   cause?: unknown;
 }
 
+/**
+ * The error every owlet package throws on purpose: a stable `code` to branch on (never the message),
+ * a message that names both sides, and structured `details`.
+ */
 export class OwletError extends Error {
   override readonly name: string = 'OwletError';
   readonly code: ErrorCode;

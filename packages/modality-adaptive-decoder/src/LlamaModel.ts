@@ -69,6 +69,10 @@ export interface PreparedInputs {
   cache: KVCache | null;
 }
 
+/**
+ * The LLaMA decoder stack: `embed_tokens`, `layers.{i}`, `norm`. Takes `input_ids` or `inputs_embeds`,
+ * with `modality_indicators` (0 text, 1 image) routing the multiway copies when the config enables them.
+ */
 export class LlamaModel extends Module {
   readonly config: LlamaConfig;
   readonly embed_tokens: Embedding;

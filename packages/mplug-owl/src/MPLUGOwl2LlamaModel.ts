@@ -7,9 +7,9 @@ import { MplugOwlVisualAbstractorModel } from '@owlet/visual-abstractor';
 import type { MplugOwlModelConfig } from './config.js';
 
 /**
- * `MPLUGOwl2MetaModel` + `LlamaModel`: the LLaMA decoder with the vision tower and the abstractor
- * registered inside it, so the keys are `model.vision_model.…`, `model.visual_abstractor.…`,
- * `model.embed_tokens.…`, `model.layers.…`, `model.norm.…`.
+ * The mPLUG-Owl2 LLaMA decoder with the vision tower and the abstractor registered inside it:
+ * keys `model.vision_model.…`, `model.visual_abstractor.…`, `model.embed_tokens.…`, `model.layers.…`,
+ * `model.norm.…`.
  */
 export class MPLUGOwl2LlamaModel extends LlamaModel {
   readonly vision_model: MplugOwlVisionModel;

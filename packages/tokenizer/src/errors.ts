@@ -19,6 +19,7 @@ export const TokenizerErrorCode = {
 
 export type TokenizerErrorCode = (typeof TokenizerErrorCode)[keyof typeof TokenizerErrorCode];
 
+/** Every deliberate error of the tokenizer: a stable `code` (`TokenizerErrorCode`), a message naming both sides, `details`. */
 export class TokenizerError extends Error {
   override readonly name: string = 'TokenizerError';
   readonly code: TokenizerErrorCode;
