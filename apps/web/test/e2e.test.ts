@@ -360,9 +360,19 @@ describe.runIf(backends.includes('wasm'))('owlet web forcing WASM', () => {
       await traced(page, 'complete', 3);
       const stopped = page.locator('li.msg.assistant').last();
       await poll(() => stopped.getAttribute('data-finish')).toBe('abort');
-      expect(await stopped.getAttribute('data-tokens')).toBe('0');
-      await poll(() => page.getByTestId('stats').last().textContent()).toBe('stopped before the first token');
-      expect(await lastAnswer(page).textContent()).toBe('(stopped)');
+      // Where the worker notices the interrupt depends on when it next yields (the image read, or
+      // the first decode step on a loaded machine): both ends are right, each must look as it should.
+      // The zero-token path itself is pinned deterministically in src/engine/engine.test.ts.
+      const tokens = Number(await stopped.getAttribute('data-tokens'));
+      expect(Number.isInteger(tokens) && tokens >= 0).toBe(true);
+      if (tokens === 0) {
+        await poll(() => page.getByTestId('stats').last().textContent()).toBe('stopped before the first token');
+        expect(await lastAnswer(page).textContent()).toBe('(stopped)');
+      } else {
+        await poll(() => page.getByTestId('stats').last().textContent()).toMatch(
+          new RegExp(`· ${tokens} tokens · stopped$`),
+        );
+      }
 
       // The next visit reads the cache; a corrupted entry is caught, dropped and fetched again (F9).
       const shard = MANIFEST.files.map((f) => f.name).find((n) => n.endsWith('.safetensors')) as string;

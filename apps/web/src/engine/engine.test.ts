@@ -119,6 +119,22 @@ describe('LocalOwletEngine (wasm, a picked folder)', () => {
     expect(updates.at(-1)?.numTokens).toBeLessThanOrEqual(2);
   });
 
+  it('interruptGenerate right after chat starts (the Stop pressed with Ask) answers nothing: no token, no turn', async () => {
+    await engine.resetChat();
+    let tokens = 0;
+    const pending = engine.chat(
+      { messages: Q, images: [IMAGE], max_new_tokens: 12 },
+      { onUpdate: (u) => (tokens = u.numTokens) },
+    );
+    engine.interruptGenerate(); // the same task: the image has not been read yet
+    const r = await pending;
+    expect(r).toMatchObject({ output: '', finish_reason: 'abort', numTokens: 0 });
+    expect(tokens).toBe(0);
+    // The engine is free again and the conversation was not touched: the next answer is the reference.
+    const next = await engine.chat({ messages: Q, images: [IMAGE], max_new_tokens: 2 });
+    expect(next.output).toBe(reference.short);
+  });
+
   it('interruptGenerate from another task ends the answer between tokens, keeping what came', async () => {
     await engine.resetChat();
     let busy: unknown;
