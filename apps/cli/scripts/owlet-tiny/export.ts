@@ -30,10 +30,8 @@ export async function exportTiny(
   } finally {
     tf.dispose([...sd.values()]);
   }
-  const config = {
-    ...MODEL_CONFIG,
-    owlet_note: 'owlet-tiny: trained by owlet on the generated shapes VQA set (see README.md)',
-  };
+  // No `owlet_note`: the CLI, server and web app read that field as "random weights".
+  const config = MODEL_CONFIG;
   await writeFolderAtomic(
     out,
     async (dir) => {
@@ -48,3 +46,36 @@ export async function exportTiny(
   );
   return { bytes, parameters: model.numParameters() };
 }
+
+/**
+ * `tsx scripts/owlet-tiny/export.ts [CHECKPOINT] [OUT]`: exports a training checkpoint (default: the
+ * latest of stage 2 in the run dir) to OUT (default apps/cli/models/owlet-tiny). The checkpoint
+ * holds every parameter (every module trains), so it loads as a complete model.
+ */
+async function main(): Promise<void> {
+  const { copyFileSync, mkdtempSync, rmSync } = await import('node:fs');
+  const { tmpdir } = await import('node:os');
+  const { fromPretrained } = await import('@owlet/mplug-owl');
+  const { latestCheckpoint } = await import('@owlet/trainer');
+  const { CLI_ROOT, MODEL_DIR } = await import('./lib.js');
+  const runDir = process.env.OWLET_TINY_RUN ?? join(CLI_ROOT, '..', '..', '.scratch', 'owlet-tiny');
+  const ckpt = process.argv[2] ?? (await latestCheckpoint(join(runDir, 'stage2')));
+  const out = process.argv[3] ?? MODEL_DIR;
+  const tmp = mkdtempSync(join(tmpdir(), 'owlet-tiny-'));
+  try {
+    writeFileSync(join(tmp, 'config.json'), JSON.stringify(MODEL_CONFIG));
+    writeFileSync(join(tmp, 'preprocessor_config.json'), JSON.stringify(PREPROCESSOR_CONFIG));
+    writeFileSync(join(tmp, 'tokenizer.model'), tokenizerBytes());
+    copyFileSync(join(ckpt, 'model.safetensors'), join(tmp, 'model.safetensors'));
+    const model = await fromPretrained(tmp, { backend: 'wasm' });
+    const r = await exportTiny(model as unknown as MPLUGOwl2LlamaForCausalLM, out);
+    model.dispose();
+    process.stdout.write(
+      `exported ${ckpt} → ${out}: ${r.parameters} parameters, ${(r.bytes / 1e6).toFixed(1)} MB F16\n`,
+    );
+  } finally {
+    rmSync(tmp, { recursive: true, force: true });
+  }
+}
+
+if (import.meta.url === `file://${process.argv[1]}`) await main();

@@ -20,6 +20,7 @@ import { ShapesVqaSamples } from '@owlet/datasets';
 import { listCheckpoints, Trainer } from '@owlet/trainer';
 
 import { RECIPE, TRAIN_SEED, VALIDATION_SEED } from './config.js';
+import { writeCard } from './card.js';
 import { exportTiny } from './export.js';
 import { buildModel, CLI_ROOT, evaluateSync, formatAccuracy, MODEL_DIR, preprocessor, type Accuracy } from './lib.js';
 
@@ -139,4 +140,9 @@ if (existsSync(donePath)) {
   log({ event: 'export', dir: MODEL_DIR, ...r });
   process.stdout.write(`exported ${MODEL_DIR}: ${r.parameters} parameters, ${(r.bytes / 1e6).toFixed(1)} MB F16\n`);
 }
+// The test accuracy (500 items of the test seed), the model card and the loss curve.
+const report = await writeCard(runDir);
+process.stdout.write(
+  `test accuracy ${formatAccuracy({ ...report, n: report.n })}; card written to ${MODEL_DIR}/README.md\n`,
+);
 model.dispose();
