@@ -113,7 +113,8 @@ export async function writeCard(runDir: string): Promise<EvalReport> {
   writeFileSync(join(MODEL_DIR, 'loss-curve.svg'), lossCurveSvg(points, stage1End));
 
   const s1 = lastEnd('stage1')?.step ?? stage1End;
-  const s2 = lastEnd('stage2')?.step ?? 0;
+  const s2 =
+    lastEnd('stage2')?.step ?? Math.max(0, ...logs.filter((l) => l.stage === 'stage2').map((l) => l.step ?? 0));
   const weights = existsSync(join(MODEL_DIR, 'model.safetensors'))
     ? readFileSync(join(MODEL_DIR, 'model.safetensors')).length
     : 0;
@@ -174,9 +175,10 @@ shapes are there?\`, \`Is there a {color} {shape}?\`, answered with one lowercas
 | size | ${start?.parameters ?? '?'} parameters; weights F16, ${(weights / 1e6).toFixed(1)} MB |
 
 Initialisation: the reference init (normal, std 0.02), then PyTorch's default U(±1/√fan_in) for
-every weight matrix of the vision encoder and abstractor and for the decoder's q/k projections. At
-this width the reference init leaves attention logits ≈ 0: attention is uniform, every abstractor
-query returns the image mean and training stalls at the answer prior.
+the abstractor's cross-attention query / key projections. At this width the reference init leaves
+those logits ≈ 0: attention is uniform, every abstractor query returns the image mean and training
+stalls at the answer prior. (An earlier run that re-initialised the whole vision tower this way,
+with higher learning rates, never learned shape: 33 % at stage-2 step 400, chance level.)
 
 ## Recipe
 

@@ -88,8 +88,8 @@ export const TEST_SEED = 20261207;
 /** The two-stage recipe (see the model card for why every module trains in both stages). */
 export const RECIPE = {
   batch_size: 32,
-  stage1: { steps: 250, caption_fraction: 1, lr: 2e-3, vision_lr: 3e-3, warmup_steps: 50 },
-  stage2: { steps: 1200, caption_fraction: 0.2, lr: 1.5e-3, vision_lr: 2.5e-3, warmup_steps: 50 },
+  stage1: { steps: 200, caption_fraction: 1, lr: 1e-3, vision_lr: 1.5e-3, warmup_steps: 30 },
+  stage2: { steps: 1300, caption_fraction: 0.2, lr: 1e-3, vision_lr: 1.5e-3, warmup_steps: 30 },
   eval_every: 200,
   eval_items: 120,
   /** Stop stage 2 early once the held-out set clears these (above the test's 95 % / 90 %). */
