@@ -426,6 +426,19 @@ describe('PyTorch .bin reader', () => {
       expect(await codeOf(openCheckpoint(buildTorchFile(pk, { '0': storage(12) }))), what).toBe(code);
     }
     expect(readdirSync(tmpRoot)).not.toContain('pwned');
+    // the globals table is keyed by module and name: the rebuilder's dotted name split elsewhere is refused
+    // where it is named (not later, for its arguments)
+    for (const [mod, name] of [
+      ['torch', '_utils._rebuild_tensor_v2'],
+      ['collections', '_rebuild_tensor_v2'],
+    ] as const) {
+      const pk = new PickleWriter().proto().global(mod, name).op(')').op('R').op('.').build();
+      const err = await openCheckpoint(buildTorchFile(pk, { '0': storage(12) })).then(
+        () => undefined,
+        (e: unknown) => e as Error,
+      );
+      expect(err?.message, `${mod}.${name}`).toContain(`global ${mod}.${name} is not allowed`);
+    }
     // legacy (pre-1.6) torch files are recognised and refused with a clear code
     expect(
       await codeOf(

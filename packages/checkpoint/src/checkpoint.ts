@@ -30,7 +30,7 @@ import {
   type UrlSourceOptions,
 } from './sources.js';
 import { TorchBinFile } from './torch-bin.js';
-import type { TorchTensorRef } from './pickle.js';
+import type { TorchTensorRef } from './pickle/index.js';
 
 /** Progress events in the shape transformers.js users know (`progress_callback`). */
 export type CheckpointProgress =

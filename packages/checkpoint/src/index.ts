@@ -2,44 +2,26 @@
  * @owlet/checkpoint — checkpoint I/O: safetensors (read, validate, write), sharded index files, PyTorch `.bin`
  * (zip + restricted unpickler), sources (bytes, Blob, URL, Node paths) and loading into a Module.
  * See README.md in this folder for formats, errors and sources.
+ *
+ * The public API is what users call: open / inspect / read (`openCheckpoint`, `readSafetensors`), write
+ * (`writeSafetensors`, the Node file writers), convert (`convertBinToSafetensors`), the sources, the
+ * typed errors and the option and result types. The parsers underneath (zip, pickle, header
+ * validation) are internal; this package's tests import them from their source files.
  */
 export { CheckpointError, CheckpointErrorCode, isCheckpointError } from './errors.js';
+
+// open, inspect and stream any checkpoint (safetensors or .bin, single or sharded)
 export {
-  DTYPE_SIZE,
-  SAFETENSORS_DTYPES,
-  SAFETENSORS_FORMAT_DTYPE_BITS,
-  isSafetensorsDType,
-  isFloatDType,
-  decodeToArray,
-  f16BitsToF32,
-  bf16BitsToF32,
-  f32ToF16Bits,
-  f32ToBf16Bits,
-  type SafetensorsDType,
-} from './dtypes.js';
-export {
-  SAFETENSORS_MAX_HEADER_SIZE,
-  SAFETENSORS_MAX_DIM,
-  FORBIDDEN_TENSOR_KEYS,
-  SafetensorsArchive,
-  readSafetensors,
-  readHeaderLength,
-  parseSafetensorsHeader,
-  parseSafetensorsBytes,
-  type TensorInfo,
-  type SafetensorsEntry,
-  type SafetensorsHeader,
-} from './safetensors.js';
-export {
-  SAFETENSORS_INDEX_NAME,
-  PYTORCH_INDEX_NAME,
-  SAFETENSORS_SINGLE_NAME,
-  PYTORCH_SINGLE_NAME,
-  parseShardIndex,
-  validateShardName,
-  compareShardNames,
-  type ShardIndex,
-} from './sharded.js';
+  Checkpoint,
+  openCheckpoint,
+  openCheckpointFolder,
+  type CheckpointSource,
+  type CheckpointEntry,
+  type CheckpointFormat,
+  type CheckpointProgress,
+  type OpenCheckpointOptions,
+  type ReadTensorsOptions,
+} from './checkpoint.js';
 export {
   bytesSource,
   blobSource,
@@ -53,38 +35,27 @@ export {
 } from './sources.js';
 export {
   fetchBounded,
-  redirectAllowed,
   DEFAULT_MAX_DOWNLOAD_BYTES,
   DEFAULT_CONNECT_TIMEOUT_MS,
   DEFAULT_READ_TIMEOUT_MS,
   type FetchLimits,
   type BoundedResponse,
 } from './fetch.js';
-export { ZipArchive, type ZipEntry } from './zip.js';
-export { parsePlainJson, JsonSyntaxError, MAX_JSON_DEPTH } from './json.js';
-export { unpickleStateDict, TORCH_STORAGE_DTYPES, type TorchTensorRef, type TorchStorageRef } from './pickle.js';
-export { TorchBinFile } from './torch-bin.js';
+export { parseShardIndex, type ShardIndex } from './sharded.js';
+
+// one safetensors file in memory
+export { SafetensorsArchive, readSafetensors, type TensorInfo, type SafetensorsEntry } from './safetensors.js';
+export type { SafetensorsDType } from './dtypes.js';
 export {
   writeSafetensors,
   safetensorsLayout,
-  encodeTensorBytes,
   type TensorToWrite,
   type TensorValues,
   type SafetensorsTensorSpec,
   type SafetensorsLayout,
 } from './writer.js';
-export {
-  Checkpoint,
-  openCheckpoint,
-  openCheckpointFolder,
-  checkIndexAgainstShards,
-  type CheckpointSource,
-  type CheckpointEntry,
-  type CheckpointFormat,
-  type CheckpointProgress,
-  type OpenCheckpointOptions,
-  type ReadTensorsOptions,
-} from './checkpoint.js';
+
+// Node: files, folders, conversion
 export {
   convertBinToSafetensors,
   createSafetensorsFileWriter,
@@ -98,3 +69,9 @@ export {
   type ConvertResult,
 } from './node-api.js';
 export type { AtomicFolderOptions } from './atomic-folder.js';
+
+// half-precision bits, as checkpoints store them
+export { f16BitsToF32, bf16BitsToF32, f32ToF16Bits, f32ToBf16Bits } from './dtypes.js';
+
+// config.json and other side files: JSON with a nesting cap, duplicate keys refused
+export { parsePlainJson, JsonSyntaxError, MAX_JSON_DEPTH } from './json.js';

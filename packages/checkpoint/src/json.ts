@@ -11,6 +11,7 @@ export class JsonNumber {
 
 export type JsonValue = null | boolean | string | JsonNumber | JsonValue[] | Map<string, JsonValue>;
 
+/** Thrown by the strict parser for malformed JSON, a duplicate key or nesting past the depth cap; says where. */
 export class JsonSyntaxError extends Error {
   constructor(
     message: string,

@@ -1,3 +1,12 @@
+import { CheckpointError, CheckpointErrorCode } from './errors.js';
+import { DTYPE_SIZE, alignedCopy } from './dtypes.js';
+import { unpickleStateDict, type TorchTensorRef } from './pickle/index.js';
+import type { ByteSource } from './sources.js';
+import { ZipArchive, type ZipEntry } from './zip.js';
+
+const bad = (file: string, key: string, msg: string) =>
+  new CheckpointError(CheckpointErrorCode.TORCH_INVALID_TENSOR, `${file}: ${key}: ${msg}`, { details: { file, key } });
+
 /**
  * PyTorch `.bin` files written by `torch.save(state_dict)` (the zip format of torch ≥ 1.6):
  * `<archive>/data.pkl` (the pickle, read by the restricted unpickler), `<archive>/data/<key>` (one
@@ -5,15 +14,6 @@
  * views of storages; reading one gathers its elements into contiguous bytes of its own dtype, so
  * values are bit-exact and a view never pulls in more of the storage than it reaches.
  */
-import { CheckpointError, CheckpointErrorCode } from './errors.js';
-import { DTYPE_SIZE, alignedCopy } from './dtypes.js';
-import { unpickleStateDict, type TorchTensorRef } from './pickle.js';
-import type { ByteSource } from './sources.js';
-import { ZipArchive, type ZipEntry } from './zip.js';
-
-const bad = (file: string, key: string, msg: string) =>
-  new CheckpointError(CheckpointErrorCode.TORCH_INVALID_TENSOR, `${file}: ${key}: ${msg}`, { details: { file, key } });
-
 export class TorchBinFile {
   private constructor(
     readonly source: ByteSource,

@@ -1,10 +1,3 @@
-/**
- * A read-only zip reader over a random-access ByteSource, for the container `torch.save` writes
- * (STORED members aligned to 64 bytes; ZIP64 for files over 4 GiB). Reads the end record and the
- * central directory, then members on demand: stored members are read at any offset without
- * loading the whole member; deflated members (method 8) are inflated whole with
- * DecompressionStream('deflate-raw'), bounded by their declared size.
- */
 import { CheckpointError, CheckpointErrorCode } from './errors.js';
 import type { ByteSource } from './sources.js';
 
@@ -39,6 +32,13 @@ function u64(dv: DataView, at: number, file: string): number {
 
 const utf8 = new TextDecoder('utf-8', { fatal: true });
 
+/**
+ * A read-only zip reader over a random-access ByteSource, for the container `torch.save` writes
+ * (STORED members aligned to 64 bytes; ZIP64 for files over 4 GiB). Reads the end record and the
+ * central directory, then members on demand: stored members are read at any offset without
+ * loading the whole member; deflated members (method 8) are inflated whole with
+ * DecompressionStream('deflate-raw'), bounded by their declared size.
+ */
 export class ZipArchive {
   private readonly dataOffsets = new Map<string, number>();
 

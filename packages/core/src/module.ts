@@ -1,8 +1,3 @@
-/**
- * Module: a node of the parameter tree. Children and parameters are registered under their exact
- * checkpoint key segment, so `namedParameters()` yields the Hugging Face keys of the released
- * checkpoints (`model.layers.3.self_attn.k_proj.multiway.1.weight`) and loading is an identity map.
- */
 import * as tf from '@tensorflow/tfjs-core';
 
 import { ErrorCode, OwletError, formatShape } from './errors.js';
@@ -83,6 +78,11 @@ function matches(key: string, patterns: readonly (string | RegExp)[] | undefined
 
 const KEY_SEGMENT = /^[A-Za-z0-9_]+$/;
 
+/**
+ * Module: a node of the parameter tree. Children and parameters are registered under their exact
+ * checkpoint key segment, so `namedParameters()` yields the Hugging Face keys of the released
+ * checkpoints (`model.layers.3.self_attn.k_proj.multiway.1.weight`) and loading is an identity map.
+ */
 export abstract class Module {
   private readonly _children = new Map<string, Module>();
   private readonly _params = new Map<string, Parameter>();

@@ -1,8 +1,3 @@
-/**
- * A parameter of a Module: its checkpoint shape, its initialiser and, once materialised, a
- * tf.Variable holding its value. A parameter starts unmaterialised (no memory), so a model of the
- * full released size can be built shape-only; `loadStateDict` or `Module.initialize` materialise it.
- */
 import * as tf from '@tensorflow/tfjs-core';
 
 import { ErrorCode, OwletError, formatShape } from './errors.js';
@@ -65,6 +60,11 @@ export function linearWeightLayout(): LinearWeightLayout {
   return LINEAR_WEIGHT_LAYOUT[tf.getBackend()] ?? 'out_in';
 }
 
+/**
+ * A parameter of a Module: its checkpoint shape, its initialiser and, once materialised, a
+ * tf.Variable holding its value. A parameter starts unmaterialised (no memory), so a model of the
+ * full released size can be built shape-only; `loadStateDict` or `Module.initialize` materialise it.
+ */
 export class Parameter {
   readonly shape: readonly number[];
   readonly dtype: 'float32' | 'int32';

@@ -1,3 +1,15 @@
+import * as tf from '@tensorflow/tfjs-core';
+import { ErrorCode, OwletError, formatShape, type KVSegment as CoreKVSegment } from '@owlet/core';
+
+export type KVCacheGrowth = 'segmented' | 'contiguous';
+
+/** One segment of a layer's cache: k [B, H_kv, n, head_dim] post-RoPE, v the same (core's KVSegment). */
+export type KVSegment = Readonly<CoreKVSegment>;
+
+export interface KVCacheOptions {
+  growth?: KVCacheGrowth;
+}
+
 /**
  * The key/value cache of the decoder: per layer, the post-RoPE keys and values of every position
  * seen so far, [B, H_kv, n, head_dim]. Plays the role of transformers' `past_key_values` tuple.
@@ -16,18 +28,6 @@
  * Ownership. The cache owns its tensors: `dispose()` (or `using`) frees them. `truncate(n)` /
  * `rollback(k)` drop positions for multi-turn reuse.
  */
-import * as tf from '@tensorflow/tfjs-core';
-import { ErrorCode, OwletError, formatShape, type KVSegment as CoreKVSegment } from '@owlet/core';
-
-export type KVCacheGrowth = 'segmented' | 'contiguous';
-
-/** One segment of a layer's cache: k [B, H_kv, n, head_dim] post-RoPE, v the same (core's KVSegment). */
-export type KVSegment = Readonly<CoreKVSegment>;
-
-export interface KVCacheOptions {
-  growth?: KVCacheGrowth;
-}
-
 export class KVCache {
   readonly numLayers: number;
   readonly growth: KVCacheGrowth;

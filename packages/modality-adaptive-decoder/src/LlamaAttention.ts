@@ -1,10 +1,5 @@
 // Mirrors LlamaAttention — transformers 4.31 models/llama/modeling_llama.py, as patched by
 // X-PLUG/mPLUG-Owl@0f3068f mPLUG-Owl2/mplug_owl2/model/modeling_llama2.py (modality-adaptive k_proj/v_proj)
-/**
- * Shared q_proj / o_proj; k_proj / v_proj are per-modality `MultiwayNetwork`s when the
- * modality-adaptive module is on (mPLUG-Owl2), plain Linears otherwise (LLaMA, mPLUG-Owl v1).
- * RoPE is the HF rotate_half variant at arbitrary position ids; the cache stores post-RoPE K/V.
- */
 import type * as tf from '@tensorflow/tfjs-core';
 import { Linear, Module, applyRope, attentionOverSegments, mergeHeads, splitHeads, type RopeTables } from '@owlet/core';
 
@@ -26,6 +21,11 @@ export interface LlamaLayerContext {
   layerIdx: number;
 }
 
+/**
+ * Shared q_proj / o_proj; k_proj / v_proj are per-modality `MultiwayNetwork`s when the
+ * modality-adaptive module is on (mPLUG-Owl2), plain Linears otherwise (LLaMA, mPLUG-Owl v1).
+ * RoPE is the HF rotate_half variant at arbitrary position ids; the cache stores post-RoPE K/V.
+ */
 export class LlamaAttention extends Module {
   readonly numHeads: number;
   readonly numKeyValueHeads: number;

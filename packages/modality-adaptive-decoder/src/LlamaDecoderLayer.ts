@@ -10,6 +10,10 @@ import { MultiwayNetwork } from './MultiwayNetwork.js';
 
 type Norm = RMSNorm | MultiwayNetwork<RMSNorm>;
 
+/**
+ * One pre-norm LLaMA block: `input_layernorm` → `self_attn` → residual, `post_attention_layernorm` →
+ * `mlp` → residual. With the modality-adaptive module both norms are `MultiwayNetwork(RMSNorm)`.
+ */
 export class LlamaDecoderLayer extends Module {
   readonly self_attn: LlamaAttention;
   readonly mlp: LlamaMLP;

@@ -1,10 +1,5 @@
 // Mirrors LlamaForCausalLM — transformers 4.31 models/llama/modeling_llama.py (the forward patched by
 // X-PLUG/mPLUG-Owl@0f3068f mPLUG-Owl2/mplug_owl2/model/modeling_llama2.py passes modality_indicators)
-/**
- * `model` (LlamaModel) + `lm_head` (untied unless `tie_word_embeddings`). Keys relative to this
- * module: `model.embed_tokens.weight`, `model.layers.{i}.…`, `model.norm.weight`, `lm_head.weight`
- * (mPLUG-Owl v1 nests this module under `language_model.`).
- */
 import * as tf from '@tensorflow/tfjs-core';
 import { ErrorCode, Linear, Module, OwletError, linear } from '@owlet/core';
 
@@ -25,6 +20,11 @@ export interface CausalLMOutput {
   hidden_states?: tf.Tensor[];
 }
 
+/**
+ * `model` (LlamaModel) + `lm_head` (untied unless `tie_word_embeddings`). Keys relative to this
+ * module: `model.embed_tokens.weight`, `model.layers.{i}.…`, `model.norm.weight`, `lm_head.weight`
+ * (mPLUG-Owl v1 nests this module under `language_model.`).
+ */
 export class LlamaForCausalLM extends Module {
   readonly config: LlamaConfig;
   readonly model: LlamaModel;

@@ -4,6 +4,7 @@ import { Linear, Module, swiglu } from '@owlet/core';
 
 import type { LlamaConfig } from './config.js';
 
+/** `down_proj(silu(gate_proj(x)) * up_proj(x))`: keys `gate_proj`, `up_proj`, `down_proj` (no biases). */
 export class LlamaMLP extends Module {
   readonly gate_proj: Linear;
   readonly up_proj: Linear;

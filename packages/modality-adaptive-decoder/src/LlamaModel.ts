@@ -11,6 +11,7 @@ import {
   OwletError,
   RMSNorm,
   formatShape,
+  ropeInvFreq,
   ropeTables,
 } from '@owlet/core';
 
@@ -68,6 +69,10 @@ export interface PreparedInputs {
   cache: KVCache | null;
 }
 
+/**
+ * The LLaMA decoder stack: `embed_tokens`, `layers.{i}`, `norm`. Takes `input_ids` or `inputs_embeds`,
+ * with `modality_indicators` (0 text, 1 image) routing the multiway copies when the config enables them.
+ */
 export class LlamaModel extends Module {
   readonly config: LlamaConfig;
   readonly embed_tokens: Embedding;
@@ -157,6 +162,21 @@ export class LlamaModel extends Module {
     const positions = toPositionRows(inputs.position_ids, batch, length, past);
     const mask = toPaddingMask(inputs.attention_mask, batch, past + length, MASK_VALUE);
     return { batch, length, past, idRows, idTensor, embeds, modality, positions, mask, cache };
+  }
+
+  /**
+   * The buffers torch's LlamaModel keeps in its state dict besides the parameters: each layer's
+   * `self_attn.rotary_emb.inv_freq` (computed, as torch does), keyed by its full checkpoint path.
+   * The caller owns the tensors.
+   */
+  persistentBuffers(): Map<string, tf.Tensor> {
+    const inv = ropeInvFreq(this.config.head_dim, this.config.rope_theta);
+    const prefix = this.path ? `${this.path}.` : '';
+    const out = new Map<string, tf.Tensor>();
+    for (let i = 0; i < this.layers.length; i++) {
+      out.set(`${prefix}layers.${i}.self_attn.rotary_emb.inv_freq`, tf.tensor1d(inv));
+    }
+    return out;
   }
 
   forward(inputs: LlamaModelInputs): LlamaModelOutput {

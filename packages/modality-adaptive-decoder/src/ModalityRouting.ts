@@ -1,12 +1,3 @@
-/**
- * Per-token modality routing for the modality-adaptive module: which copy (`multiway.0` text,
- * `multiway.1` image) each token of a [B, L] sequence uses.
- *
- * The indicators live on the host (they are known when the sequence is assembled), so whether every
- * token shares one modality — every decode step, every text-only prompt — is known without a device
- * read, and `MultiwayNetwork` then runs only that copy. For mixed sequences the routing tensors are
- * built once per model forward and shared by every layer.
- */
 import * as tf from '@tensorflow/tfjs-core';
 import { ErrorCode, OwletError, gatherRows } from '@owlet/core';
 
@@ -22,6 +13,15 @@ export const DEFAULT_MULTIWAY_STRATEGY: MultiwayStrategy = 'gather';
 /** Modality indicators as given by callers: [B][L] rows, one row, or a flat array of B·L values. */
 export type ModalityIndicatorsInput = readonly (readonly number[])[] | readonly number[] | Int32Array | tf.Tensor;
 
+/**
+ * Per-token modality routing for the modality-adaptive module: which copy (`multiway.0` text,
+ * `multiway.1` image) each token of a [B, L] sequence uses.
+ *
+ * The indicators live on the host (they are known when the sequence is assembled), so whether every
+ * token shares one modality — every decode step, every text-only prompt — is known without a device
+ * read, and `MultiwayNetwork` then runs only that copy. For mixed sequences the routing tensors are
+ * built once per model forward and shared by every layer.
+ */
 export class ModalityRouting {
   readonly batch: number;
   readonly length: number;

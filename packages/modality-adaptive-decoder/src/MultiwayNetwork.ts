@@ -1,11 +1,4 @@
 // Mirrors MultiwayNetwork — X-PLUG/mPLUG-Owl@0f3068f mPLUG-Owl2/mplug_owl2/model/multiway.py
-/**
- * `num_multiway` copies of a module under `multiway.0` (text), `multiway.1` (image); each token is
- * processed by the copy its modality indicator names: out[b, t] = multiway[M[b, t]](x[b, t]).
- * The reference gathers each modality's tokens and scatters the results back; here the routing
- * strategy (`ModalityRouting`) is chosen once per forward, and a sequence whose tokens all share
- * one modality (every decode step) runs only that copy.
- */
 import type * as tf from '@tensorflow/tfjs-core';
 import { ErrorCode, Module, ModuleList, OwletError } from '@owlet/core';
 
@@ -15,6 +8,13 @@ export interface MultiwayBranch extends Module {
   forward(x: tf.Tensor): tf.Tensor;
 }
 
+/**
+ * `num_multiway` copies of a module under `multiway.0` (text), `multiway.1` (image); each token is
+ * processed by the copy its modality indicator names: out[b, t] = multiway[M[b, t]](x[b, t]).
+ * The reference gathers each modality's tokens and scatters the results back; here the routing
+ * strategy (`ModalityRouting`) is chosen once per forward, and a sequence whose tokens all share
+ * one modality (every decode step) runs only that copy.
+ */
 export class MultiwayNetwork<M extends MultiwayBranch = MultiwayBranch> extends Module {
   readonly multiway: ModuleList<M>;
 

@@ -1,12 +1,12 @@
 // Mirrors MPLUGOwl2LlamaForCausalLM — X-PLUG/mPLUG-Owl@0f3068f mPLUG-Owl2/mplug_owl2/model/modeling_mplug_owl2.py
-/**
- * mPLUG-Owl2: `model` (MPLUGOwl2LlamaModel: LLaMA-2 with the modality-adaptive module, the vision
- * tower and the abstractor) and the untied `lm_head`. Each −200 in the prompt expands into the
- * queries + 1 visual tokens of the next image, with modality 1.
- */
 import type * as tf from '@tensorflow/tfjs-core';
 import { Linear, type Parameter } from '@owlet/core';
-import type { LlamaModel, LlamaModelOptions } from '@owlet/modality-adaptive-decoder';
+import {
+  LlamaForCausalLM,
+  type CausalLM,
+  type LlamaModel,
+  type LlamaModelOptions,
+} from '@owlet/modality-adaptive-decoder';
 import { IMAGE_TOKEN_INDEX } from '@owlet/tokenizer';
 
 import { resolveMplugOwlModelConfig, type MplugOwlModelConfig } from './config.js';
@@ -15,6 +15,11 @@ import { MplugOwlPreTrainedModel } from './MplugOwlPreTrainedModel.js';
 import { spliceOwl2, type SplicedSequence } from './splice.js';
 import { prepareTrainingInputsOwl2, type PreparedTrainingInputs, type TrainingBatch } from './training-inputs.js';
 
+/**
+ * mPLUG-Owl2: `model` (MPLUGOwl2LlamaModel: LLaMA-2 with the modality-adaptive module, the vision
+ * tower and the abstractor) and the untied `lm_head`. Each −200 in the prompt expands into the
+ * queries + 1 visual tokens of the next image, with modality 1.
+ */
 export class MPLUGOwl2LlamaForCausalLM extends MplugOwlPreTrainedModel {
   readonly model: MPLUGOwl2LlamaModel;
   readonly lm_head: Linear;
@@ -46,6 +51,19 @@ export class MPLUGOwl2LlamaForCausalLM extends MplugOwlPreTrainedModel {
 
   protected get lmHeadWeight(): Parameter {
     return this.lm_head.weight;
+  }
+
+  /**
+   * The Python class inherits `LlamaForCausalLM` (next to the `MPLUGOwl2MetaForCausalLM` mixin); a
+   * TypeScript class has one base, so this one runs `LlamaForCausalLM`'s own forward on its `model`
+   * and `lm_head`, the two members that forward reads.
+   */
+  protected get causalLM(): CausalLM {
+    const forward = LlamaForCausalLM.prototype.forward;
+    return {
+      config: this.config.text_config,
+      forward: (inputs) => forward.call(this as unknown as LlamaForCausalLM, inputs),
+    };
   }
 
   encodeImages(pixelValues: tf.Tensor): tf.Tensor3D {

@@ -1,7 +1,4 @@
 // Mirrors MPLUGOwl2LlamaModel — X-PLUG/mPLUG-Owl@0f3068f mPLUG-Owl2/mplug_owl2/model/modeling_mplug_owl2.py
-// (MPLUGOwl2MetaModel + LlamaModel): the LLaMA decoder with the vision tower and the abstractor
-// registered inside it, so the keys are `model.vision_model.…`, `model.visual_abstractor.…`,
-// `model.embed_tokens.…`, `model.layers.…`, `model.norm.…`.
 import type * as tf from '@tensorflow/tfjs-core';
 import { LlamaModel, type LlamaModelOptions } from '@owlet/modality-adaptive-decoder';
 import { MplugOwlVisionModel } from '@owlet/vision-encoder';
@@ -9,6 +6,11 @@ import { MplugOwlVisualAbstractorModel } from '@owlet/visual-abstractor';
 
 import type { MplugOwlModelConfig } from './config.js';
 
+/**
+ * The mPLUG-Owl2 LLaMA decoder with the vision tower and the abstractor registered inside it:
+ * keys `model.vision_model.…`, `model.visual_abstractor.…`, `model.embed_tokens.…`, `model.layers.…`,
+ * `model.norm.…`.
+ */
 export class MPLUGOwl2LlamaModel extends LlamaModel {
   readonly vision_model: MplugOwlVisionModel;
   readonly visual_abstractor: MplugOwlVisualAbstractorModel;

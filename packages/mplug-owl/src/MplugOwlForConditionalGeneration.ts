@@ -1,12 +1,12 @@
 // Mirrors MplugOwlForConditionalGeneration — X-PLUG/mPLUG-Owl@0f3068f mPLUG-Owl/mplug_owl/modeling_mplug_owl.py
-/**
- * mPLUG-Owl (v1): `vision_model`, the top-level `query_tokens`, `abstractor` and `language_model`
- * (a stock LLaMA). Each run of −1 placeholders in the prompt is overwritten by the visual tokens of
- * the next image; the sequence length does not change.
- */
 import type * as tf from '@tensorflow/tfjs-core';
 import { Init, type Parameter } from '@owlet/core';
-import { LlamaForCausalLM, type LlamaModel, type LlamaModelOptions } from '@owlet/modality-adaptive-decoder';
+import {
+  LlamaForCausalLM,
+  type CausalLM,
+  type LlamaModel,
+  type LlamaModelOptions,
+} from '@owlet/modality-adaptive-decoder';
 import { MplugOwlVisionModel } from '@owlet/vision-encoder';
 import { MplugOwlVisualAbstractorModel } from '@owlet/visual-abstractor';
 
@@ -15,6 +15,11 @@ import { MplugOwlPreTrainedModel } from './MplugOwlPreTrainedModel.js';
 import { spliceOwl1, type SplicedSequence } from './splice.js';
 import { prepareTrainingInputsOwl1, type PreparedTrainingInputs, type TrainingBatch } from './training-inputs.js';
 
+/**
+ * mPLUG-Owl (v1): `vision_model`, the top-level `query_tokens`, `abstractor` and `language_model`
+ * (a stock LLaMA). Each run of −1 placeholders in the prompt is overwritten by the visual tokens of
+ * the next image; the sequence length does not change.
+ */
 export class MplugOwlForConditionalGeneration extends MplugOwlPreTrainedModel {
   readonly vision_model: MplugOwlVisionModel;
   readonly query_tokens: Parameter;
@@ -51,6 +56,10 @@ export class MplugOwlForConditionalGeneration extends MplugOwlPreTrainedModel {
   protected get lmHeadWeight(): Parameter {
     if (!this.language_model.lm_head) throw new TypeError('mPLUG-Owl has an untied lm_head');
     return this.language_model.lm_head.weight;
+  }
+
+  protected get causalLM(): CausalLM {
+    return this.language_model;
   }
 
   encodeImages(pixelValues: tf.Tensor): tf.Tensor3D {

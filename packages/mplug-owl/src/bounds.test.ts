@@ -51,11 +51,16 @@ describe('L3: the context window', () => {
 
   it('max_new_tokens from generation_config.json (1e12) stops at the window with finish reason length', async () => {
     model.resetChat();
+    const chatGuard = new AbortController();
+    let chatTokens = 0;
     const s = model.chat({
       messages: [{ role: 'user', content: [{ type: 'image' }, { type: 'text', text: 'What is it?' }] }],
       images: [IMAGE],
+      signal: chatGuard.signal,
     });
-    await collect(s);
+    for await (const _ of s) {
+      if (++chatTokens > WINDOW) chatGuard.abort(new Error(`chat ran past the ${WINDOW}-token window`));
+    }
     const r = await s.result;
     // The random weights may emit EOS by chance; without it the answer runs to the window exactly.
     if (r.finish_reason !== 'eos') {
@@ -63,7 +68,17 @@ describe('L3: the context window', () => {
       expect(r.usage.prompt_tokens + r.usage.completion_tokens).toBe(WINDOW);
     }
     expect(r.usage.total_tokens).toBeLessThanOrEqual(WINDOW);
-    const g = await model.generate({ input_ids: [1, 306, 763], eos_token_id: null });
+    // The guard aborts a run that goes past the window (a missing cap fails here, never runs for ever).
+    const guard = new AbortController();
+    let steps = 0;
+    const g = await model.generate({
+      input_ids: [1, 306, 763],
+      eos_token_id: null,
+      streamer: () => {
+        if (++steps > WINDOW) guard.abort(new Error(`generation ran past the ${WINDOW}-token window`));
+      },
+      signal: guard.signal,
+    });
     expect(g.finish_reason).toBe('length');
     expect(g.generated_ids).toHaveLength(WINDOW - 3);
   });

@@ -2,10 +2,12 @@ import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 
 import * as tf from '@tensorflow/tfjs-core';
-import type { ChatMessage } from '@owlet/tokenizer';
+import { IMAGE_TOKEN_INDEX, apply_chat_template, type ChatMessage } from '@owlet/tokenizer';
 import { REPO_ROOT, expectNoLeaks } from '@owlet/test-utils';
+import type { MplugOwlImageProcessor, PixelValues } from '@owlet/vision-encoder';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 
+import { pixelDigest } from './chat.js';
 import { fromPretrained, type MplugOwlModel } from './pretrained.js';
 
 // The CLI's bundled model: random weights, the real LLaMA tokenizer, 448-px preprocessing.
@@ -133,5 +135,114 @@ describe('chat', () => {
       model.resetChat();
     });
     expect(tf.memory().numTensors).toBeGreaterThan(0);
+  });
+});
+
+/** The 32-bit FNV-1a over float words that keyed image features before: here only to build a collision. */
+function fnv1a32(data: Float32Array): number {
+  const u = new Uint32Array(data.buffer, data.byteOffset, data.length);
+  let h = 0x811c9dc5;
+  for (let i = 0; i < u.length; i++) h = Math.imul(h ^ (u[i] as number), 0x01000193) >>> 0;
+  return h;
+}
+
+/**
+ * A copy of `a` whose first two pixels differ and whose FNV-1a hash is the same: after word 0 the two
+ * states differ by `d`, so word 1 is `a[1] ^ d` (searched until that is a plain pixel value).
+ */
+function fnvCollision(a: Float32Array): Float32Array {
+  const b = new Float32Array(a);
+  const u = new Uint32Array(a.buffer, a.byteOffset, a.length);
+  const v = new Uint32Array(b.buffer);
+  const step = (h: number, w: number) => Math.imul(h ^ w, 0x01000193) >>> 0;
+  const h1 = step(0x811c9dc5, u[0] as number);
+  for (let k = 1; k < 10_000; k++) {
+    b[0] = (a[0] as number) + k / 1024;
+    const h1b = step(0x811c9dc5, v[0] as number);
+    v[1] = ((u[1] as number) ^ h1 ^ h1b) >>> 0;
+    if (Number.isFinite(b[1]) && Math.abs(b[1] as number) < 3 && b[1] !== a[1]) return b;
+  }
+  throw new Error('no FNV collision found');
+}
+
+describe('ChatSession', () => {
+  const turn1: ChatMessage[] = [
+    { role: 'user', content: [{ type: 'image' }, { type: 'text', text: 'What is in the picture?' }] },
+  ];
+
+  it('keys image features by SHA-256: two images that collide under the old 32-bit hash never share an entry', async () => {
+    const proc = model.imageProcessor;
+    if (!proc) throw new Error('fromPretrained sets the image processor');
+    const real = await proc.preprocess(IMAGE);
+    const a = real.data;
+    const b = fnvCollision(a);
+    expect(fnv1a32(b)).toBe(fnv1a32(a)); // the old key would have been the same
+    expect(b.some((x, i) => x !== a[i])).toBe(true);
+    const [da, db] = [await pixelDigest(a, real.shape), await pixelDigest(b, real.shape)];
+    expect(da).toMatch(/^[0-9a-f]{64}:1x3x\d+x\d+$/);
+    expect(db).not.toBe(da);
+    expect(await pixelDigest(new Float32Array(a), real.shape)).toBe(da); // same pixels, same key
+
+    // Through a conversation: the second image is encoded anew, and its answer is the fresh one.
+    const imageA = Buffer.from(IMAGE);
+    const imageB = Buffer.from(IMAGE);
+    const stub = {
+      preprocess: async (img: unknown): Promise<PixelValues> => ({
+        data: img === imageA ? a : b,
+        shape: real.shape,
+        exact: [true],
+      }),
+    } as unknown as MplugOwlImageProcessor;
+    model.imageProcessor = stub;
+    const session = model.createChatSession();
+    try {
+      const first = session.chat({ messages: turn1, images: [imageA], max_new_tokens: 2 });
+      await collect(first);
+      const r1 = await first.result;
+      const second = session.chat({ messages: turn1, images: [imageB], max_new_tokens: 2 });
+      await collect(second);
+      const r2 = await second.result;
+      expect(session.cachedImages).toBe(2);
+      // Only the text before the image is reused; no row of image A stands in for image B.
+      const tok = model.tokenizer;
+      if (!tok) throw new Error('fromPretrained sets the tokenizer');
+      const ids = apply_chat_template(tok, turn1, { template: model.templateName, tokenize: true });
+      const imageStart = ids.indexOf(IMAGE_TOKEN_INDEX);
+      expect(imageStart).toBeGreaterThan(0);
+      expect(r1.usage.cached_prompt_tokens).toBe(0);
+      expect(r2.usage.cached_prompt_tokens).toBe(imageStart);
+      session.reset();
+      expect(session.cachedImages).toBe(0);
+      const fresh = session.chat({ messages: turn1, images: [imageB], max_new_tokens: 2 });
+      await collect(fresh);
+      expect((await fresh.result).text).toBe(r2.text);
+    } finally {
+      session.dispose();
+      model.imageProcessor = proc;
+    }
+  });
+
+  it('sessions are independent conversations; dispose frees one without touching the others', async () => {
+    model.resetChat();
+    const s1 = model.createChatSession();
+    const s2 = model.createChatSession();
+    try {
+      const a = s1.chat({ messages: turn1, images: [IMAGE], max_new_tokens: 2 });
+      await collect(a);
+      expect(s1.cachedTokens).toBeGreaterThan(9);
+      expect(s2.cachedTokens).toBe(0);
+      const b = s2.chat({ messages: turn1, images: [IMAGE], max_new_tokens: 2 });
+      await collect(b);
+      expect((await b.result).usage.cached_prompt_tokens).toBe(0);
+      expect((await b.result).text).toBe((await a.result).text);
+      const before = tf.memory().numTensors;
+      s1.dispose();
+      expect(s1.cachedTokens).toBe(0);
+      expect(tf.memory().numTensors).toBeLessThan(before);
+      expect(s2.cachedTokens).toBeGreaterThan(9);
+    } finally {
+      s1.dispose();
+      s2.dispose();
+    }
   });
 });

@@ -12,17 +12,19 @@ export {
   type MplugOwlModelConfig,
   type MplugOwlModelType,
 } from './config.js';
+export { MplugOwlPreTrainedModel } from './MplugOwlPreTrainedModel.js';
+export type { MplugOwlForwardInputs, MplugOwlForwardOutput, MplugOwlGenerateOptions } from './inputs.js';
 export {
-  MplugOwlPreTrainedModel,
-  type MplugOwlForwardInputs,
-  type MplugOwlForwardOutput,
-  type MplugOwlGenerateOptions,
+  ChatSession,
+  pixelDigest,
+  type ChatHost,
+  type ChatModel,
   type ChatOptions,
   type ChatResult,
   type ChatStream,
   type ChatUsage,
-  type GenerationDefaults,
-} from './MplugOwlPreTrainedModel.js';
+} from './chat.js';
+export type { GenerationDefaults } from './generation-defaults.js';
 export { MPLUGOwl2LlamaModel } from './MPLUGOwl2LlamaModel.js';
 export { MPLUGOwl2LlamaForCausalLM } from './MPLUGOwl2LlamaForCausalLM.js';
 export { MplugOwlForConditionalGeneration } from './MplugOwlForConditionalGeneration.js';

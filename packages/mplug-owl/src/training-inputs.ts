@@ -267,3 +267,11 @@ export function prepareTrainingInputsOwl1(
     labels: batch.labels.map((r) => [...r]),
   };
 }
+
+/** The images at `used` of a batch's `pixel_values` ([N, 3, S, S] → [slots, 3, S, S]); null for none. Call inside a tidy. */
+export function usedPixels(pixelValues: tf.Tensor | null | undefined, used: readonly number[]): tf.Tensor | null {
+  if (!pixelValues || used.length === 0) return null;
+  const n = pixelValues.shape[0] as number;
+  if (used.length === n && used.every((u, i) => u === i)) return pixelValues;
+  return tf.gather(pixelValues, tf.tensor1d([...used], 'int32'));
+}

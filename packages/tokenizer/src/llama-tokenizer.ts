@@ -1,15 +1,3 @@
-/**
- * `LlamaTokenizer`: the slow, legacy Hugging Face `LlamaTokenizer` (transformers 4.28–4.33) over a
- * SentencePiece model (tokenizer.model) or a tokenizer.json BPE model.
- *
- * Special tokens. HF-slow splits the literal texts `<s>`, `</s>`, `<unk>` out of the input as
- * special tokens (no whitespace stripping) and SentencePiece-encodes every other chunk separately
- * (each chunk gets its own dummy-prefix `▁`). That is what the mPLUG-Owl pipelines do. owlet makes
- * it opt-in: `encode(text)` treats text as literal (`split_special_tokens: true`, the default),
- * `encode(text, { split_special_tokens: false })` parses special tokens like HF-slow. Prompt
- * builders that mix trusted template text with untrusted user text use `encodeParts`, which parses
- * special tokens only inside trusted parts (reliability checklist B24).
- */
 import type { AddedTokenSpec, TokenizerBackend } from './backend.js';
 import { TokenizerError, TokenizerErrorCode } from './errors.js';
 import { SentencePieceModel } from './sentencepiece.js';
@@ -70,6 +58,18 @@ export function toIdArray(ids: TokenIds, vocabSize: number): number[] {
   return out;
 }
 
+/**
+ * `LlamaTokenizer`: the slow, legacy Hugging Face `LlamaTokenizer` (transformers 4.28–4.33) over a
+ * SentencePiece model (tokenizer.model) or a tokenizer.json BPE model.
+ *
+ * Special tokens. HF-slow splits the literal texts `<s>`, `</s>`, `<unk>` out of the input as
+ * special tokens (no whitespace stripping) and SentencePiece-encodes every other chunk separately
+ * (each chunk gets its own dummy-prefix `▁`). That is what the mPLUG-Owl pipelines do. owlet makes
+ * it opt-in: `encode(text)` treats text as literal (`split_special_tokens: true`, the default),
+ * `encode(text, { split_special_tokens: false })` parses special tokens like HF-slow. Prompt
+ * builders that mix trusted template text with untrusted user text use `encodeParts`, which parses
+ * special tokens only inside trusted parts (reliability checklist B24).
+ */
 export class LlamaTokenizer {
   readonly backend: TokenizerBackend;
   readonly add_bos_token: boolean;

@@ -1,8 +1,3 @@
-/**
- * A minimal protobuf wire-format reader (varint, fixed32, fixed64, length-delimited), enough to
- * decode SentencePiece's `ModelProto`. Every read is bounds-checked; a truncated or garbled
- * buffer raises `TokenizerError('INVALID_MODEL_PROTO')` naming the offset and what was expected.
- */
 import { TokenizerError, TokenizerErrorCode } from './errors.js';
 
 export const WireType = { VARINT: 0, I64: 1, LEN: 2, SGROUP: 3, EGROUP: 4, I32: 5 } as const;
@@ -15,6 +10,11 @@ function fail(message: string, offset: number): never {
 
 const utf8 = new TextDecoder('utf-8', { fatal: true, ignoreBOM: true });
 
+/**
+ * A minimal protobuf wire-format reader (varint, fixed32, fixed64, length-delimited), enough to
+ * decode SentencePiece's `ModelProto`. Every read is bounds-checked; a truncated or garbled
+ * buffer raises `TokenizerError('INVALID_MODEL_PROTO')` naming the offset and what was expected.
+ */
 export class ProtoReader {
   readonly buf: Uint8Array;
   pos: number;

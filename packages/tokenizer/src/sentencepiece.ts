@@ -1,3 +1,12 @@
+import type { AddedTokenSpec, TokenizerBackend } from './backend.js';
+import { TokenizerError, TokenizerErrorCode } from './errors.js';
+import { decodeModelProto, PieceType, type ModelProto, type SentencePiece } from './model-proto.js';
+import { PairHeap } from './pair-heap.js';
+import { PairTable } from './pair-table.js';
+import { decodeBytesLikeSentencePiece, pushUtf8, toWellFormed } from './utf8.js';
+
+export const SPACE_SYMBOL = '\u2581';
+
 /**
  * SentencePiece BPE model (the algorithm of google/sentencepiece `bpe_model.cc` +
  * `normalizer.cc` + `sentencepiece_processor.cc`, re-implemented from its documented behaviour):
@@ -15,15 +24,6 @@
  * Text is handled as JS strings; lone surrogates are replaced by U+FFFD first, exactly as
  * TextEncoder does when it turns the string into the UTF-8 SentencePiece would see.
  */
-import type { AddedTokenSpec, TokenizerBackend } from './backend.js';
-import { TokenizerError, TokenizerErrorCode } from './errors.js';
-import { decodeModelProto, PieceType, type ModelProto, type SentencePiece } from './model-proto.js';
-import { PairHeap } from './pair-heap.js';
-import { PairTable } from './pair-table.js';
-import { decodeBytesLikeSentencePiece, pushUtf8, toWellFormed } from './utf8.js';
-
-export const SPACE_SYMBOL = '\u2581';
-
 export class SentencePieceModel implements TokenizerBackend {
   readonly addedTokens: readonly AddedTokenSpec[] = [];
   readonly template = null;

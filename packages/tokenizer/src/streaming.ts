@@ -1,3 +1,8 @@
+import { TokenizerError, TokenizerErrorCode } from './errors.js';
+import type { DecodeOptions, LlamaTokenizer, TokenIds } from './llama-tokenizer.js';
+import { toIdArray } from './llama-tokenizer.js';
+import { incompleteUtf8Tail } from './utf8.js';
+
 /**
  * Streaming decode (reliability checklist B23): text is emitted only for complete characters — a
  * multi-byte character split over several `<0xNN>` tokens produces nothing until its last byte
@@ -8,11 +13,6 @@
  * The decoder keeps a small context window (the ids of the last visible text) so each step costs
  * O(window), not O(sequence).
  */
-import { TokenizerError, TokenizerErrorCode } from './errors.js';
-import type { DecodeOptions, LlamaTokenizer, TokenIds } from './llama-tokenizer.js';
-import { toIdArray } from './llama-tokenizer.js';
-import { incompleteUtf8Tail } from './utf8.js';
-
 export class StreamingDecoder {
   private readonly tokenizer: LlamaTokenizer;
   private readonly skipSpecial: boolean;

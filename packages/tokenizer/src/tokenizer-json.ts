@@ -1,16 +1,3 @@
-/**
- * Hugging Face `tokenizer.json` reader for BPE tokenizers of the LLaMA family, written from the
- * documented format of the `tokenizers` library: model (BPE: vocab, merges in the "a b" or
- * ["a", "b"] form, unk_token, byte_fallback, fuse_unk, ignore_merges), normalizer (Sequence,
- * Prepend, Replace, NFC/NFD/NFKC/NFKD, Lowercase, Strip), pre_tokenizer (Metaspace, Sequence),
- * decoder (Sequence, Replace, ByteFallback, Fuse, Strip, Metaspace), added_tokens and the
- * TemplateProcessing post-processor (to learn whether BOS/EOS are added).
- *
- * BPE follows `tokenizers`' `Word::merge_all`: the pair with the lowest merge rank merges first,
- * ties to the leftmost. Zero merges is a load error (reliability checklist B19) — never a silent
- * fall-back to characters/bytes. Anything else this reader does not implement is a typed
- * `UNSUPPORTED_MODEL` error, not a silent approximation.
- */
 import type { AddedTokenSpec, TokenizerBackend } from './backend.js';
 import { TokenizerError, TokenizerErrorCode } from './errors.js';
 import { PairHeap } from './pair-heap.js';
@@ -199,6 +186,19 @@ function buildDecoder(d: unknown): Dec | null {
 
 // ------------------------------------------------------------------ model
 
+/**
+ * Hugging Face `tokenizer.json` reader for BPE tokenizers of the LLaMA family, written from the
+ * documented format of the `tokenizers` library: model (BPE: vocab, merges in the "a b" or
+ * ["a", "b"] form, unk_token, byte_fallback, fuse_unk, ignore_merges), normalizer (Sequence,
+ * Prepend, Replace, NFC/NFD/NFKC/NFKD, Lowercase, Strip), pre_tokenizer (Metaspace, Sequence),
+ * decoder (Sequence, Replace, ByteFallback, Fuse, Strip, Metaspace), added_tokens and the
+ * TemplateProcessing post-processor (to learn whether BOS/EOS are added).
+ *
+ * BPE follows `tokenizers`' `Word::merge_all`: the pair with the lowest merge rank merges first,
+ * ties to the leftmost. Zero merges is a load error (reliability checklist B19) — never a silent
+ * fall-back to characters/bytes. Anything else this reader does not implement is a typed
+ * `UNSUPPORTED_MODEL` error, not a silent approximation.
+ */
 export class HfBpeModel implements TokenizerBackend {
   readonly vocabSize: number;
   readonly unkId: number;

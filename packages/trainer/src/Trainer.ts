@@ -1,11 +1,3 @@
-/**
- * The training loop, model-agnostic: any owlet `Module` whose loss a function can compute.
- *
- * Mirrors transformers' `Trainer` (4.31) where it matters for results: loss / GA per micro-batch,
- * gradients summed over the accumulation, global-norm clipping, AdamW (decoupled decay,
- * bias-corrected), the LambdaLR schedule advanced once per optimizer step, `max_steps` /
- * `num_train_epochs`, checkpoints every `save_steps`, `save_total_limit`, resume.
- */
 import * as tf from '@tensorflow/tfjs-core';
 import {
   type CausalLmLoss,
@@ -136,6 +128,14 @@ function disposeBatch(batch: TrainingBatch): void {
   for (const v of Object.values(batch)) if (v instanceof tf.Tensor) v.dispose();
 }
 
+/**
+ * The training loop, model-agnostic: any owlet `Module` whose loss a function can compute.
+ *
+ * Mirrors transformers' `Trainer` (4.31) where it matters for results: loss / GA per micro-batch,
+ * gradients summed over the accumulation, global-norm clipping, AdamW (decoupled decay,
+ * bias-corrected), the LambdaLR schedule advanced once per optimizer step, `max_steps` /
+ * `num_train_epochs`, checkpoints every `save_steps`, `save_total_limit`, resume.
+ */
 export class Trainer<M extends Module = Module> {
   readonly model: M;
   readonly args: Readonly<TrainingArguments>;

@@ -1,41 +1,20 @@
 // Mirrors torch.nn.Conv2d(3, hidden_size, kernel_size=patch_size, stride=patch_size, bias=False), the
 // `patch_embed` of MplugOwlVisionEmbeddings — X-PLUG/mPLUG-Owl@0f3068f mPLUG-Owl2/mplug_owl2/model/visual_encoder.py
-import * as tf from '@tensorflow/tfjs-core';
+import type * as tf from '@tensorflow/tfjs-core';
 import {
   ErrorCode,
   Init,
   Module,
   OwletError,
-  compositeOpsRequired,
   formatShape,
-  linear,
+  patchEmbed,
+  resolvePatchConvImpl,
   type Parameter,
+  type PatchConvImpl,
 } from '@owlet/core';
 
-/**
- * How the patch convolution is computed:
- * - `matmul`: cut the image into p×p patches and multiply by the weight viewed as [D, C·p·p]
- *   through the `linear` op;
- * - `conv2d`: `tf.conv2d` (NHWC, stride p, valid padding).
- * Both give the same result (and gradients).
- */
-export type PatchConvImpl = 'matmul' | 'conv2d';
-
-/**
- * The implementation `auto` picks per backend. Measured with bench/vision.ts on the full 448-px
- * input (1024 patches, D = 1024) on this project's shared 2-core x86 machine (noisy): on tfjs-wasm
- * `tf.conv2d` (XNNPACK) took 73–823 ms against 0.9–6.9 s for the patch matmul in the same runs
- * (8–12×: a 4-D weight cannot use the seam's `[in, out]` Linear storage, so the product runs with a
- * transposed B, which is slow on wasm); on tfjs-cpu the two are within noise of each other
- * (matmul/conv2d 2.9/3.9 s, 11.2/13.5 s, 6.6/6.3 s). WebGPU is unmeasured on hardware here;
- * conv2d is one kernel there. The patch embedding is < 1 % of the model's FLOPs either way.
- */
-export const PATCH_CONV_IMPL: Readonly<Record<string, PatchConvImpl>> = {
-  cpu: 'matmul',
-  wasm: 'conv2d',
-  webgpu: 'conv2d',
-  tensorflow: 'conv2d',
-};
+/** The implementations and the per-backend choice live with the op in core (`patchEmbed`). */
+export { PATCH_CONV_IMPL, type PatchConvImpl } from '@owlet/core';
 
 export interface PatchConv2dOptions {
   /** Initialiser std for `initialize()` (default 0.02). */
@@ -70,14 +49,11 @@ export class PatchConv2d extends Module {
   }
 
   /**
-   * The implementation a forward on the active backend uses. While training (or under a gradient
-   * tape) `auto` is always `matmul`: its gradient is two matmuls on every backend, while the
-   * filter gradient of `tf.conv2d` (Conv2DBackpropFilter) has no tfjs-wasm kernel.
+   * The implementation a forward on the active backend uses (`resolvePatchConvImpl`): while training
+   * (or under a gradient tape) `auto` is always `matmul`.
    */
   resolvedImpl(): PatchConvImpl {
-    if (this.impl !== 'auto') return this.impl;
-    if (compositeOpsRequired()) return 'matmul';
-    return PATCH_CONV_IMPL[tf.getBackend()] ?? 'conv2d';
+    return resolvePatchConvImpl(this.impl);
   }
 
   /** pixels [N, C, H, W] → patch tokens [N, ⌊H/p⌋·⌊W/p⌋, D] */
@@ -96,35 +72,6 @@ export class PatchConv2d extends Module {
         { details: { expected: ['N', c, 'H', 'W'], actual: pixels.shape } },
       );
     }
-    const impl = this.resolvedImpl();
-    return this.scope(() => (impl === 'conv2d' ? this.viaConv2d(pixels) : this.viaMatmul(pixels)));
-  }
-
-  private viaMatmul(pixels: tf.Tensor): tf.Tensor3D {
-    const p = this.patchSize;
-    const c = this.inChannels;
-    const d = this.outChannels;
-    const [n, , h, w] = pixels.shape as [number, number, number, number];
-    const gh = Math.floor(h / p);
-    const gw = Math.floor(w / p);
-    let x = pixels;
-    if (h !== gh * p || w !== gw * p) x = tf.slice(x, [0, 0, 0, 0], [n, c, gh * p, gw * p]);
-    x = tf.reshape(x, [n * c * gh, p, gw, p]); // [N, C, gh·p, gw·p] -> [N·C·gh, p(kh), gw, p(kw)]
-    x = tf.transpose(x, [0, 2, 1, 3]); // -> [N·C·gh, gw, kh, kw]
-    x = tf.reshape(x, [n, c, gh * gw, p * p]); // -> [N, C, P, kh·kw]   (patch index = row·gw + col)
-    x = tf.transpose(x, [0, 2, 1, 3]); // -> [N, P, C, kh·kw]
-    x = tf.reshape(x, [n * gh * gw, c * p * p]); // -> [N·P, C·kh·kw]
-    const w2 = tf.reshape(this.weight.value, [d, c * p * p]); // [D, C, p, p] -> [D, C·p·p]
-    const y = linear(x, w2); // [N·P, D]
-    return tf.reshape(y, [n, gh * gw, d]); // [N·P, D] -> [N, P, D]
-  }
-
-  private viaConv2d(pixels: tf.Tensor): tf.Tensor3D {
-    const p = this.patchSize;
-    const n = pixels.shape[0] as number;
-    const nhwc = tf.transpose(pixels, [0, 2, 3, 1]) as tf.Tensor4D; // [N, C, H, W] -> [N, H, W, C]
-    const filter = tf.transpose(this.weight.value, [2, 3, 1, 0]) as tf.Tensor4D; // [D, C, kh, kw] -> [kh, kw, C, D]
-    const y = tf.conv2d(nhwc, filter, p, 'valid'); // [N, ⌊H/p⌋, ⌊W/p⌋, D]
-    return tf.reshape(y, [n, -1, this.outChannels]); // [N, gh, gw, D] -> [N, P, D] (row-major)
+    return this.scope(() => patchEmbed(pixels, this.weight.value, { impl: this.impl }));
   }
 }

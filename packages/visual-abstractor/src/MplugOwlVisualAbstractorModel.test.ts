@@ -1,5 +1,5 @@
 import * as tf from '@tensorflow/tfjs-core';
-import { StateDictError, isOwletError } from '@owlet/core';
+import { type ErrorCode, StateDictError, isOwletError } from '@owlet/core';
 import type { SafetensorsArchive } from '@owlet/checkpoint';
 import {
   describeBackends,
@@ -392,7 +392,7 @@ describeBackends('MplugOwlVisualAbstractorModel', ({ backend, it }) => {
     const { model } = loadTiny('v2');
     const { model: v1, queryTokens } = loadTiny('v1');
     await expectNoLeaks(() => {
-      const code = (fn: () => unknown, c: string, ...parts: string[]) => {
+      const code = (fn: () => unknown, c: ErrorCode, ...parts: string[]) => {
         let err: unknown;
         try {
           fn();

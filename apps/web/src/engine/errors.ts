@@ -4,31 +4,23 @@
  * rebuilds them as `EngineError`s with the same name and code (branch on the code, never the
  * message). This file imports nothing from @owlet/core, so the page bundle stays free of tfjs.
  */
+import { ErrorCode } from '@owlet/errors';
 
+/** The codes this package throws; each is declared, with its meaning, once in `ErrorCode` (@owlet/errors). */
 export const EngineErrorCode = {
-  /** A file's bytes do not match the sha256 (or size) the manifest records (checklist F9). */
-  INTEGRITY_MISMATCH: 'INTEGRITY_MISMATCH',
-  /** A download failed after its retries (network error, truncated body, server error; F7). */
-  DOWNLOAD_FAILED: 'DOWNLOAD_FAILED',
-  /** The server answered a model file with an HTML page or another wrong type (F8). */
-  UNEXPECTED_CONTENT: 'UNEXPECTED_CONTENT',
-  /** The browser's storage quota is full; the model runs from memory this time (F14). */
-  QUOTA_EXCEEDED: 'QUOTA_EXCEEDED',
-  /** The GPU device was lost (driver reset, `device.destroy()`, tab in the background; F10). */
-  DEVICE_LOST: 'DEVICE_LOST',
-  /** A tensor of the model needs a GPU buffer larger than this device allows. */
-  EXCEEDS_DEVICE_LIMITS: 'EXCEEDS_DEVICE_LIMITS',
-  /** WebGPU was asked for but this browser cannot give it. */
-  WEBGPU_UNAVAILABLE: 'WEBGPU_UNAVAILABLE',
-  /** chat before load, or after the model was released. */
-  NOT_READY: 'NOT_READY',
-  /** A second request while one is running. */
-  BUSY: 'BUSY',
-  /** The worker died (out of memory, crashed); a new one is started on the next load. */
-  WORKER_CRASHED: 'WORKER_CRASHED',
-  /** A picked folder or a URL that is not a model folder. */
-  INVALID_MODEL_SOURCE: 'INVALID_MODEL_SOURCE',
-} as const;
+  INTEGRITY_MISMATCH: ErrorCode.INTEGRITY_MISMATCH,
+  DOWNLOAD_FAILED: ErrorCode.DOWNLOAD_FAILED,
+  UNEXPECTED_CONTENT: ErrorCode.UNEXPECTED_CONTENT,
+  QUOTA_EXCEEDED: ErrorCode.QUOTA_EXCEEDED,
+  CACHE_WRITE_FAILED: ErrorCode.CACHE_WRITE_FAILED,
+  DEVICE_LOST: ErrorCode.DEVICE_LOST,
+  EXCEEDS_DEVICE_LIMITS: ErrorCode.EXCEEDS_DEVICE_LIMITS,
+  WEBGPU_UNAVAILABLE: ErrorCode.WEBGPU_UNAVAILABLE,
+  NOT_READY: ErrorCode.NOT_READY,
+  BUSY: ErrorCode.BUSY,
+  WORKER_CRASHED: ErrorCode.WORKER_CRASHED,
+  INVALID_MODEL_SOURCE: ErrorCode.INVALID_MODEL_SOURCE,
+} as const satisfies Readonly<Record<string, ErrorCode>>;
 
 export type EngineErrorCode = (typeof EngineErrorCode)[keyof typeof EngineErrorCode];
 

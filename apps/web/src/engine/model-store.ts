@@ -471,7 +471,7 @@ class Store {
       await Promise.all(removed.map((u) => cache.delete(u).catch(() => false)));
       this.written.length = 0;
       let message: string;
-      let code: string;
+      let code: EngineErrorCode;
       if (isQuotaError(e)) {
         code = EngineErrorCode.QUOTA_EXCEEDED;
         let room = '';
@@ -487,7 +487,7 @@ class Store {
           `The partial cache entry was removed and the model runs from memory this time; free some space ` +
           `(or clear the owlet cache) to keep it for the next visit.`;
       } else {
-        code = 'CACHE_WRITE_FAILED';
+        code = EngineErrorCode.CACHE_WRITE_FAILED;
         message = `Caching ${name} failed (${String((e as Error)?.message ?? e)}); the partial cache entry was removed and the model runs from memory this time.`;
       }
       const w = serializeError(new OwletError(code, message, { details: { file: name } }));

@@ -411,6 +411,7 @@ interface Placement {
   offset: number;
 }
 
+/** The CPU engine on owlet's WebAssembly SIMD128 kernels: weights in arenas of WebAssembly memory, a worker pool for threads. */
 export class WasmCpuEngine extends CpuEngine {
   readonly kind = 'wasm' as const;
   readonly isa = 'simd128';

@@ -1,11 +1,3 @@
-/**
- * The optional native accelerator: a Node-API add-on (`native/*.cc`, built from source by
- * `scripts/build-native.mjs` when a C++ compiler exists) with AVX-512 / AVX2 / portable kernels,
- * chosen at run time from what the CPU reports, and its own thread pool. It reads and writes
- * typed arrays in place (on the tfjs `cpu` backend the tensors' own arrays: no copies). When it is
- * not built, does not load, or `OWLET_NATIVE=0` is set, the CPU engine runs its WASM kernels,
- * which compute the same numbers (q8 / q4 bit-identical; fp32 / fp16 within float32 rounding).
- */
 import { ErrorCode, OwletError } from '../errors.js';
 import type { PackedWeight, WeightAllocation, WeightAllocator, WeightDType } from '../quant/packed.js';
 import { type AttentionCall, CpuEngine, type CpuEngineInfo, WEIGHT_DTYPE_CODE } from './engine.js';
@@ -114,6 +106,14 @@ interface Prepared {
   dispose(): void;
 }
 
+/**
+ * The optional native accelerator: a Node-API add-on (`native/*.cc`, built from source by
+ * `scripts/build-native.mjs` when a C++ compiler exists) with AVX-512 / AVX2 / portable kernels,
+ * chosen at run time from what the CPU reports, and its own thread pool. It reads and writes
+ * typed arrays in place (on the tfjs `cpu` backend the tensors' own arrays: no copies). When it is
+ * not built, does not load, or `OWLET_NATIVE=0` is set, the CPU engine runs its WASM kernels,
+ * which compute the same numbers (q8 / q4 bit-identical; fp32 / fp16 within float32 rounding).
+ */
 export class NativeCpuEngine extends CpuEngine {
   readonly kind = 'native' as const;
   readonly isa: string;

@@ -1,10 +1,10 @@
-/** torch.nn.Embedding: weight [num_embeddings, dim]. */
 import type * as tf from '@tensorflow/tfjs-core';
 
 import { Module } from '../module.js';
 import { embedding } from '../ops/embedding.js';
 import { Init, type Parameter } from '../parameter.js';
 
+/** torch.nn.Embedding: weight [num_embeddings, dim]. */
 export class Embedding extends Module {
   readonly numEmbeddings: number;
   readonly dim: number;

@@ -1,10 +1,10 @@
-/** torch.nn.LayerNorm over the last dimension with an explicit eps (the models mix 1e-5 and 1e-6). */
 import type * as tf from '@tensorflow/tfjs-core';
 
 import { Module } from '../module.js';
 import { layerNorm } from '../ops/norm.js';
 import { Init, type Parameter } from '../parameter.js';
 
+/** torch.nn.LayerNorm over the last dimension with an explicit eps (the models mix 1e-5 and 1e-6). */
 export class LayerNorm extends Module {
   readonly eps: number;
   readonly weight: Parameter;

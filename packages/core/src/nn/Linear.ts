@@ -1,4 +1,3 @@
-/** torch.nn.Linear: weight [out, in] (checkpoint layout), optional bias [out]. */
 import type * as tf from '@tensorflow/tfjs-core';
 
 import { Module } from '../module.js';
@@ -11,6 +10,7 @@ export interface LinearOptions {
   init?: ParameterInit;
 }
 
+/** torch.nn.Linear: weight [out, in] (checkpoint layout), optional bias [out]. */
 export class Linear extends Module {
   readonly inFeatures: number;
   readonly outFeatures: number;

@@ -1,15 +1,4 @@
 // Mirrors peft.tuners.lora.Linear (huggingface/peft, LoRA on torch.nn.Linear)
-/**
- * A LoRA adapter around a Linear: y = x·Wᵀ + b + (α / r) · B(A(dropout(x))), with A [r, in] and
- * B [out, r] (`lora_A.weight`, `lora_B.weight`). The wrapper takes over the Linear's own `weight`
- * and `bias` parameters under the same keys, so the module tree keeps the checkpoint's key names
- * (`…q_proj.weight`) and gains `…q_proj.lora_A.weight` / `…q_proj.lora_B.weight`, the names PEFT
- * saves under `base_model.model.`.
- *
- * Initialisation as PEFT's `init_lora_weights=True`: A ~ kaiming_uniform(a=√5) = U(−1/√in, 1/√in),
- * B = 0, so a fresh adapter changes nothing. `merge()` folds (α / r)·B·A into W for inference;
- * `unmerge()` takes it out again.
- */
 import * as tf from '@tensorflow/tfjs-core';
 
 import { ErrorCode, OwletError } from '../errors.js';
@@ -30,6 +19,17 @@ export interface LoraLinearOptions {
   use_rslora?: boolean;
 }
 
+/**
+ * A LoRA adapter around a Linear: y = x·Wᵀ + b + (α / r) · B(A(dropout(x))), with A [r, in] and
+ * B [out, r] (`lora_A.weight`, `lora_B.weight`). The wrapper takes over the Linear's own `weight`
+ * and `bias` parameters under the same keys, so the module tree keeps the checkpoint's key names
+ * (`…q_proj.weight`) and gains `…q_proj.lora_A.weight` / `…q_proj.lora_B.weight`, the names PEFT
+ * saves under `base_model.model.`.
+ *
+ * Initialisation as PEFT's `init_lora_weights=True`: A ~ kaiming_uniform(a=√5) = U(−1/√in, 1/√in),
+ * B = 0, so a fresh adapter changes nothing. `merge()` folds (α / r)·B·A into W for inference;
+ * `unmerge()` takes it out again.
+ */
 export class LoraLinear extends Module {
   readonly inFeatures: number;
   readonly outFeatures: number;

@@ -1,10 +1,10 @@
-/** LlamaRMSNorm (transformers 4.31): weight [dim], no bias. */
 import type * as tf from '@tensorflow/tfjs-core';
 
 import { Module } from '../module.js';
 import { rmsNorm } from '../ops/norm.js';
 import { Init, type Parameter } from '../parameter.js';
 
+/** LlamaRMSNorm (transformers 4.31): weight [dim], no bias. */
 export class RMSNorm extends Module {
   readonly eps: number;
   readonly weight: Parameter;

@@ -27,6 +27,13 @@ export {
 export { swiglu, quickGelu, gelu, silu, softmax } from './activations.js';
 export { splitHeads, mergeHeads } from './heads.js';
 export {
+  patchEmbed,
+  resolvePatchConvImpl,
+  PATCH_CONV_IMPL,
+  type PatchConvImpl,
+  type PatchEmbedOptions,
+} from './patch-embed.js';
+export {
   registerKernel,
   unregisterKernel,
   getKernels,

@@ -51,6 +51,8 @@ export interface KernelArgs {
   splitHeads: { x: tf.Tensor; heads: number; parts: number };
   /** x [B, H, L, Dh] → [B, L, H·Dh]. */
   mergeHeads: { x: tf.Tensor };
+  /** pixels [N, C, H, W], weight [D, C, p, p] → patch tokens [N, ⌊H/p⌋·⌊W/p⌋, D] (see `patchEmbed`). */
+  patchEmbed: { pixels: tf.Tensor; weight: tf.Tensor };
 }
 
 /** What a kernel returns per op (a new tensor, or tensors, the caller owns). */
@@ -69,6 +71,7 @@ export const KERNEL_OPS: readonly KernelOp[] = Object.freeze([
   'embedding',
   'splitHeads',
   'mergeHeads',
+  'patchEmbed',
 ]);
 
 export interface KernelSpec<Op extends KernelOp = KernelOp> {

@@ -1,22 +1,3 @@
-/**
- * `PackedWeight`: a Linear weight `[out, in]` held outside the tfjs heap in one of owlet's weight
- * dtypes, in the canonical (GGUF) byte layout:
- *
- * | dtype | bytes per row of `in` values | layout |
- * |---|---|---|
- * | `fp32` | 4·in | float32, little-endian |
- * | `fp16` | 2·in | IEEE binary16 bits, round-to-nearest-even |
- * | `q8` | 34·in/32 | GGUF Q8_0 blocks (`quantizeQ8_0`) |
- * | `q4` | 18·in/32 | GGUF Q4_0 blocks (`quantizeQ4_0`) |
- *
- * Rows follow each other (row r at r·rowBytes): that is the canonical (`'rows'`) layout, what
- * `canonicalBytes()` returns and what GGUF files and pre-quantized checkpoints hold. The bytes come
- * from the active `WeightAllocator` (default: a plain ArrayBuffer). An allocator may store weights
- * in another layout of the same numbers: the CPU engine's allocators use `'x16'` (groups of 16
- * output rows interleaved for SIMD, `cpu/layout.ts`), in its own memories, so its kernels read
- * them in place. Kernels may attach a backend-specific prepared form (`prepared(key, make)`),
- * disposed with the weight.
- */
 import * as tf from '@tensorflow/tfjs-core';
 
 import { f16BitsToF32, f32ToF16Bits } from '@owlet/checkpoint';
@@ -141,6 +122,25 @@ export function packedWeightStats(): { count: number; bytes: number } {
   return { count: liveCount, bytes: liveBytes };
 }
 
+/**
+ * `PackedWeight`: a Linear weight `[out, in]` held outside the tfjs heap in one of owlet's weight
+ * dtypes, in the canonical (GGUF) byte layout:
+ *
+ * | dtype | bytes per row of `in` values | layout |
+ * |---|---|---|
+ * | `fp32` | 4·in | float32, little-endian |
+ * | `fp16` | 2·in | IEEE binary16 bits, round-to-nearest-even |
+ * | `q8` | 34·in/32 | GGUF Q8_0 blocks (`quantizeQ8_0`) |
+ * | `q4` | 18·in/32 | GGUF Q4_0 blocks (`quantizeQ4_0`) |
+ *
+ * Rows follow each other (row r at r·rowBytes): that is the canonical (`'rows'`) layout, what
+ * `canonicalBytes()` returns and what GGUF files and pre-quantized checkpoints hold. The bytes come
+ * from the active `WeightAllocator` (default: a plain ArrayBuffer). An allocator may store weights
+ * in another layout of the same numbers: the CPU engine's allocators use `'x16'` (groups of 16
+ * output rows interleaved for SIMD, `cpu/layout.ts`), in its own memories, so its kernels read
+ * them in place. Kernels may attach a backend-specific prepared form (`prepared(key, make)`),
+ * disposed with the weight.
+ */
 export class PackedWeight {
   readonly dtype: WeightDType;
   /** `[out, in]`, the checkpoint layout. */

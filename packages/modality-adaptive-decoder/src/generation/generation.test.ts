@@ -341,8 +341,19 @@ describeBackends('generate', ({ it: matrixIt }) => {
       expect((err as OwletError).message).toContain(`context window is ${window} tokens`);
     }
     expect(tf.memory().numTensors).toBe(before);
-    // A huge max_new_tokens stops at the window with finish reason 'length'.
-    const out = await model.generate({ input_ids: PROMPT, max_new_tokens: 1e12, eos_token_id: null });
+    // A huge max_new_tokens stops at the window with finish reason 'length'. The guard aborts a run
+    // that goes past the window, so a missing cap fails here instead of generating for ever.
+    const guard = new AbortController();
+    let steps = 0;
+    const out = await model.generate({
+      input_ids: PROMPT,
+      max_new_tokens: 1e12,
+      eos_token_id: null,
+      streamer: () => {
+        if (++steps > window) guard.abort(new Error(`generation ran past the ${window}-token window`));
+      },
+      signal: guard.signal,
+    });
     expect(out.finish_reason).toBe('length');
     expect(out.generated_ids).toHaveLength(window - PROMPT[0]!.length);
     expect(out.sequences[0]).toHaveLength(window);

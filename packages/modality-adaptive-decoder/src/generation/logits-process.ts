@@ -49,6 +49,7 @@ export class MinNewTokensLengthLogitsProcessor implements LogitsProcessor {
   }
 }
 
+/** Divides the scores by `temperature` (transformers' `TemperatureLogitsWarper`; sampling only). */
 export class TemperatureLogitsWarper implements LogitsProcessor {
   constructor(readonly temperature: number) {
     if (typeof temperature !== 'number' || !Number.isFinite(temperature) || temperature <= 0) {

@@ -1,9 +1,9 @@
+import { ErrorCode, OwletError } from '@owlet/core';
+
 /**
  * A small seeded PRNG (xoshiro128**, seeded through splitmix32) so sampling is reproducible across
  * runs, backends and platforms: the same seed gives the same draws everywhere.
  */
-import { ErrorCode, OwletError } from '@owlet/core';
-
 export class SeededRandom {
   private s0: number;
   private s1: number;

@@ -1,16 +1,3 @@
-/**
- * AdamW with decoupled weight decay, the update of `torch.optim.AdamW` (single-tensor path,
- * torch 1.13 / 2.0), per parameter group:
- *
- *   p ← p · (1 − lr · wd)
- *   m ← β1 · m + (1 − β1) · g
- *   v ← β2 · v + (1 − β2) · g²
- *   p ← p − (lr / (1 − β1^t)) · m / (√v / √(1 − β2^t) + ε)
- *
- * with t the parameter's own step count (a parameter that got no gradient is skipped, as torch
- * skips `grad is None`). State is kept in the parameter's stored layout and saved in the
- * checkpoint layout.
- */
 import * as tf from '@tensorflow/tfjs-core';
 import { OwletError, type Parameter } from '@owlet/core';
 
@@ -67,6 +54,19 @@ export type AdamWImpl = 'auto' | 'ops' | 'host';
 
 export const HOST_UPDATE_BACKENDS: ReadonlySet<string> = new Set(['cpu']);
 
+/**
+ * AdamW with decoupled weight decay, the update of `torch.optim.AdamW` (single-tensor path,
+ * torch 1.13 / 2.0), per parameter group:
+ *
+ *   p ← p · (1 − lr · wd)
+ *   m ← β1 · m + (1 − β1) · g
+ *   v ← β2 · v + (1 − β2) · g²
+ *   p ← p − (lr / (1 − β1^t)) · m / (√v / √(1 − β2^t) + ε)
+ *
+ * with t the parameter's own step count (a parameter that got no gradient is skipped, as torch
+ * skips `grad is None`). State is kept in the parameter's stored layout and saved in the
+ * checkpoint layout.
+ */
 export class AdamW {
   readonly groups: readonly AdamWParamGroup[];
   readonly impl: AdamWImpl;

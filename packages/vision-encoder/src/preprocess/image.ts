@@ -2,7 +2,7 @@
  * Decoded images in Pillow's terms, and Pillow's mode conversions (Pillow 9.4
  * `libImaging/Convert.c`), reproduced exactly.
  */
-import { OwletError } from '@owlet/core';
+import { ErrorCode, OwletError } from '@owlet/core';
 
 import { BufferRows, MapRows, type RowSource } from './rows.js';
 
@@ -37,14 +37,12 @@ export interface DecodedImage {
 }
 
 /** Error codes of the preprocessing module (values of `OwletError.code`). */
+/** The codes this package throws; each is declared, with its meaning, once in `ErrorCode` (@owlet/errors). */
 export const PreprocessErrorCode = {
-  /** The bytes are not an image any decoder here understands, or decoding failed (truncated, corrupt). */
-  IMAGE_DECODE_FAILED: 'IMAGE_DECODE_FAILED',
-  /** The header announces more pixels (or a longer edge) than the configured cap; nothing was decoded. */
-  IMAGE_TOO_LARGE: 'IMAGE_TOO_LARGE',
-  /** The image format or mode cannot be processed (e.g. 16-bit integer modes). */
-  IMAGE_UNSUPPORTED: 'IMAGE_UNSUPPORTED',
-} as const;
+  IMAGE_DECODE_FAILED: ErrorCode.IMAGE_DECODE_FAILED,
+  IMAGE_TOO_LARGE: ErrorCode.IMAGE_TOO_LARGE,
+  IMAGE_UNSUPPORTED: ErrorCode.IMAGE_UNSUPPORTED,
+} as const satisfies Readonly<Record<string, ErrorCode>>;
 
 /** `MULDIV255(a, b)` of Pillow: `(a·b + 127) / 255` rounded as Pillow rounds it. */
 function muldiv255(a: number, b: number): number {

@@ -155,8 +155,16 @@ export interface PixelValues {
  *
  * @example
  * ```ts
- * const proc = MplugOwlImageProcessor.owl2();            // 448, pad with (122,116,104)
+ * import assert from 'node:assert/strict';
+ * import { readFileSync } from 'node:fs';
+ * import { MplugOwlImageProcessor } from '@owlet/vision-encoder';
+ *
+ * const bytes = readFileSync('apps/cli/assets/owl.png');   // PNG, JPEG, GIF, WebP, TIFF or BMP bytes
+ * const proc = MplugOwlImageProcessor.owl2();              // 448, pad with (122,116,104)
  * const pixelValues = await proc.pixelValuesTensor(bytes); // tf.Tensor4D [1, 3, 448, 448]; caller disposes
+ * const shape = pixelValues.shape;
+ * pixelValues.dispose();
+ * assert.deepEqual(shape, [1, 3, 448, 448]);
  * ```
  */
 export class MplugOwlImageProcessor {

@@ -6,7 +6,7 @@
  */
 import sharp from 'sharp';
 import { describe, expect, it } from 'vitest';
-import { type OwletError, isOwletError } from '@owlet/core';
+import { type ErrorCode, type OwletError, isOwletError } from '@owlet/core';
 
 import { decodeImageNode } from './decode-node.js';
 import { imageBytes } from './fixtures.test-helpers.js';
@@ -14,7 +14,7 @@ import { DEFAULT_MAX_PIXELS, readImageHeader } from './header.js';
 import { PreprocessErrorCode } from './image.js';
 import { MplugOwlImageProcessor } from './processor.js';
 
-async function expectCode(p: Promise<unknown>, code: string): Promise<{ error: OwletError; ms: number }> {
+async function expectCode(p: Promise<unknown>, code: ErrorCode): Promise<{ error: OwletError; ms: number }> {
   const t0 = performance.now();
   let err: unknown;
   try {

@@ -1,105 +1,29 @@
 /**
  * A restricted unpickler for the `data.pkl` that `torch.save(state_dict)` writes. It is an
  * interpreter for a small subset of the pickle machine, not a general one: it knows the opcodes of
- * protocol 2 that torch emits (plus the few protocol-4 framing/memo opcodes), and a closed list of
- * globals — `collections.OrderedDict`, `torch._utils._rebuild_tensor_v2`, `_rebuild_parameter`,
- * `_rebuild_parameter_with_state` and the typed storage classes (`torch.FloatStorage`, …) — which
- * it interprets itself. Nothing named by the file is ever imported, looked up or executed: any other
- * opcode or global is a PICKLE_FORBIDDEN error; a malformed stream is PICKLE_INVALID.
+ * protocol 2 that torch emits (plus the few protocol-4 framing/memo opcodes), and the closed table of
+ * globals in `rebuilders.ts` — `collections.OrderedDict`, `torch._utils._rebuild_tensor_v2`,
+ * `_rebuild_parameter`, `_rebuild_parameter_with_state` and the typed storage classes
+ * (`torch.FloatStorage`, …) — which it interprets itself. Nothing named by the file is ever imported,
+ * looked up or executed: any other opcode or global is a PICKLE_FORBIDDEN error; a malformed stream
+ * is PICKLE_INVALID. This file is the opcode loop; `state-dict.ts` turns the result into tensor views.
  */
-import { CheckpointError, CheckpointErrorCode } from './errors.js';
-import type { SafetensorsDType } from './dtypes.js';
-import { DTYPE_SIZE } from './dtypes.js';
-
-/** torch storage class name → safetensors dtype. */
-export const TORCH_STORAGE_DTYPES: Readonly<Record<string, SafetensorsDType>> = Object.freeze(
-  Object.assign(Object.create(null) as Record<string, SafetensorsDType>, {
-    DoubleStorage: 'F64',
-    FloatStorage: 'F32',
-    HalfStorage: 'F16',
-    BFloat16Storage: 'BF16',
-    LongStorage: 'I64',
-    IntStorage: 'I32',
-    ShortStorage: 'I16',
-    CharStorage: 'I8',
-    ByteStorage: 'U8',
-    BoolStorage: 'BOOL',
-  }),
-);
-
-/** A storage referenced by a persistent id: the zip member `<archive>/data/<key>`. */
-export interface TorchStorageRef {
-  key: string;
-  dtype: SafetensorsDType;
-  /** Number of elements of the storage. */
-  numel: number;
-  location: string;
-}
-
-/** One tensor of the state dict, as a strided view of a storage. */
-export interface TorchTensorRef {
-  key: string;
-  dtype: SafetensorsDType;
-  shape: number[];
-  stride: number[];
-  /** Offset in elements into the storage. */
-  storageOffset: number;
-  storage: TorchStorageRef;
-  requiresGrad: boolean;
-  isParameter: boolean;
-}
-
-class Mark {}
-const MARK = new Mark();
-class PTuple {
-  constructor(readonly items: readonly PValue[]) {}
-}
-class PList {
-  readonly items: PValue[] = [];
-}
-class PDict {
-  readonly map = new Map<string | number | boolean | null, PValue>();
-  attrs: PDict | null = null;
-  constructor(readonly ordered: boolean) {}
-}
-type GlobalKind =
-  | 'OrderedDict'
-  | 'rebuild_tensor_v2'
-  | 'rebuild_parameter'
-  | 'rebuild_parameter_with_state'
-  | 'storage_type';
-class PGlobal {
-  constructor(
-    readonly kind: GlobalKind,
-    readonly qualified: string,
-    readonly dtype?: SafetensorsDType,
-  ) {}
-}
-class PTensor {
-  isParameter = false;
-  constructor(
-    readonly storage: TorchStorageRef,
-    readonly offset: number,
-    readonly shape: number[],
-    readonly stride: number[],
-    public requiresGrad: boolean,
-  ) {}
-}
-type PValue = null | boolean | number | string | PTuple | PList | PDict | PGlobal | TorchStorageRef | PTensor;
-
-function resolveGlobal(module: string, name: string): PGlobal | undefined {
-  const q = `${module}.${name}`;
-  if (module === 'collections' && name === 'OrderedDict') return new PGlobal('OrderedDict', q);
-  if (module === 'torch._utils') {
-    if (name === '_rebuild_tensor_v2') return new PGlobal('rebuild_tensor_v2', q);
-    if (name === '_rebuild_parameter') return new PGlobal('rebuild_parameter', q);
-    if (name === '_rebuild_parameter_with_state') return new PGlobal('rebuild_parameter_with_state', q);
-  }
-  if (module === 'torch' && Object.hasOwn(TORCH_STORAGE_DTYPES, name)) {
-    return new PGlobal('storage_type', q, TORCH_STORAGE_DTYPES[name]);
-  }
-  return undefined;
-}
+import { CheckpointError, CheckpointErrorCode } from '../errors.js';
+import { int, resolveGlobal } from './rebuilders.js';
+import { stateDictTensors } from './state-dict.js';
+import {
+  MARK,
+  Mark,
+  PDict,
+  PGlobal,
+  PList,
+  PTuple,
+  describe,
+  type PValue,
+  type PickleFaults,
+  type TorchStorageRef,
+  type TorchTensorRef,
+} from './values.js';
 
 const OPNAMES: Record<number, string> = {
   0x28: 'MARK',
@@ -177,19 +101,6 @@ export const MAX_PICKLE_BYTES = 64 * 1024 * 1024;
 
 const utf8 = new TextDecoder('utf-8', { fatal: true });
 
-function describe(v: PValue | Mark | undefined): string {
-  if (v === undefined) return 'nothing';
-  if (v === null) return 'None';
-  if (v instanceof Mark) return 'MARK';
-  if (v instanceof PTuple) return `tuple of ${v.items.length}`;
-  if (v instanceof PList) return 'list';
-  if (v instanceof PDict) return v.ordered ? 'OrderedDict' : 'dict';
-  if (v instanceof PGlobal) return v.qualified;
-  if (v instanceof PTensor) return 'tensor';
-  if (typeof v === 'object') return 'storage';
-  return typeof v === 'string' ? `str ${JSON.stringify(v.slice(0, 40))}` : `${typeof v} ${String(v)}`;
-}
-
 /**
  * Interprets a torch.save `data.pkl` and returns the state dict's tensors in file order. `file`
  * names the source in errors.
@@ -207,6 +118,11 @@ export function unpickleStateDict(data: Uint8Array, file: string): TorchTensorRe
     new CheckpointError(CheckpointErrorCode.PICKLE_INVALID, `${file}: ${msg} (pickle offset ${at})`, {
       details: { file, offset: at },
     });
+  /** The errors bound to the opcode at `at`, for the rebuilders. */
+  const faultsAt = (at: number): PickleFaults => ({
+    forbidden: (msg) => forbidden(msg, at),
+    invalid: (msg) => invalid(msg, at),
+  });
 
   if (data.byteLength > MAX_PICKLE_BYTES)
     throw invalid(`pickle of ${data.byteLength} bytes exceeds ${MAX_PICKLE_BYTES}`, 0);
@@ -287,61 +203,12 @@ export function unpickleStateDict(data: Uint8Array, file: string): TorchTensorRe
     if (kv.length % 2 !== 0) throw invalid('SETITEMS with an odd number of items', at);
     for (let k = 0; k < kv.length; k += 2) d.map.set(dictKey(kv[k] ?? null, at), kv[k + 1] ?? null);
   };
-  const int = (v: PValue, what: string, at: number): number => {
-    if (typeof v !== 'number' || !Number.isSafeInteger(v))
-      throw forbidden(`${what} must be an integer, got ${describe(v)}`, at);
-    return v;
-  };
-  const intTuple = (v: PValue, what: string, at: number): number[] => {
-    if (!(v instanceof PTuple)) throw forbidden(`${what} must be a tuple, got ${describe(v)}`, at);
-    return v.items.map((x) => int(x, what, at));
-  };
-  const emptyHooks = (v: PValue, at: number) => {
-    if (v === null) return;
-    if (!(v instanceof PDict) || v.map.size !== 0)
-      throw forbidden(`backward hooks must be an empty OrderedDict, got ${describe(v)}`, at);
-  };
-
+  /** REDUCE: call an allowed global through its rebuilder. */
   const reduce = (fn: PValue, args: PValue, at: number): PValue => {
     if (!(fn instanceof PGlobal)) throw forbidden(`REDUCE on ${describe(fn)}`, at);
     if (!(args instanceof PTuple)) throw invalid(`REDUCE arguments must be a tuple, got ${describe(args)}`, at);
-    const a = args.items;
-    switch (fn.kind) {
-      case 'OrderedDict':
-        if (a.length !== 0) throw forbidden('OrderedDict called with arguments', at);
-        return new PDict(true);
-      case 'rebuild_tensor_v2': {
-        if (a.length !== 6 && a.length !== 7) throw forbidden(`_rebuild_tensor_v2 with ${a.length} arguments`, at);
-        const storage = a[0];
-        if (!storage || typeof storage !== 'object' || !('numel' in storage) || storage instanceof PTensor) {
-          throw forbidden(`_rebuild_tensor_v2 needs a storage, got ${describe(storage)}`, at);
-        }
-        const offset = int(a[1] ?? null, 'storage offset', at);
-        const shape = intTuple(a[2] ?? null, 'size', at);
-        const stride = intTuple(a[3] ?? null, 'stride', at);
-        if (typeof a[4] !== 'boolean') throw forbidden(`requires_grad must be a bool, got ${describe(a[4])}`, at);
-        emptyHooks(a[5] ?? null, at);
-        if (a.length === 7 && a[6] !== null && !(a[6] instanceof PDict))
-          throw forbidden(`tensor metadata ${describe(a[6])}`, at);
-        return new PTensor(storage as TorchStorageRef, offset, shape, stride, a[4]);
-      }
-      case 'rebuild_parameter':
-      case 'rebuild_parameter_with_state': {
-        const want = fn.kind === 'rebuild_parameter' ? 3 : 4;
-        if (a.length !== want) throw forbidden(`${fn.qualified} with ${a.length} arguments`, at);
-        const t = a[0];
-        if (!(t instanceof PTensor)) throw forbidden(`${fn.qualified} needs a tensor, got ${describe(t)}`, at);
-        if (typeof a[1] !== 'boolean') throw forbidden(`requires_grad must be a bool, got ${describe(a[1])}`, at);
-        emptyHooks(a[2] ?? null, at);
-        if (want === 4 && a[3] !== null && !(a[3] instanceof PDict))
-          throw forbidden(`parameter state ${describe(a[3])}`, at);
-        const p = new PTensor(t.storage, t.offset, t.shape, t.stride, a[1]);
-        p.isParameter = true;
-        return p;
-      }
-      case 'storage_type':
-        throw forbidden(`calling ${fn.qualified}`, at);
-    }
+    if (fn.rebuild === null) throw forbidden(`calling ${fn.qualified}`, at);
+    return fn.rebuild(args.items, fn, faultsAt(at));
   };
 
   const persistentLoad = (pid: PValue, at: number): TorchStorageRef => {
@@ -349,13 +216,13 @@ export function unpickleStateDict(data: Uint8Array, file: string): TorchTensorRe
       throw forbidden(`persistent id ${describe(pid)} is not a ('storage', type, key, location, numel) tuple`, at);
     }
     const [, type, key, location, numel] = pid.items;
-    if (!(type instanceof PGlobal) || type.kind !== 'storage_type' || !type.dtype) {
+    if (!(type instanceof PGlobal) || type.rebuild !== null || !type.dtype) {
       throw forbidden(`storage type ${describe(type ?? null)}`, at);
     }
     if (typeof key !== 'string' || !/^[0-9A-Za-z_]{1,64}$/.test(key))
       throw forbidden(`storage key ${describe(key ?? null)}`, at);
     if (typeof location !== 'string') throw forbidden(`storage location ${describe(location ?? null)}`, at);
-    const count = int(numel ?? null, 'storage numel', at);
+    const count = int(numel ?? null, 'storage numel', faultsAt(at));
     if (count < 0) throw invalid(`negative storage size ${count}`, at);
     const prev = storages.get(key);
     if (prev) {
@@ -573,48 +440,5 @@ export function unpickleStateDict(data: Uint8Array, file: string): TorchTensorRe
   if (stack.length !== 0) throw invalid(`${stack.length} values left on the stack after STOP`, i);
   if (!(result instanceof PDict)) throw forbidden(`the pickle holds a ${describe(result)}, not a state dict`, 0);
 
-  const out: TorchTensorRef[] = [];
-  for (const [k, v] of result.map) {
-    if (typeof k !== 'string') throw forbidden(`state dict key ${describe(k)} is not a string`, 0);
-    if (!(v instanceof PTensor)) throw forbidden(`state dict value of ${k} is a ${describe(v)}, not a tensor`, 0);
-    validateView(file, k, v);
-    out.push({
-      key: k,
-      dtype: v.storage.dtype,
-      shape: v.shape,
-      stride: v.stride,
-      storageOffset: v.offset,
-      storage: v.storage,
-      requiresGrad: v.requiresGrad,
-      isParameter: v.isParameter,
-    });
-  }
-  return out;
-}
-
-/** Checks that a strided view stays inside its storage and its sizes are sane. */
-function validateView(file: string, key: string, t: PTensor): void {
-  const bad = (msg: string) =>
-    new CheckpointError(CheckpointErrorCode.TORCH_INVALID_TENSOR, `${file}: ${key}: ${msg}`, {
-      details: { file, key },
-    });
-  if (t.shape.length !== t.stride.length) throw bad(`size has ${t.shape.length} dims, stride ${t.stride.length}`);
-  if (t.shape.length > 64) throw bad(`${t.shape.length} dimensions`);
-  if (t.offset < 0) throw bad(`negative storage offset ${t.offset}`);
-  let numel = 1n;
-  let reach = BigInt(t.offset);
-  for (const [d, s] of t.shape.entries()) {
-    const st = t.stride[d] ?? 0; // same length as shape (checked above)
-    if (s < 0) throw bad(`negative size ${s}`);
-    if (st < 0) throw bad(`negative stride ${st}`);
-    numel *= BigInt(s);
-    if (s > 0) reach += BigInt(s - 1) * BigInt(st);
-  }
-  if (numel * BigInt(DTYPE_SIZE[t.storage.dtype]) > BigInt(Number.MAX_SAFE_INTEGER))
-    throw bad(`${numel} elements is beyond 2^53 bytes`);
-  if (numel > 0n && reach >= BigInt(t.storage.numel)) {
-    throw bad(
-      `view (offset ${t.offset}, size [${t.shape.join(', ')}], stride [${t.stride.join(', ')}]) reaches element ${reach} of a ${t.storage.numel}-element storage`,
-    );
-  }
+  return stateDictTensors(result, file, forbidden);
 }
