@@ -1,5 +1,3 @@
-import './gradients.js';
-
 export { OwletError, ErrorCode, isOwletError, formatShape, type OwletErrorOptions } from './errors.js';
 export {
   initBackend,
@@ -78,6 +76,7 @@ export {
 export { scope, memoryStats } from './scope.js';
 export {
   withTraining,
+  assertGradientsRegistered,
   isTraining,
   nextTrainingSeed,
   withCompositeOps,

@@ -1,5 +1,3 @@
-import '../gradients.js';
-
 export { linear } from './linear.js';
 export { matMul, EXPLICIT_TRANSPOSE_BACKENDS } from './matmul.js';
 export { layerNorm, rmsNorm } from './norm.js';
