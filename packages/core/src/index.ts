@@ -1,3 +1,5 @@
+import './gradients.js';
+
 export { OwletError, ErrorCode, isOwletError, formatShape, type OwletErrorOptions } from './errors.js';
 export {
   initBackend,
@@ -76,7 +78,6 @@ export {
 export { scope, memoryStats } from './scope.js';
 export {
   withTraining,
-  assertGradientsRegistered,
   isTraining,
   nextTrainingSeed,
   withCompositeOps,

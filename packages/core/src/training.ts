@@ -58,28 +58,12 @@ export function withTraining<T>(seed: number, fn: () => T): T {
   if (state !== null) {
     throw new OwletError(ErrorCode.INVALID_ARGUMENT, 'withTraining: already in a training step (nested call)');
   }
-  assertGradientsRegistered('withTraining');
   state = { seed, calls: 0 };
   try {
     return fn();
   } finally {
     state = null;
   }
-}
-
-/**
- * Throws GRADIENTS_NOT_REGISTERED unless tfjs's gradient functions are registered. @owlet/core does
- * not register them (that needs the whole `@tensorflow/tfjs` bundle, since tfjs-core's own builds ship
- * without gradients); `@owlet/trainer` does when imported. Without them a tape fails deep inside tfjs
- * with "gradient function not found for …"; this says what to import instead.
- */
-export function assertGradientsRegistered(where: string): void {
-  // BatchMatMul (every Linear) and Sum (every loss) have gradients in tfjs; none without registration.
-  if (tf.getGradient(tf.BatchMatMul) != null && tf.getGradient(tf.Sum) != null) return;
-  throw new OwletError(
-    ErrorCode.GRADIENTS_NOT_REGISTERED,
-    `${where}: tfjs's gradient functions are not registered; import '@owlet/trainer' (or '@tensorflow/tfjs') before training`,
-  );
 }
 
 /** Whether the current code runs inside `withTraining` (dropout active). */

@@ -31,8 +31,6 @@ export const ErrorCode = {
   NOT_READY: 'NOT_READY',
   /** An operation was stopped through its AbortSignal (chat, loading, conversion, a training run). */
   ABORTED: 'ABORTED',
-  /** Gradients were asked for but tfjs's gradient functions are not registered: import @owlet/trainer (or @tensorflow/tfjs). */
-  GRADIENTS_NOT_REGISTERED: 'GRADIENTS_NOT_REGISTERED',
   /** A Parameter was read before a checkpoint was loaded into it or it was initialized. */
   PARAMETER_NOT_LOADED: 'PARAMETER_NOT_LOADED',
   /** A packed (q8/q4/f16) Parameter was read as a tfjs tensor: only linear() or canonical() can use it. */

@@ -1,4 +1,3 @@
-import './gradients.js'; // tfjs's gradient functions: training needs them, @owlet/core does not register them
 import * as tf from '@tensorflow/tfjs-core';
 import {
   type CausalLmLoss,

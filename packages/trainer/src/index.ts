@@ -6,8 +6,6 @@
  * mPLUG-Owl specific: the recipes (data) and the data pipeline (`./owl/*`: LLaVA JSON, v1 jsonl,
  * templates and label masks through @owlet/tokenizer, images through @owlet/vision-encoder).
  */
-import './gradients.js';
-
 export { TrainerErrorCode } from './errors.js';
 export {
   resolveTrainingArguments,

@@ -1,4 +1,3 @@
-import '@tensorflow/tfjs'; // tfjs's gradient functions, as @owlet/trainer registers them (core does not)
 import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';

@@ -1,3 +1,5 @@
+import '../gradients.js';
+
 export { linear } from './linear.js';
 export { matMul, EXPLICIT_TRANSPOSE_BACKENDS } from './matmul.js';
 export { layerNorm, rmsNorm } from './norm.js';

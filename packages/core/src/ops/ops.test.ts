@@ -1,4 +1,3 @@
-import '@tensorflow/tfjs'; // tfjs's gradient functions, as @owlet/trainer registers them (core does not)
 import * as tf from '@tensorflow/tfjs-core';
 import { describeBackends, expectAllClose, expectNoLeaks, randn, toF32 } from '@owlet/test-utils';
 import { expect } from 'vitest';
